@@ -1,0 +1,1 @@
+"""Everything that runs inside a trial: specs, data, models, pruning, training, the lineage."""
