@@ -1,0 +1,29 @@
+"""What every registered model declares to the pruning code."""
+from __future__ import annotations
+
+from torch import nn
+
+
+class PrunableModel(nn.Module):
+    #: weight names never pruned unless the config says otherwise (e.g. a tiny stem conv)
+    default_excluded: tuple[str, ...] = ()
+
+    def prunable_weights(self) -> list[str]:
+        """Weights of conv and linear layers, in definition order; biases and norms never count."""
+        return [
+            f"{name}.weight"
+            for name, module in self.named_modules()
+            if isinstance(module, (nn.Conv2d, nn.Linear))
+        ]
+
+    def pruned_weights(self, exclude: tuple[str, ...] | None = None) -> list[str]:
+        """The weights a lineage prunes: the prunable ones less the exclusions."""
+        exclude = self.default_excluded if exclude is None else exclude
+        names = self.prunable_weights()
+        unknown = sorted(set(exclude) - set(names))
+        if unknown:
+            raise ValueError(
+                f"pruning.exclude names weights this model does not have: {unknown}; "
+                f"prunable weights: {names}"
+            )
+        return [name for name in names if name not in exclude]

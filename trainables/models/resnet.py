@@ -1,0 +1,54 @@
+"""CIFAR-style ResNet-20 (He et al. 2016): 3 stages of 3 basic blocks, widths w, 2w, 4w.
+
+Shortcuts that change shape are 1x1 convs with batch norm (option B), which are prunable weights
+too. The 3x3 stem conv (432 weights at width 16) is left dense by default, as is customary.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.models.base import PrunableModel
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet20(PrunableModel):
+    default_excluded = ("conv.weight",)
+
+    def __init__(self, *, in_channels: int, image_size: int, num_classes: int, width: int = 16):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        blocks, channels = [], width
+        for stage, out in enumerate((width, 2 * width, 4 * width)):
+            for index in range(3):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(BasicBlock(channels, out, stride))
+                channels = out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, num_classes)
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.blocks[-1]
+
+    def forward(self, x):
+        out = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
