@@ -1,0 +1,53 @@
+"""The Ray Tune function trainable: one trial = one lineage.
+
+Each round reports its metrics and a checkpoint (weights, masks, RNG state) so that a restarted
+trial continues after its last finished round instead of starting over.
+"""
+from __future__ import annotations
+
+import tempfile
+
+import ray
+import torch
+from ray import tune
+
+from trainables.checkpoint import load_state, save_state
+from trainables.lineage import RoundResult, run_lineage
+from trainables.specs import LineageSpec
+from trainables.tracking import RunLogger
+
+
+def lineage_trial(config: dict, trunks: dict) -> None:
+    """`config["trial"]` holds the lineage spec, its MLflow run id and the tracking URI;
+    `trunks` maps trunk ids to object refs of their `TrunkResult`s."""
+    config = config["trial"]
+    spec = LineageSpec.model_validate(config["lineage"])
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    trunk = ray.get(trunks[spec.trunk.id])
+    logger = RunLogger(config["tracking_uri"], config["run_id"])
+
+    resume_from = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as directory:
+            resume_from, _ = load_state(directory)
+
+    def report(result: RoundResult) -> None:
+        logger.log_round(result.state.round, result.metrics, result.state.masks)
+        with tempfile.TemporaryDirectory() as directory:
+            save_state(directory, result.state)
+            tune.report(
+                {"round": result.state.round, **result.metrics},
+                checkpoint=tune.Checkpoint.from_directory(directory),
+            )
+
+    try:
+        results = run_lineage(spec, trunk, resume_from=resume_from, on_round=report)
+        if results:
+            final = results[-1].state
+            logger.log_tensors("ticket/weights.safetensors", final.weights)
+            logger.log_tensors("ticket/masks.safetensors", final.masks)
+    except Exception as error:
+        logger.finish("FAILED", error=f"{type(error).__name__}: {error}")
+        raise
+    logger.finish()
