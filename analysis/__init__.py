@@ -1,0 +1,1 @@
+"""Measuring rounds against their dense trunk, and showing the results."""

@@ -1,0 +1,75 @@
+"""`lth`: sweep, ui. Hyperparameters live in the pydantic config, so the CLI stays thin."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.config import ConfigError, load_config
+
+EXIT_BAD_INPUT = 2
+
+
+def _sweep(args) -> int:
+    try:
+        config = load_config(args.config, args.set or [])
+        from orchestrator.plan import make_plan
+
+        plan = make_plan(config)
+    except ConfigError as error:
+        where = args.config or "the quickstart config"
+        print(f"lth: invalid config {where}:\n  " + str(error).replace("\n", "\n  "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.dry_run:
+        print(plan.describe())
+        return 0
+    from orchestrator.sweep import run_sweep
+
+    rows = run_sweep(plan, address=args.address, fmt=args.format)
+    return 0 if all(row["status"] == "FINISHED" for row in rows) else 1
+
+
+def _ui(args) -> int:
+    from orchestrator.config import Tracking
+
+    uri = Tracking().resolved_uri(Path.cwd()) if args.backend_store_uri is None else args.backend_store_uri
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"lth: MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
+    return subprocess.call(command, env=os.environ.copy())
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="lth", description="Lottery Ticket sweeps on Ray Tune, tracked in MLflow")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser("sweep", help="run (or resume) a sweep")
+    sweep.add_argument("config", nargs="?", help="sweep YAML (default: the built-in quickstart)")
+    sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=2")
+    sweep.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
+    sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan, then exit")
+    sweep.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted sweep (the default anyway: finished trunks and lineages are never redone)",
+    )
+    sweep.add_argument("--format", choices=["table", "json", "csv"], default="table", help="summary format")
+    sweep.set_defaults(run=_sweep)
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the sweep's tracking store")
+    ui.add_argument("--backend-store-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(run=_ui)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The sweep file: a pydantic schema whose sections (data, model, train, pruning) become a grid.
+
+In a section, a list where the schema expects one value is an axis of the grid; `pruning` may also
+be a list of whole sections (one per method set-up). `seeds` is an axis too. Every grid point is
+validated as the `LineageSpec` it becomes, so an error names the field it is about.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import typing
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables.specs import DataSpec, LineageSpec, ModelSpec, PruneSpec, TrainSpec, TrunkSpec
+
+GRID_SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataSpec,
+    "model": ModelSpec,
+    "train": TrainSpec,
+    "pruning": PruneSpec,
+}
+
+
+class ConfigError(Exception):
+    """A config the user must fix; its message names the file and the field."""
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(2, ge=0, description="restarts of a failed trial from its last checkpoint")
+
+
+class Tracking(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    experiment: str = "lth-sweep"
+
+    def resolved_uri(self, base: Path) -> str:
+        """An absolute URI: trials do not run where `lth` was started."""
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            uri = "sqlite:///" + str((base / uri[len("sqlite:///") :]).resolve())
+        return uri
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9_.-]+$")
+    seeds: list[int] = Field([0], min_length=1)
+    data: dict | list = Field(default_factory=dict)
+    model: dict | list = Field(default_factory=dict)
+    train: dict | list = Field(default_factory=dict)
+    pruning: dict | list = Field(default_factory=dict)
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+    storage: str = Field("lth-runs", description="Ray Tune checkpoints and trial logs")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _one_seed_is_a_list(cls, value):
+        return [value] if isinstance(value, int) else value
+
+    def storage_path(self, base: Path) -> str:
+        return str((base / self.storage).expanduser().resolve())
+
+
+def _is_list_field(annotation) -> bool:
+    origins = {typing.get_origin(a) for a in [annotation, *typing.get_args(annotation)]}
+    return bool(origins & {list, tuple}) or annotation in (list, tuple)
+
+
+def expand_section(raw, spec_cls: type[BaseModel], section: str) -> list[dict]:
+    """All grid points of one section, as raw dicts (validated later, as part of a lineage)."""
+    entries = raw if isinstance(raw, list) else [raw]
+    points = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            where = f"{section}[{index}]" if isinstance(raw, list) else section
+            raise ConfigError(f"{where}: expected a mapping of fields, got {entry!r}")
+        axes = []
+        for key, value in entry.items():
+            field = spec_cls.model_fields.get(key)
+            swept = isinstance(value, list) and field is not None and not _is_list_field(field.annotation)
+            if swept and not value:
+                raise ConfigError(f"{section}.{key}: an empty list sweeps over nothing")
+            axes.append([(key, v) for v in value] if swept else [(key, value)])
+        points += [dict(combo) for combo in itertools.product(*axes)]
+    return points
+
+
+def _format_errors(error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after[_rewind_inside_training(), LineageSpec]",))
+        msg = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
+    return lines
+
+
+def expand_lineages(config: SweepConfig) -> list[LineageSpec]:
+    sections = {name: expand_section(getattr(config, name), cls, name) for name, cls in GRID_SECTIONS.items()}
+    lineages, errors = {}, []
+    for seed, data, model, train, pruning in itertools.product(config.seeds, *sections.values()):
+        raw = {"trunk": {"data": data, "model": model, "train": train, "seed": seed}, "pruning": pruning}
+        try:
+            spec = LineageSpec.model_validate(raw)
+        except ValidationError as error:
+            errors += [line.replace("trunk.", "", 1) for line in _format_errors(error)]
+            continue
+        lineages.setdefault(spec.id, spec)
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
+    return list(lineages.values())
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """`key.sub=value`, value parsed as YAML. Inside a list section it sets every entry."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=2")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({error})") from None
+    targets, parts = [raw], key.split(".")
+    for part in parts[:-1]:
+        next_targets = []
+        for target in targets:
+            child = target.setdefault(part, {})
+            next_targets += child if isinstance(child, list) else [child]
+        if not all(isinstance(t, dict) for t in next_targets):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+        targets = next_targets
+    for target in targets:
+        target[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> SweepConfig:
+    if path is None:
+        path = Path(__file__).with_name("quickstart.yaml")
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read ({error})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_format_errors(error))) from None
+
+
+def unique_trunks(lineages: list[LineageSpec]) -> dict[str, tuple[TrunkSpec, tuple[int, ...]]]:
+    """Trunk id -> (trunk spec, the rewind iterations its lineages need), in first-seen order."""
+    trunks: dict[str, tuple[TrunkSpec, set[int]]] = {}
+    for lineage in lineages:
+        spec, rewinds = trunks.setdefault(lineage.trunk.id, (lineage.trunk, set()))
+        rewinds.add(lineage.pruning.rewind_iteration)
+    return {tid: (spec, tuple(sorted(r))) for tid, (spec, r) in trunks.items()}

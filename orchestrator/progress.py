@@ -1,0 +1,48 @@
+"""What the user sees while a sweep runs: one line per finished round, with the elapsed time."""
+from __future__ import annotations
+
+import sys
+import time
+
+from ray import tune
+
+
+class Console:
+    def __init__(self, stream=None):
+        self.started = time.monotonic()
+        self.stream = stream or sys.stderr
+
+    def elapsed(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+    def say(self, message: str) -> None:
+        print(f"[{self.elapsed()}] {message}", file=self.stream, flush=True)
+
+
+class RoundPrinter(tune.Callback):
+    def __init__(self, console: Console, names: dict[str, str], total_rounds: int, done_rounds: int = 0):
+        self.console = console
+        self.names = names  # lineage id -> display name
+        self.total_rounds = total_rounds
+        self.done_rounds = done_rounds
+
+    def _name(self, trial) -> str:
+        return self.names.get(trial.config["trial"]["lineage_id"], trial.trial_id)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.console.say(f"{self._name(trial)}: started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.done_rounds += 1
+        rounds = trial.config["trial"]["lineage"]["pruning"]["rounds"]
+        self.console.say(
+            f"{self._name(trial)}: round {result['round']}/{rounds}  sparsity {result['sparsity']:.1%}  "
+            f"test/acc {result['test/acc']:.4f}  [{self.done_rounds}/{self.total_rounds} rounds]"
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.console.say(f"{self._name(trial)}: finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.console.say(f"{self._name(trial)}: FAILED (see its MLflow run's lth.error tag)")

@@ -1,0 +1,106 @@
+"""One sweep, start to finish: plan -> Ray -> MLflow runs -> trunks -> Tuner -> summary."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from analysis.plots import accuracy_vs_sparsity
+from orchestrator.plan import SweepPlan, display_name
+from orchestrator.progress import Console, RoundPrinter
+from orchestrator.ray_session import connect
+from orchestrator.summary import collect_rows, render
+from orchestrator.tracking import SweepTracker, flatten
+from orchestrator.trunks import provide_trunks
+from trainables.trial import lineage_trial
+
+
+def _tuner(plan: SweepPlan, pending: list[dict], trunk_refs: dict, console: Console, done_rounds: int) -> tune.Tuner:
+    config, resources = plan.config, plan.config.resources
+    trainable = tune.with_resources(
+        tune.with_parameters(lineage_trial, trunks=trunk_refs),
+        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+    )
+    names = {spec.id: display_name(spec) for spec in plan.lineages}
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(pending)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=resources.max_concurrent_trials,
+            trial_name_creator=lambda trial: names[trial.config["trial"]["lineage_id"]].replace(" ", "_"),
+            trial_dirname_creator=lambda trial: trial.config["trial"]["lineage_id"],
+        ),
+        run_config=tune.RunConfig(
+            name=f"{config.name}-{plan.sweep_id}",
+            storage_path=config.storage_path(Path.cwd()),
+            verbose=0,
+            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds)],
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None) -> list[dict]:
+    config = plan.config
+    console = console or Console()
+    uri = config.tracking.resolved_uri(Path.cwd())
+    tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
+    tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
+    tracker.reopen(tracker.parent_id)
+    console.say(f"sweep {config.name} ({plan.sweep_id}): {len(plan.trunks)} trunk(s), {len(plan.lineages)} lineage(s)")
+    console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
+
+    lineage_runs, pending, done_rounds = {}, [], 0
+    for spec in plan.lineages:
+        run = tracker.child("lineage", spec, display_name(spec), tags={"lth.method": spec.pruning.method})
+        lineage_runs[spec.id] = run.info.run_id
+        if run.info.status == "FINISHED":
+            done_rounds += spec.pruning.rounds
+            console.say(f"{display_name(spec)}: already finished in run {run.info.run_id}, not trained again")
+            continue
+        tracker.reopen(run.info.run_id)
+        pending.append(
+            {
+                "lineage_id": spec.id,
+                "lineage": spec.model_dump(mode="json"),
+                "run_id": run.info.run_id,
+                "tracking_uri": uri,
+                "threads": max(1, int(config.resources.cpus_per_trial)),
+            }
+        )
+
+    pending_ids = {entry["lineage_id"] for entry in pending}
+    started_ray = connect(address)
+    try:
+        needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
+        trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
+        trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+        trunk_runs = {tid: run_id for tid, (_, run_id) in trunks.items()}
+        for tid, (spec, _) in plan.trunks.items():
+            trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
+        if pending:
+            grid = _tuner(plan, pending, {tid: ref for tid, (ref, _) in trunks.items()}, console, done_rounds).fit()
+            failed = [r for r in grid if r.error]
+            if failed:
+                console.say(f"{len(failed)} lineage(s) failed; their MLflow runs carry the error")
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+    rows = collect_rows(plan, tracker.client, lineage_runs, trunk_runs)
+    plot = accuracy_vs_sparsity(
+        rows, Path(config.storage_path(Path.cwd())) / f"{config.name}-{plan.sweep_id}" / "accuracy_vs_sparsity.png",
+        title=f"{config.name}: test accuracy vs sparsity",
+    )
+    tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
+    status = "FINISHED" if all(row["status"] == "FINISHED" for row in rows) else "FAILED"
+    tracker.client.set_terminated(tracker.parent_id, status)
+    print(render(rows, fmt), flush=True)
+    if fmt == "table":
+        console.say(f"sweep {status.lower()}; plot: {plot}")
+        console.say(f"MLflow UI: run `lth ui` (store {uri}), then open {tracker.run_url(tracker.parent_id)}")
+    return rows
+

@@ -1,0 +1,78 @@
+"""The sweep's MLflow runs, all created on the driver: one parent per sweep, one child per trunk
+and per lineage, each found again by its stable id so reruns never duplicate a run."""
+from __future__ import annotations
+
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from trainables.specs import Spec
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = "null" if value is None else str(value)
+    return flat
+
+
+class SweepTracker:
+    def __init__(self, uri: str, experiment: str, sweep_name: str, sweep_id: str):
+        self.client = MlflowClient(uri)
+        self.uri = uri
+        self.sweep_name = sweep_name
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise ValueError(
+                f"MLflow experiment {experiment!r} is deleted; restore it or set tracking.experiment to another name"
+            )
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.parent = self._get_or_create("sweep", sweep_id, sweep_name, parent_id=None)
+
+    def _find(self, kind: str, lth_id: str, parent_id: str | None):
+        query = f"tags.`lth.kind` = '{kind}' and tags.`lth.id` = '{lth_id}' and tags.`lth.sweep` = '{self.sweep_name}'"
+        if parent_id:
+            query += f" and tags.`mlflow.parentRunId` = '{parent_id}'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
+
+    def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
+        run = self._find(kind, lth_id, parent_id)
+        if run is not None:
+            return run
+        all_tags = {"lth.kind": kind, "lth.id": lth_id, "lth.sweep": self.sweep_name, **(tags or {})}
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        items = [Param(k, v[:6000]) for k, v in (params or {}).items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run.info.run_id, params=items[start : start + 100])
+        return run
+
+    @property
+    def parent_id(self) -> str:
+        return self.parent.info.run_id
+
+    def log_sweep_params(self, params: dict[str, str]) -> None:
+        have = set(self.client.get_run(self.parent_id).data.params)
+        items = [Param(k, v[:6000]) for k, v in params.items() if k not in have]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.parent_id, params=items[start : start + 100])
+
+    def child(self, kind: str, spec: Spec, run_name: str, tags: dict | None = None):
+        return self._get_or_create(
+            kind, spec.id, run_name, self.parent_id, tags=tags, params=flatten(spec.model_dump(mode="json"))
+        )
+
+    def reopen(self, run_id: str) -> None:
+        """A run picked up again after an interrupted attempt is RUNNING once more."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def run_url(self, run_id: str, server: str = "http://127.0.0.1:5000") -> str:
+        return f"{server}/#/experiments/{self.experiment_id}/runs/{run_id}"
