@@ -10,14 +10,14 @@ from ray import tune
 class Console:
     def __init__(self, stream=None):
         self.started = time.monotonic()
-        self.stream = stream or sys.stderr
+        self.stream = stream  # None = whatever sys.stderr is when printing (Tune pickles callbacks)
 
     def elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)
         return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
     def say(self, message: str) -> None:
-        print(f"[{self.elapsed()}] {message}", file=self.stream, flush=True)
+        print(f"[{self.elapsed()}] {message}", file=self.stream or sys.stderr, flush=True)
 
 
 class RoundPrinter(tune.Callback):
@@ -43,6 +43,9 @@ class RoundPrinter(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.console.say(f"{self._name(trial)}: finished")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.console.say(f"{self._name(trial)}: attempt failed, restarting from its last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.console.say(f"{self._name(trial)}: FAILED (see its MLflow run's lth.error tag)")

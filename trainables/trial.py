@@ -5,6 +5,8 @@ trial continues after its last finished round instead of starting over.
 """
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 
 import ray
@@ -25,6 +27,8 @@ def lineage_trial(config: dict, trunks: dict) -> None:
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     trunk = ray.get(trunks[spec.trunk.id])
     logger = RunLogger(config["tracking_uri"], config["run_id"])
+    # Where this attempt runs: on a cluster, the first thing one asks about a failed lineage.
+    logger.client.set_tag(config["run_id"], "lth.worker", f"{socket.gethostname()}:{os.getpid()}")
 
     resume_from = None
     checkpoint = tune.get_checkpoint()
@@ -45,7 +49,7 @@ def lineage_trial(config: dict, trunks: dict) -> None:
         results = run_lineage(spec, trunk, resume_from=resume_from, on_round=report)
         if results:
             final = results[-1].state
-            logger.log_tensors("ticket/weights.safetensors", final.weights)
+            logger.log_tensors("ticket/weights.safetensors", results[-1].evaluated)
             logger.log_tensors("ticket/masks.safetensors", final.masks)
     except Exception as error:
         logger.finish("FAILED", error=f"{type(error).__name__}: {error}")

@@ -1,0 +1,33 @@
+"""Shared fixtures: one real Ray for the whole session, tiny real specs."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from trainables.specs import DataSpec, LineageSpec, ModelSpec, PruneSpec, TrainSpec, TrunkSpec
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def tiny_trunk(seed: int = 0, **train) -> TrunkSpec:
+    """A trunk that trains in well under a second: 16 px shapes, a narrow Conv-2, one epoch."""
+    return TrunkSpec(
+        data=DataSpec(image_size=16, train_size=256, test_size=128, ood_size=0),
+        model=ModelSpec(name="conv2", width=4),
+        train=TrainSpec(**{"epochs": 1, "batch_size": 32, "lr": 0.01, **train}),
+        seed=seed,
+    )
+
+
+def tiny_lineage(seed: int = 0, train: dict | None = None, **pruning) -> LineageSpec:
+    return LineageSpec(trunk=tiny_trunk(seed, **(train or {})), pruning=PruneSpec(**{"rate": 0.5, "rounds": 2, **pruning}))

@@ -1,0 +1,90 @@
+"""Lineages on real (tiny) training: rewinding, determinism, the reinit control, resume."""
+import pytest
+import torch
+
+from tests.conftest import tiny_lineage, tiny_trunk
+from trainables.checkpoint import load_state, save_state
+from trainables.lineage import fresh_initialisation, run_lineage
+from trainables.masks import MaskKeeper, apply_masks
+from trainables.training import train
+from trainables.trunk import as_tensors, build_for, cached_dataset, train_trunk
+
+REWIND = 3
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    return train_trunk(tiny_trunk(), rewind_iterations=(REWIND,))
+
+
+def equal_states(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_trunk_is_reproducible_and_snapshots_are_the_weights_at_iteration_k(trunk):
+    spec = tiny_trunk()
+    dataset = cached_dataset(spec.data)
+    torch.manual_seed(spec.seed)
+    model = build_for(spec, dataset)
+    assert equal_states(as_tensors(trunk.init), model.state_dict())
+    train(model, dataset.train, spec.train, seed=spec.seed, stop_iteration=REWIND)
+    assert equal_states(as_tensors(trunk.snapshots[REWIND]), model.state_dict())
+    again = train_trunk(spec, rewind_iterations=(REWIND,))
+    assert equal_states(as_tensors(again.final), as_tensors(trunk.final))
+
+
+@pytest.mark.parametrize("rewind", ["init", REWIND])
+def test_each_round_rewinds_bit_for_bit_then_retrains_under_the_mask(trunk, rewind):
+    spec = tiny_lineage(rounds=1, rewind=rewind)
+    (result,) = run_lineage(spec, trunk)
+    dataset = cached_dataset(spec.trunk.data)
+    model = build_for(spec.trunk, dataset)
+    start = as_tensors(trunk.rewind_state(spec.pruning.rewind_iteration))
+    model.load_state_dict(start)
+    apply_masks(model, result.state.masks)
+    for name, mask in result.state.masks.items():
+        assert torch.equal(model.state_dict()[name], start[name] * mask)
+    train(model, dataset.train, spec.trunk.train, seed=spec.trunk.seed,
+          start_iteration=spec.pruning.rewind_iteration, callbacks=(MaskKeeper(model, result.state.masks),))
+    assert equal_states(model.state_dict(), result.state.weights)
+
+
+def test_same_spec_gives_identical_masks_and_metrics(trunk):
+    spec = tiny_lineage(rounds=3)
+    first, second = run_lineage(spec, trunk), run_lineage(spec, trunk)
+    for a, b in zip(first, second):
+        assert equal_states(a.state.masks, b.state.masks)
+        drop = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}
+        assert drop(a.metrics) == drop(b.metrics)
+
+
+def test_sparsity_compounds_per_round_and_is_reported_per_layer(trunk):
+    results = run_lineage(tiny_lineage(rounds=3, rate=0.5), trunk)
+    for round_index, result in enumerate(results, start=1):
+        metrics = result.metrics
+        assert metrics["sparsity/nominal"] == pytest.approx(1 - 0.5**round_index)
+        assert metrics["sparsity"] == pytest.approx(1 - 0.5**round_index, abs=1e-3)
+        layers = [k for k in metrics if k.startswith("sparsity/layer/")]
+        assert {k.removeprefix("sparsity/layer/") for k in layers} == set(result.state.masks)
+
+
+def test_reinit_control_trains_a_fresh_init_under_the_tickets_mask(trunk):
+    ticket = run_lineage(tiny_lineage(rounds=2), trunk)
+    control = run_lineage(tiny_lineage(rounds=2, reinit=True), trunk)
+    for t, c in zip(ticket, control):
+        assert equal_states(t.state.masks, c.state.masks)  # same masks, by construction
+        assert not equal_states(t.evaluated, c.evaluated)
+    fresh = fresh_initialisation(tiny_lineage())
+    assert not any(torch.equal(fresh[k], as_tensors(trunk.init)[k]) for k in ticket[0].state.masks)
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(trunk, tmp_path):
+    spec = tiny_lineage(rounds=3)
+    straight = run_lineage(spec, trunk)
+    save_state(tmp_path, straight[0].state)
+    state, _ = load_state(tmp_path)
+    assert state.round == 1 and equal_states(state.masks, straight[0].state.masks)
+    resumed = run_lineage(spec, trunk, resume_from=state)
+    assert [r.state.round for r in resumed] == [2, 3]
+    for a, b in zip(resumed, straight[1:]):
+        assert equal_states(a.state.masks, b.state.masks) and equal_states(a.state.weights, b.state.weights)
