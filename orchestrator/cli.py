@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ def _sweep(args) -> int:
         return 0
     from orchestrator.sweep import run_sweep
 
+    # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     rows = run_sweep(plan, address=args.address, fmt=args.format)
     return 0 if all(row["status"] == "FINISHED" for row in rows) else 1
 

@@ -59,7 +59,9 @@ class SweepConfig(BaseModel):
     pruning: dict | list = Field(default_factory=dict)
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
-    storage: str = Field("lth-runs", description="Ray Tune checkpoints and trial logs")
+    storage: str = Field(
+        "lth-runs", description="Ray Tune checkpoints and trial logs: a local folder, or a URI (s3://...) on a cluster"
+    )
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -67,7 +69,9 @@ class SweepConfig(BaseModel):
         return [value] if isinstance(value, int) else value
 
     def storage_path(self, base: Path) -> str:
-        return str((base / self.storage).expanduser().resolve())
+        if "://" in self.storage:
+            return self.storage
+        return str((base / Path(self.storage).expanduser()).resolve())
 
 
 def _is_list_field(annotation) -> bool:

@@ -1,6 +1,7 @@
 """One sweep, start to finish: plan -> Ray -> MLflow runs -> trunks -> Tuner -> summary."""
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from orchestrator.trunks import provide_trunks
 from trainables.trial import lineage_trial
 
 
+def expected_cost(spec) -> float:
+    """Relative training cost of a lineage: retrained iterations (twice over for the reinit control)."""
+    retrained = spec.trunk.total_iterations() - spec.pruning.rewind_iteration
+    return spec.pruning.rounds * retrained * (2 if spec.pruning.reinit else 1)
+
+
 def _tuner(plan: SweepPlan, pending: list[dict], trunk_refs: dict, console: Console, done_rounds: int) -> tune.Tuner:
     config, resources = plan.config, plan.config.resources
     trainable = tune.with_resources(
@@ -29,6 +36,8 @@ def _tuner(plan: SweepPlan, pending: list[dict], trunk_refs: dict, console: Cons
         param_space={"trial": tune.grid_search(pending)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=resources.max_concurrent_trials,
+            # A worker that ran one lineage has torch imported and the dataset generated: keep it.
+            reuse_actors=True,
             trial_name_creator=lambda trial: names[trial.config["trial"]["lineage_id"]].replace(" ", "_"),
             trial_dirname_creator=lambda trial: trial.config["trial"]["lineage_id"],
         ),
@@ -72,6 +81,9 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             }
         )
 
+    # Longest first, so that no long lineage is left running alone at the end of the sweep.
+    by_id = {spec.id: spec for spec in plan.lineages}
+    pending.sort(key=lambda entry: -expected_cost(by_id[entry["lineage_id"]]))
     pending_ids = {entry["lineage_id"] for entry in pending}
     started_ray = connect(address)
     try:
@@ -91,10 +103,9 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             ray.shutdown()
 
     rows = collect_rows(plan, tracker.client, lineage_runs, trunk_runs)
-    plot = accuracy_vs_sparsity(
-        rows, Path(config.storage_path(Path.cwd())) / f"{config.name}-{plan.sweep_id}" / "accuracy_vs_sparsity.png",
-        title=f"{config.name}: test accuracy vs sparsity",
-    )
+    storage = config.storage_path(Path.cwd())
+    plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / f"{config.name}-{plan.sweep_id}"
+    plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
     status = "FINISHED" if all(row["status"] == "FINISHED" for row in rows) else "FAILED"
     tracker.client.set_terminated(tracker.parent_id, status)
