@@ -88,3 +88,10 @@ def test_resuming_from_a_checkpoint_continues_exactly(trunk, tmp_path):
     assert [r.state.round for r in resumed] == [2, 3]
     for a, b in zip(resumed, straight[1:]):
         assert equal_states(a.state.masks, b.state.masks) and equal_states(a.state.weights, b.state.weights)
+
+
+def test_a_diverging_recipe_stops_with_a_clear_error():
+    from trainables.training import DivergedError
+
+    with pytest.raises(DivergedError, match="diverged at iteration"):
+        train_trunk(tiny_trunk(optimizer="sgd", lr=1e8))
