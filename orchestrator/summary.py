@@ -23,6 +23,7 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
         rows.append(
             {
                 "lineage": spec.id,
+                "trunk": spec.trunk.id,
                 "name": display_name(spec),
                 "method": spec.pruning.label,
                 "seed": spec.trunk.seed,
@@ -62,3 +63,26 @@ def render(rows: list[dict], fmt: str = "table") -> str:
             + ("" if row["status"] == "FINISHED" else f"  [{row['status']}]")
         )
     return "\n".join(lines)
+
+
+def metric_safe(label: str) -> str:
+    """'imp@125+reinit' -> 'imp_at_125_reinit': MLflow metric names allow only [/\\w.\\- :]."""
+    return label.replace("@", "_at_").replace("+", "_").replace("/", "_")
+
+
+def parent_metrics(rows: list[dict]) -> dict[tuple[str, int], float]:
+    """Per method, the mean over seeds of test/acc at each round (step = round), plus the dense
+    accuracy at step 0: the sweep's curves, chartable on the parent run."""
+    by_method: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        for round_index, (_, acc) in enumerate(row["curve"], start=1):
+            by_method.setdefault(row["method"], {}).setdefault(round_index, []).append(acc)
+    metrics = {
+        (f"methods/{metric_safe(method)}/test/acc", step): sum(values) / len(values)
+        for method, rounds in by_method.items()
+        for step, values in rounds.items()
+    }
+    dense = {row["trunk"]: row["dense_acc"] for row in rows if row["dense_acc"] == row["dense_acc"]}
+    if dense:
+        metrics[("dense/test/acc", 0)] = sum(dense.values()) / len(dense)
+    return metrics

@@ -12,7 +12,7 @@ from analysis.plots import accuracy_vs_sparsity
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import connect
-from orchestrator.summary import collect_rows, render
+from orchestrator.summary import collect_rows, parent_metrics, render
 from orchestrator.tracking import SweepTracker, flatten
 from orchestrator.trunks import provide_trunks
 from trainables.trial import lineage_trial
@@ -107,6 +107,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / f"{config.name}-{plan.sweep_id}"
     plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
+    tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
+    tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows)}\n```\n")
     status = "FINISHED" if all(row["status"] == "FINISHED" for row in rows) else "FAILED"
     tracker.client.set_terminated(tracker.parent_id, status)
     print(render(rows, fmt), flush=True)

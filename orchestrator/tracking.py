@@ -2,7 +2,9 @@
 and per lineage, each found again by its stable id so reruns never duplicate a run."""
 from __future__ import annotations
 
-from mlflow.entities import Param, RunTag
+import time
+
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainables.specs import Spec
@@ -29,7 +31,9 @@ class SweepTracker:
             raise ValueError(
                 f"MLflow experiment {experiment!r} is deleted; restore it or set tracking.experiment to another name"
             )
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        # The kind tag makes MLflow's UI open the experiment in its model-training view, not GenAI.
+        kind = {"mlflow.experimentKind": "custom_model_development"}
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=kind)
         self.parent = self._get_or_create("sweep", sweep_id, sweep_name, parent_id=None)
 
     def _find(self, kind: str, lth_id: str, parent_id: str | None):
@@ -70,6 +74,18 @@ class SweepTracker:
     def reopen(self, run_id: str) -> None:
         """A run picked up again after an interrupted attempt is RUNNING once more."""
         self.client.update_run(run_id, status="RUNNING")
+
+    def log_missing_metrics(self, run_id: str, metrics: dict[tuple[str, int], float]) -> None:
+        """Logs (key, step) values the run does not have yet, so a rerun never logs a step twice."""
+        have = {(key, m.step) for key in {k for k, _ in metrics} for m in self.client.get_metric_history(run_id, key)}
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for (key, step), value in metrics.items() if (key, step) not in have]
+        for start in range(0, len(batch), 1000):
+            self.client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+    def describe(self, run_id: str, markdown: str) -> None:
+        """The run's description in the UI (MLflow's `mlflow.note.content` tag)."""
+        self.set_tags(run_id, {"mlflow.note.content": markdown})
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

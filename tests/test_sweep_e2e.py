@@ -81,6 +81,10 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
             "ticket/weights.safetensors", "ticket/masks.safetensors"
         }
     assert [f.path for f in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/accuracy_vs_sparsity.png"]
+    assert "imp@3 s1" in parent.data.tags["mlflow.note.content"]  # the summary table, as description
+    curve = client.get_metric_history(parent.info.run_id, "methods/imp_at_3/test/acc")
+    assert sorted(m.step for m in curve) == [1, 2, 3]
+    assert client.get_experiment_by_name("e2e").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_logged_masks_equal_an_in_process_run_bit_for_bit(sweep):
@@ -109,8 +113,9 @@ def test_rerunning_the_sweep_trains_nothing_and_duplicates_nothing(sweep, capsys
     err = capsys.readouterr().err
     assert err.count("already finished") == 4 and "training" not in err
     assert {r.info.run_id for r in runs_of(client)} == before
-    for run in runs_of(client, "lineage"):
-        assert len(client.get_metric_history(run.info.run_id, "test/acc")) == 3
+    for run in runs_of(client, "lineage") + runs_of(client, "sweep"):
+        history = client.get_metric_history(run.info.run_id, "methods/imp/test/acc" if run.data.tags["lth.kind"] == "sweep" else "test/acc")
+        assert len(history) == 3
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
