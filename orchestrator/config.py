@@ -14,13 +14,14 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, PruneSpec, TrainSpec, TrunkSpec
+from trainables.pruning import PRUNING_METHODS
+from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 
-GRID_SECTIONS: dict[str, type[BaseModel]] = {
+GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
     "data": DataSpec,
     "model": ModelSpec,
     "train": TrainSpec,
-    "pruning": PruneSpec,
+    "pruning": None,  # the spec of the entry's method (see _spec_class)
 }
 
 
@@ -79,17 +80,35 @@ def _is_list_field(annotation) -> bool:
     return bool(origins & {list, tuple}) or annotation in (list, tuple)
 
 
-def expand_section(raw, spec_cls: type[BaseModel], section: str) -> list[dict]:
-    """All grid points of one section, as raw dicts (validated later, as part of a lineage)."""
+def _spec_class(section: str, entry: dict) -> type[BaseModel]:
+    if section != "pruning":
+        return GRID_SECTIONS[section]
+    method = entry.setdefault("method", "imp")
+    if method not in PRUNING_METHODS:
+        raise ConfigError(f"pruning.method: unknown pruning method {method!r}; known: {', '.join(PRUNING_METHODS)}")
+    return PRUNING_METHODS[method].Spec
+
+
+def expand_section(raw, section: str) -> list[dict]:
+    """All grid points of one section, as raw dicts (validated later, as part of a lineage).
+
+    A list value of a field that is not itself a list is a grid axis. In `pruning`, a list of
+    methods is expanded first, since each method has its own fields."""
     entries = raw if isinstance(raw, list) else [raw]
     points = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             where = f"{section}[{index}]" if isinstance(raw, list) else section
             raise ConfigError(f"{where}: expected a mapping of fields, got {entry!r}")
+        methods = entry.get("method") if section == "pruning" else None
+        if isinstance(methods, list):
+            points += expand_section([{**entry, "method": m} for m in methods], section)
+            continue
+        entry = dict(entry)
+        fields = _spec_class(section, entry).model_fields
         axes = []
         for key, value in entry.items():
-            field = spec_cls.model_fields.get(key)
+            field = fields.get(key)
             swept = isinstance(value, list) and field is not None and not _is_list_field(field.annotation)
             if swept and not value:
                 raise ConfigError(f"{section}.{key}: an empty list sweeps over nothing")
@@ -101,14 +120,17 @@ def expand_section(raw, spec_cls: type[BaseModel], section: str) -> list[dict]:
 def _format_errors(error: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after[_rewind_inside_training(), LineageSpec]",))
+        # Drop pydantic's internal steps: validator names and the union tag (the method's name).
+        parts = [str(p) for p in item["loc"] if not str(p).startswith("function-")]
+        parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "pruning" and p in PRUNING_METHODS)]
+        loc = ".".join(parts)
         msg = item["msg"].removeprefix("Value error, ")
         lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
     return lines
 
 
 def expand_lineages(config: SweepConfig) -> list[LineageSpec]:
-    sections = {name: expand_section(getattr(config, name), cls, name) for name, cls in GRID_SECTIONS.items()}
+    sections = {name: expand_section(getattr(config, name), name) for name in GRID_SECTIONS}
     lineages, errors = {}, []
     for seed, data, model, train, pruning in itertools.product(config.seeds, *sections.values()):
         raw = {"trunk": {"data": data, "model": model, "train": train, "seed": seed}, "pruning": pruning}

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, PruneSpec, TrainSpec, TrunkSpec
+from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
@@ -30,4 +30,5 @@ def tiny_trunk(seed: int = 0, **train) -> TrunkSpec:
 
 
 def tiny_lineage(seed: int = 0, train: dict | None = None, **pruning) -> LineageSpec:
-    return LineageSpec(trunk=tiny_trunk(seed, **(train or {})), pruning=PruneSpec(**{"rate": 0.5, "rounds": 2, **pruning}))
+    pruning = {"method": "imp", "rate": 0.5, "rounds": 2, **pruning}
+    return LineageSpec(trunk=tiny_trunk(seed, **(train or {})), pruning=pruning)

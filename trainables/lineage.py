@@ -6,13 +6,14 @@ in-process baseline, which is how orchestration overhead is measured.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from trainables.masks import MaskKeeper, Masks, apply_masks, dense_masks, sparsity_report
 from trainables.pruning import PRUNING_METHODS
+from trainables.pruning.base import PruneContext
 from trainables.specs import LineageSpec
 from trainables.training import evaluate, train
 from trainables.trunk import TrunkResult, as_tensors, build_for, cached_dataset
@@ -37,6 +38,7 @@ class RoundResult:
     # The network the metrics describe: the ticket itself or, for the random-reinit control, a
     # fresh initialisation trained under the ticket's mask.
     evaluated: dict[str, torch.Tensor]
+    notes: list[str] = field(default_factory=list)  # what the method wants the run to say
 
 
 def fresh_initialisation(spec: LineageSpec) -> dict[str, torch.Tensor]:
@@ -48,7 +50,20 @@ def fresh_initialisation(spec: LineageSpec) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in fresh.state_dict().items()}
 
 
-def _retrain(spec: LineageSpec, model, dataset, start: dict[str, torch.Tensor], masks: Masks) -> dict[str, torch.Tensor]:
+class LayerCollapseError(RuntimeError):
+    """A method emptied a layer and the config does not allow it."""
+
+
+def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
+    """Control: each layer's mask permuted at random (same per-layer sparsity, random positions)."""
+    out = {}
+    for name, mask in masks.items():
+        flat = mask.flatten()
+        out[name] = flat[torch.randperm(flat.numel(), generator=generator)].view_as(mask)
+    return out
+
+
+def _retrain(spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=()) -> dict[str, torch.Tensor]:
     model.load_state_dict(start)
     apply_masks(model, masks)
     train(
@@ -57,9 +72,23 @@ def _retrain(spec: LineageSpec, model, dataset, start: dict[str, torch.Tensor], 
         spec.trunk.train,
         seed=spec.trunk.seed,
         start_iteration=spec.pruning.rewind_iteration,
-        callbacks=(MaskKeeper(model, masks),),
+        callbacks=(*extra_callbacks, MaskKeeper(model, masks)),
     )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _next_masks(spec: LineageSpec, method, ctx: PruneContext) -> Masks:
+    masks = method.next_masks(ctx)
+    pruning = spec.pruning
+    empty = [name for name, mask in masks.items() if not mask.any()]
+    if empty and not pruning.allow_layer_collapse:
+        raise LayerCollapseError(
+            f"round {ctx.round}: {pruning.method} removed every weight of {', '.join(empty)}; "
+            "set pruning.allow_layer_collapse=true to allow it, or exclude those layers"
+        )
+    if pruning.shuffle:
+        masks = shuffled(masks, ctx.generator(salt=1))
+    return {name: mask.clone() for name, mask in masks.items()}
 
 
 def run_lineage(
@@ -71,31 +100,44 @@ def run_lineage(
 ) -> list[RoundResult]:
     """Runs the rounds after `resume_from.round` (all of them by default).
 
-    Masks always come from the ticket's own weights (rewound to the trunk, retrained); with
-    `reinit`, the reported network is a fresh initialisation trained under those same masks.
+    Masks come from the method (`trainables.pruning`), fed with the ticket's own history; with
+    `reinit`, the reported network is a fresh initialisation trained under the same masks.
     """
     dataset = cached_dataset(spec.trunk.data)
     model = build_for(spec.trunk, dataset)
+    scorer = build_for(spec.trunk, dataset)  # a spare model methods may score with
     pruning = spec.pruning
+    method = PRUNING_METHODS[pruning.method]
+    dense = as_tensors(trunk.final)
     if resume_from is None:
-        state = LineageState(0, as_tensors(trunk.final), dense_masks(model, model.pruned_weights(pruning.exclude)))
+        state = LineageState(0, dense, dense_masks(model, model.pruned_weights(pruning.exclude)))
     else:
         state = resume_from
     rewound = as_tensors(trunk.rewind_state(pruning.rewind_iteration))
     fresh = fresh_initialisation(spec) if pruning.reinit else None
-    prune = PRUNING_METHODS[pruning.method]
+    from_trained = getattr(method, "retrain_from_trained_weights", lambda spec: False)(pruning)
     results = []
     for round_index in range(state.round + 1, pruning.rounds + 1):
         started = time.perf_counter()
-        masks = prune(spec=pruning, weights=state.weights, masks=state.masks)
-        ticket = _retrain(spec, model, dataset, rewound, masks)
-        evaluated = ticket if fresh is None else _retrain(spec, model, dataset, fresh, masks)
+        ctx = PruneContext(
+            spec=pruning, round=round_index, target=pruning.target_sparsity(round_index), masks=state.masks,
+            trained=state.weights, dense=dense, start=rewound, model=scorer, data=dataset.train,
+            seed=spec.trunk.seed,
+        )
+        masks = _next_masks(spec, method, ctx)
+        callbacks = getattr(method, "training_callbacks", lambda ctx, model, masks: ())
+        start = state.weights if from_trained else rewound
+        ticket = _retrain(spec, model, dataset, start, masks, callbacks(ctx, model, masks))
+        evaluated, evaluated_masks = ticket, masks
+        if fresh is not None:  # its own copy: a dynamic method may move the masks during training
+            evaluated_masks = {name: mask.clone() for name, mask in masks.items()}
+            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, callbacks(ctx, model, evaluated_masks))
         scores = evaluate(model, dataset.test)
         metrics = {"test/acc": scores["acc"], "test/loss": scores["loss"]}
-        metrics |= sparsity_report(model, masks, nominal=1 - (1 - pruning.rate) ** round_index)
+        metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target)
         metrics["time/round_seconds"] = time.perf_counter() - started
         state = LineageState(round_index, ticket, masks)
-        result = RoundResult(state, metrics, evaluated)
+        result = RoundResult(state, metrics, evaluated, notes=ctx.notes)
         on_round(result)
         results.append(result)
     return results

@@ -1,28 +1,20 @@
-"""Typed specs of what determines a trunk and a lineage.
+"""Typed specs of what determines a trunk and a lineage (see `trainables.canonical` for identity).
 
-Like open_lth's hyperparameter dataclasses, each spec has a canonical string (sorted JSON of its
-fields) whose hash names it, so identity, de-duplication and resume follow from the spec alone.
+The pruning part of a lineage is the spec of one registered method (`trainables.pruning`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from trainables.canonical import Spec
+from trainables.pruning import AnyPruneSpec
+from trainables.pruning.base import PruneSpec
 
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def canonical(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def id(self) -> str:
-        return hashlib.sha256(self.canonical().encode()).hexdigest()[:12]
+__all__ = ["Spec", "DataSpec", "ModelSpec", "TrainSpec", "PruneSpec", "TrunkSpec", "LineageSpec"]
 
 
 class DataSpec(Spec):
@@ -83,48 +75,6 @@ class TrainSpec(Spec):
         return math.ceil(train_size / self.batch_size)
 
 
-class PruneSpec(Spec):
-    method: str = "imp"
-    rate: float = Field(0.2, gt=0, lt=1, description="fraction of the remaining weights pruned per round")
-    rounds: int = Field(5, ge=1)
-    scope: Literal["global", "layerwise"] = "global"
-    rewind: Literal["init"] | int = Field(
-        "init", description="'init' resets to the initial weights; k rewinds to iteration k of the trunk"
-    )
-    reinit: bool = Field(False, description="control: keep the mask, draw a fresh initialisation")
-    exclude: tuple[str, ...] | None = Field(
-        None, description="weights never pruned; None takes the model's defaults"
-    )
-
-    @field_validator("rewind", mode="before")
-    @classmethod
-    def _rewind_point(cls, value):
-        if value == "init" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            return value
-        raise ValueError("must be 'init' or an iteration number >= 0")
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, name: str) -> str:
-        from trainables.pruning import PRUNING_METHODS
-
-        if name not in PRUNING_METHODS:
-            raise ValueError(f"unknown pruning method {name!r}; known: {', '.join(sorted(PRUNING_METHODS))}")
-        return name
-
-    @property
-    def rewind_iteration(self) -> int:
-        return 0 if self.rewind == "init" else int(self.rewind)
-
-    @property
-    def label(self) -> str:
-        """Short human name used in tables and plot legends, e.g. 'imp@200+reinit'."""
-        label = self.method if self.rewind == "init" else f"{self.method}@{self.rewind}"
-        if self.scope == "layerwise":
-            label += "/layerwise"
-        return label + ("+reinit" if self.reinit else "")
-
-
 class TrunkSpec(Spec):
     """The dense training shared by every lineage with the same data, model, recipe and seed."""
 
@@ -139,7 +89,7 @@ class TrunkSpec(Spec):
 
 class LineageSpec(Spec):
     trunk: TrunkSpec
-    pruning: PruneSpec
+    pruning: AnyPruneSpec
 
     @model_validator(mode="after")
     def _rewind_inside_training(self) -> "LineageSpec":

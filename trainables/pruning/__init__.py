@@ -1,18 +1,23 @@
 """Pruning-method registry: one module per method, one line per method here.
 
-A method maps (its spec, the trained weights of the last round, the current masks) to the next
-masks. What happens around it (rewind, retrain, evaluate) is the lineage's job.
+Each module declares its options (`Spec`) and how it picks the next masks (`next_masks`); see
+`trainables/pruning/base.py` for the contract. The lineage does the rest (rewind, retrain,
+evaluate, controls).
 """
 from __future__ import annotations
 
-from typing import Callable
+from types import ModuleType
+from typing import Annotated, Union
 
-import torch
+from pydantic import Field
 
-from trainables.pruning import imp
+from trainables.pruning import imp, omp, random
 
-PruneFn = Callable[..., dict[str, torch.Tensor]]
-
-PRUNING_METHODS: dict[str, PruneFn] = {
-    "imp": imp.next_masks,
+PRUNING_METHODS: dict[str, ModuleType] = {
+    "imp": imp,
+    "omp": omp,
+    "random": random,
 }
+
+# The `pruning` section of a lineage: one of the methods' specs, picked by its `method` field.
+AnyPruneSpec = Annotated[Union[tuple(m.Spec for m in PRUNING_METHODS.values())], Field(discriminator="method")]
