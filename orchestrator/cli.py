@@ -31,7 +31,13 @@ def _sweep(args) -> int:
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    rows = run_sweep(plan, address=args.address, fmt=args.format)
+    from orchestrator.trunks import TrunkFailed
+
+    try:
+        rows = run_sweep(plan, address=args.address, fmt=args.format)
+    except TrunkFailed as error:
+        print(f"lth: {error}", file=sys.stderr)
+        return 1
     return 0 if all(row["status"] == "FINISHED" for row in rows) else 1
 
 

@@ -34,6 +34,9 @@ class RoundPrinter(tune.Callback):
         self.console.say(f"{self._name(trial)}: started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "failed" in result:
+            self.console.say(f"{self._name(trial)}: FAILED: {result['failed']}")
+            return
         self.done_rounds += 1
         rounds = trial.config["trial"]["lineage"]["pruning"]["rounds"]
         self.console.say(
@@ -42,7 +45,8 @@ class RoundPrinter(tune.Callback):
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.console.say(f"{self._name(trial)}: finished")
+        if "failed" not in (trial.last_result or {}):
+            self.console.say(f"{self._name(trial)}: finished")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.console.say(f"{self._name(trial)}: attempt failed, restarting from its last checkpoint")

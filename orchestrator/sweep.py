@@ -14,7 +14,7 @@ from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import connect
 from orchestrator.summary import collect_rows, parent_metrics, render
 from orchestrator.tracking import SweepTracker, flatten
-from orchestrator.trunks import provide_trunks
+from orchestrator.trunks import TrunkFailed, provide_trunks
 from trainables.trial import lineage_trial
 
 
@@ -89,15 +89,16 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     try:
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
-        trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+        try:
+            trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+        except TrunkFailed:
+            tracker.client.set_terminated(tracker.parent_id, "FAILED")
+            raise
         trunk_runs = {tid: run_id for tid, (_, run_id) in trunks.items()}
         for tid, (spec, _) in plan.trunks.items():
             trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
         if pending:
-            grid = _tuner(plan, pending, {tid: ref for tid, (ref, _) in trunks.items()}, console, done_rounds).fit()
-            failed = [r for r in grid if r.error]
-            if failed:
-                console.say(f"{len(failed)} lineage(s) failed; their MLflow runs carry the error")
+            _tuner(plan, pending, {tid: ref for tid, (ref, _) in trunks.items()}, console, done_rounds).fit()
     finally:
         if started_ray:
             ray.shutdown()
@@ -109,7 +110,11 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
     tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
     tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows)}\n```\n")
-    status = "FINISHED" if all(row["status"] == "FINISHED" for row in rows) else "FAILED"
+    failed = [row for row in rows if row["status"] != "FINISHED"]
+    status = "FAILED" if failed else "FINISHED"
+    for row in failed:
+        error = tracker.client.get_run(row["run_id"]).data.tags.get("lth.error", "no error recorded")
+        console.say(f"{row['name']}: {row['status']}: {error}")
     tracker.client.set_terminated(tracker.parent_id, status)
     print(render(rows, fmt), flush=True)
     if fmt == "table":

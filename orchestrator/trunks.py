@@ -18,6 +18,10 @@ from trainables.tracking import RunLogger
 from trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
 
 
+class TrunkFailed(RuntimeError):
+    """A dense trunk could not be trained; its lineages cannot run."""
+
+
 @ray.remote
 def _train_trunk_task(spec: TrunkSpec, rewinds: tuple[int, ...], threads: int) -> TrunkResult:
     torch.set_num_threads(threads)
@@ -84,7 +88,7 @@ def provide_trunks(plan: dict, tracker: SweepTracker, cpus: float, say) -> dict[
         except Exception as error:
             cause = getattr(error, "cause", None) or error
             RunLogger(tracker.uri, run_id).finish("FAILED", error=f"{type(cause).__name__}: {cause}")
-            raise RuntimeError(f"trunk {trunk_id} ({trunk_name(spec)}) failed: {cause}") from None
+            raise TrunkFailed(f"trunk {trunk_id} ({trunk_name(spec)}) failed: {type(cause).__name__}: {cause}") from None
         _log_trunk(tracker, run_id, result)
         provided[trunk_id] = (done, run_id)
         say(

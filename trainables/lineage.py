@@ -122,7 +122,7 @@ def run_lineage(
         ctx = PruneContext(
             spec=pruning, round=round_index, target=pruning.target_sparsity(round_index), masks=state.masks,
             trained=state.weights, dense=dense, start=rewound, model=scorer, data=dataset.train,
-            seed=spec.trunk.seed,
+            seed=spec.trunk.seed, total_iterations=spec.trunk.total_iterations(),
         )
         masks = _next_masks(spec, method, ctx)
         callbacks = getattr(method, "training_callbacks", lambda ctx, model, masks: ())

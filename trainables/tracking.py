@@ -34,6 +34,13 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
         self.logged_rounds.add(round_index)
 
+    def note(self, round_index: int, notes: list[str]) -> None:
+        """Things the run should say (e.g. a layer saved from collapse), as the `lth.notes` tag."""
+        previous = self.client.get_run(self.run_id).data.tags.get("lth.notes", "")
+        lines = [line for line in previous.splitlines() if line]
+        lines += [f"round {round_index}: {note}" for note in notes if f"round {round_index}: {note}" not in lines]
+        self.client.set_tag(self.run_id, "lth.notes", "\n".join(lines)[:5000])
+
     def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor]) -> None:
         path = Path(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:

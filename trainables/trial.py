@@ -14,9 +14,12 @@ import torch
 from ray import tune
 
 from trainables.checkpoint import load_state, save_state
-from trainables.lineage import RoundResult, run_lineage
+from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
 from trainables.specs import LineageSpec
 from trainables.tracking import RunLogger
+from trainables.training import DivergedError
+
+DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError)
 
 
 def lineage_trial(config: dict, trunks: dict) -> None:
@@ -37,20 +40,25 @@ def lineage_trial(config: dict, trunks: dict) -> None:
             resume_from, _ = load_state(directory)
 
     def report(result: RoundResult) -> None:
-        logger.log_round(result.state.round, result.metrics, result.state.masks)
+        round_index = result.state.round
+        logger.log_round(round_index, result.metrics, result.state.masks)
+        if result.notes:
+            logger.note(round_index, result.notes)
+        if round_index == spec.pruning.rounds:  # before the checkpoint that marks the lineage done
+            logger.log_tensors("ticket/weights.safetensors", result.evaluated)
+            logger.log_tensors("ticket/masks.safetensors", result.state.masks)
         with tempfile.TemporaryDirectory() as directory:
             save_state(directory, result.state)
-            tune.report(
-                {"round": result.state.round, **result.metrics},
-                checkpoint=tune.Checkpoint.from_directory(directory),
-            )
+            tune.report({"round": round_index, **result.metrics}, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        results = run_lineage(spec, trunk, resume_from=resume_from, on_round=report)
-        if results:
-            final = results[-1].state
-            logger.log_tensors("ticket/weights.safetensors", results[-1].evaluated)
-            logger.log_tensors("ticket/masks.safetensors", final.masks)
+        run_lineage(spec, trunk, resume_from=resume_from, on_round=report)
+    except DETERMINISTIC_FAILURES as error:
+        # Retrying would fail the same way: record it, tell Tune, and end the trial without retries.
+        message = f"{type(error).__name__}: {error}"
+        logger.finish("FAILED", error=message)
+        tune.report({"failed": message})
+        return
     except Exception as error:
         logger.finish("FAILED", error=f"{type(error).__name__}: {error}")
         raise

@@ -78,6 +78,7 @@ class PruneContext:
     model: torch.nn.Module  # a built model, for methods that score with forward/backward passes
     data: object  # the training split (ImageSplit)
     seed: int
+    total_iterations: int = 0  # of the training schedule; retraining runs from spec.rewind_iteration to here
     notes: list[str] = field(default_factory=list)  # things the run should say (e.g. collapse avoided)
 
     def all_kept(self) -> Masks:
