@@ -162,3 +162,17 @@ def test_a_killed_trial_resumes_from_its_checkpoint(ray_session, tmp_path, monke
     local = run_lineage(spec, train_trunk(spec.trunk))
     final = load_file(client.download_artifacts(run.info.run_id, "ticket/masks.safetensors", str(tmp_path)))
     assert all(torch.equal(final[k], local[-1].state.masks[k]) for k in final)
+
+
+def test_a_diverging_trunk_ends_the_sweep_with_a_clear_message(ray_session, tmp_path, monkeypatch, capsys):
+    config = CONFIG.replace("train: {epochs: 1, batch_size: 32, lr: 0.01}", "train: {epochs: 1, optimizer: sgd, lr: 1.0e+8}")
+    (tmp_path / "sweep.yaml").write_text(config.replace("seeds: [0, 1]", "seeds: [0]"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "sweep.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "DivergedError" in err and "Traceback" not in err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (trunk,) = runs_of(client, "trunk")
+    (parent,) = runs_of(client, "sweep")
+    assert trunk.info.status == "FAILED" and "diverged" in trunk.data.tags["lth.error"]
+    assert parent.info.status == "FAILED"
