@@ -11,12 +11,13 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from trainables.pruning import imp, omp, random
+from trainables.pruning import imp, omp, random, rigl
 
 PRUNING_METHODS: dict[str, ModuleType] = {
     "imp": imp,
     "omp": omp,
     "random": random,
+    "rigl": rigl,
 }
 
 # The `pruning` section of a lineage: one of the methods' specs, picked by its `method` field.
