@@ -11,12 +11,15 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from trainables.pruning import imp, omp, random, rigl
+from trainables.pruning import grasp, imp, omp, random, rigl, snip, synflow
 
 PRUNING_METHODS: dict[str, ModuleType] = {
     "imp": imp,
     "omp": omp,
     "random": random,
+    "snip": snip,
+    "grasp": grasp,
+    "synflow": synflow,
     "rigl": rigl,
 }
 
