@@ -29,7 +29,7 @@ def test_the_embedded_default_is_the_quickstart_file():
     assert default == explicit
     plan = make_plan(default)
     assert len(plan.trunks) == len(default.seeds) == 2
-    assert len(plan.lineages) == 6 and plan.total_rounds == 30
+    assert len(plan.lineages) == 12 and plan.total_rounds == 60
 
 
 def test_lists_expand_into_a_grid_and_trunks_are_shared(tmp_path):
@@ -100,7 +100,7 @@ def test_broken_yaml_is_reported_with_its_file(workdir, capsys):
 def test_dry_run_prints_the_plan_and_starts_nothing(workdir, capsys):
     assert main(["sweep", "--dry-run", "--set", "seeds=[0,1,2]"]) == 0
     out = capsys.readouterr().out
-    assert "3 trunk(s), 9 lineage(s), 45 rounds" in out
+    assert "3 trunk(s), 18 lineage(s), 90 rounds" in out
     assert "imp@125 s2" in out and "imp+reinit s0" in out
     assert list(workdir.iterdir()) == []
 
