@@ -145,8 +145,20 @@ def expand_lineages(config: SweepConfig) -> list[LineageSpec]:
     return list(lineages.values())
 
 
+def _select(target: dict, part: str, key: str) -> list:
+    """The children `part` names: `name` (every entry, if it is a list) or `name[i]` (entry i)."""
+    name, bracket, index = part.partition("[")
+    child = target.setdefault(name, {})
+    if not bracket:
+        return child if isinstance(child, list) else [child]
+    if not isinstance(child, list) or not index.rstrip("]").isdigit() or int(index.rstrip("]")) >= len(child):
+        raise ConfigError(f"--set {key}: {part} does not name an entry of a list section")
+    return [child[int(index.rstrip("]"))]]
+
+
 def apply_override(raw: dict, assignment: str) -> None:
-    """`key.sub=value`, value parsed as YAML. Inside a list section it sets every entry."""
+    """`key.sub=value`, value parsed as YAML. Inside a list section it sets every entry, unless
+    the entry is named: `pruning[2].rewind=20`."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=2")
@@ -156,13 +168,9 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({error})") from None
     targets, parts = [raw], key.split(".")
     for part in parts[:-1]:
-        next_targets = []
-        for target in targets:
-            child = target.setdefault(part, {})
-            next_targets += child if isinstance(child, list) else [child]
-        if not all(isinstance(t, dict) for t in next_targets):
+        targets = [child for target in targets for child in _select(target, part, key)]
+        if not all(isinstance(t, dict) for t in targets):
             raise ConfigError(f"--set {key}: {part} is not a section")
-        targets = next_targets
     for target in targets:
         target[parts[-1]] = value
 

@@ -108,3 +108,11 @@ def test_dry_run_prints_the_plan_and_starts_nothing(workdir, capsys):
 def test_config_error_type_is_raised_for_programmatic_use():
     with pytest.raises(ConfigError, match="pruning.rounds"):
         make_plan(load_config(QUICKSTART, ["pruning.rounds=0"]))
+
+
+def test_set_can_name_one_entry_of_a_list_section():
+    config = load_config(QUICKSTART, ["pruning[1].rewind=7", "pruning.rounds=2"])
+    rewinds = [l.pruning.rewind for l in expand_lineages(config) if l.trunk.seed == 0]
+    assert rewinds == ["init", 7, "init", "init", "init", "init"]
+    with pytest.raises(ConfigError, match=r"pruning\[9\]"):
+        load_config(QUICKSTART, ["pruning[9].rewind=7"])
