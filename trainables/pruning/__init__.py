@@ -11,7 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from trainables.pruning import grasp, imp, omp, random, rigl, snip, synflow
+from trainables.pruning import channel_in, filter, grasp, imp, omp, random, rigl, snip, synflow
 
 PRUNING_METHODS: dict[str, ModuleType] = {
     "imp": imp,
@@ -21,6 +21,8 @@ PRUNING_METHODS: dict[str, ModuleType] = {
     "grasp": grasp,
     "synflow": synflow,
     "rigl": rigl,
+    "filter": filter,
+    "channel_in": channel_in,
 }
 
 # The `pruning` section of a lineage: one of the methods' specs, picked by its `method` field.

@@ -60,7 +60,8 @@ def prune_lowest(
                     layer_scores = torch.where(part, flat_scores[offsets[i] : offsets[i + 1]], -torch.inf)
                     protected[offsets[i] + int(layer_scores.argmax())] = torch.inf
             new = _drop_lowest(protected, kept, count)
-            saved = collapsed
+            # Saved unless the count leaves fewer weights than layers (the lineage then stops).
+            saved = [n for n, part in zip(names, new.split(sizes)) if n in collapsed and part.any()]
     out = {n: part.view_as(masks[n]) for n, part in zip(names, new.split(sizes))}
     return out, saved
 
