@@ -35,11 +35,12 @@ class SweepPlan:
                 f"{spec.train.epochs} epochs ({spec.total_iterations()} iterations), rewind snapshots {list(rewinds)}"
             )
         lines.append("lineages:")
+        width = max(len(display_name(spec)) for spec in self.lineages)
         for spec in self.lineages:
             p = spec.pruning
             final = 1 - (1 - p.rate) ** p.rounds
             lines.append(
-                f"  {spec.id}  {display_name(spec):28s} trunk {spec.trunk.id}  {p.rounds} rounds x {p.rate:.0%} "
+                f"  {spec.id}  {display_name(spec):{width}s}  trunk {spec.trunk.id}  {p.rounds} rounds x {p.rate:.0%} "
                 f"{p.scope} -> {final:.1%} sparse"
             )
         return "\n".join(lines)

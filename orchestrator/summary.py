@@ -53,12 +53,13 @@ def render(rows: list[dict], fmt: str = "table") -> str:
         writer.writeheader()
         writer.writerows(plain)
         return out.getvalue()
-    header = f"{'lineage':28s} {'rounds':>6s} {'sparsity':>9s} {'dense acc':>9s} {'last acc':>9s} {'vs dense':>9s} {'best round (sparsity, acc)':>28s}"
+    width = max([len("lineage"), *(len(row["name"]) for row in plain)])
+    header = f"{'lineage':{width}s} {'rounds':>6s} {'sparsity':>9s} {'dense acc':>9s} {'last acc':>9s} {'vs dense':>9s} {'best round (sparsity, acc)':>28s}"
     lines = [header, "-" * len(header)]
     for row in plain:
         best = "-" if row["best_round"] is None else f"{row['best_round']} ({row['best_sparsity']:.1%}, {row['best_acc']:.4f})"
         lines.append(
-            f"{row['name']:28s} {row['rounds']:>6s} {row['sparsity']:>9.1%} {row['dense_acc']:>9.4f} "
+            f"{row['name']:{width}s} {row['rounds']:>6s} {row['sparsity']:>9.1%} {row['dense_acc']:>9.4f} "
             f"{row['last_acc']:>9.4f} {row['delta_vs_dense']:>+9.4f} {best:>28s}"
             + ("" if row["status"] == "FINISHED" else f"  [{row['status']}]")
         )

@@ -116,3 +116,9 @@ def test_set_can_name_one_entry_of_a_list_section():
     assert rewinds == ["init", 7, "init", "init", "init", "init"]
     with pytest.raises(ConfigError, match=r"pruning\[9\]"):
         load_config(QUICKSTART, ["pruning[9].rewind=7"])
+
+
+@pytest.mark.parametrize("path", sorted((QUICKSTART.parent).glob("**/*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_is_valid(path, workdir, capsys):
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert "lineage(s)" in capsys.readouterr().out
