@@ -128,3 +128,24 @@ def test_lineage_controls_and_lr_rewinding_on_real_training():
     )
     assert torch.equal(lr[0].state.masks["fc.weight"], plain[0].state.masks["fc.weight"])
     assert tiny_lineage(lr_rewind=True).pruning.label == "imp-lr"
+
+
+def test_a_removed_filter_takes_its_bias_and_norm_parameters_with_it():
+    results = run_lineage(tiny_lineage(method="filter", rate=0.5, rounds=1), train_trunk(tiny_trunk()))
+    weights, masks = results[0].state.weights, results[0].state.masks
+    removed_somewhere = False
+    for name, mask in masks.items():
+        gone = ~mask.flatten(1).any(1)
+        removed_somewhere |= bool(gone.any())
+        bias = weights[name.removesuffix("weight") + "bias"]
+        assert (bias[gone] == 0).all() and (bias[~gone] != 0).any()
+    assert removed_somewhere
+
+
+def test_resnet_declares_the_norm_after_each_conv():
+    model = build_model(ModelSpec(name="resnet20", width=4), in_channels=3, image_size=16, num_classes=9)
+    assert model.channel_companions("blocks.0.conv1.weight") == ["blocks.0.bn1.weight", "blocks.0.bn1.bias"]
+    assert model.channel_companions("blocks.3.shortcut.0.weight") == ["blocks.3.shortcut.1.weight", "blocks.3.shortcut.1.bias"]
+    assert model.channel_companions("fc.weight") == ["fc.bias"]
+    params = dict(model.named_parameters())
+    assert all(name in params for conv in model.pruned_weights() for name in model.channel_companions(conv))

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from trainables.masks import MaskKeeper, Masks, apply_masks, dense_masks, sparsity_report
+from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.pruning import PRUNING_METHODS
 from trainables.pruning.base import PruneContext
 from trainables.specs import LineageSpec
@@ -65,6 +65,8 @@ def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
 
 def _retrain(spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=()) -> dict[str, torch.Tensor]:
     model.load_state_dict(start)
+    if getattr(PRUNING_METHODS[spec.pruning.method], "REMOVES_OUTPUT_CHANNELS", False):
+        masks = {**masks, **companion_masks(model, masks)}
     apply_masks(model, masks)
     train(
         model,

@@ -70,3 +70,14 @@ def sparsity_report(model: nn.Module, masks: Masks, nominal: float) -> dict[str,
     report["sparsity/model"] = all_zeros / sum(p.numel() for p in params.values())
     report["weights/remaining"] = float(total - zeros)
     return report
+
+
+def companion_masks(model, masks: Masks) -> Masks:
+    """For methods that remove whole filters: masks for the biases and norm parameters of the
+    removed output channels (see `PrunableModel.channel_companions`), so a removed filter emits 0."""
+    out = {}
+    for name, mask in masks.items():
+        alive = mask.flatten(1).any(1)
+        for companion in model.channel_companions(name):
+            out[companion] = alive.clone()
+    return out

@@ -27,3 +27,19 @@ class PrunableModel(nn.Module):
                 f"prunable weights: {names}"
             )
         return [name for name in names if name not in exclude]
+
+    def norm_after(self) -> dict[str, str]:
+        """Conv/linear module name -> the norm layer that normalises its outputs, if any."""
+        return {}
+
+    def channel_companions(self, weight_name: str) -> list[str]:
+        """Parameters indexed by the output channels of `weight_name`: its own bias and the affine
+        parameters of the norm layer after it. Removing a whole filter removes these entries too;
+        otherwise the "removed" channel would still emit a constant."""
+        module = weight_name.removesuffix(".weight")
+        params = dict(self.named_parameters())
+        names = [f"{module}.bias"]
+        if module in self.norm_after():
+            norm = self.norm_after()[module]
+            names += [f"{norm}.weight", f"{norm}.bias"]
+        return [name for name in names if name in params]

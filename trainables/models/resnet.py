@@ -45,6 +45,14 @@ class ResNet20(PrunableModel):
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(channels, num_classes)
 
+    def norm_after(self) -> dict[str, str]:
+        pairs = {"conv": "bn"}
+        for index, block in enumerate(self.blocks):
+            pairs |= {f"blocks.{index}.conv1": f"blocks.{index}.bn1", f"blocks.{index}.conv2": f"blocks.{index}.bn2"}
+            if len(block.shortcut):
+                pairs[f"blocks.{index}.shortcut.0"] = f"blocks.{index}.shortcut.1"
+        return pairs
+
     @property
     def gradcam_layer(self) -> nn.Module:
         return self.blocks[-1]

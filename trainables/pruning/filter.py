@@ -10,6 +10,11 @@ from trainables.pruning.base import PruneContext
 from trainables.pruning.structured import StructuredSpec, next_structured_masks
 
 
+# A removed filter takes its bias and its norm layer's scale and shift with it (the lineage masks
+# them too), so the channel outputs exactly zero, as if the filter were cut out of the network.
+REMOVES_OUTPUT_CHANNELS = True
+
+
 class Spec(StructuredSpec):
     method: Literal["filter"] = "filter"
 
