@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -10,13 +11,32 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
+class RayUnreachable(RuntimeError):
+    """The Ray cluster named by --address could not be joined."""
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray waits minutes on an address nobody answers; a plain TCP probe fails in seconds."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise RayUnreachable(f"--address {address}: no Ray head answers there ({error})") from None
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Returns True if this call started Ray (and so should shut it down)."""
     if ray.is_initialized():
         return False
     common = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     if address:
-        ray.init(address=address, **common)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise RayUnreachable(f"--address {address}: cannot join a Ray cluster there ({error})") from None
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), **common)
     return True

@@ -56,6 +56,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     config = plan.config
     console = console or Console()
     uri = config.tracking.resolved_uri(Path.cwd())
+    started_ray = connect(address)  # first: an unreachable cluster must leave MLflow untouched
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
     tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
     tracker.reopen(tracker.parent_id)
@@ -85,7 +86,6 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     by_id = {spec.id: spec for spec in plan.lineages}
     pending.sort(key=lambda entry: -expected_cost(by_id[entry["lineage_id"]]))
     pending_ids = {entry["lineage_id"] for entry in pending}
-    started_ray = connect(address)
     try:
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}

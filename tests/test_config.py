@@ -122,3 +122,9 @@ def test_set_can_name_one_entry_of_a_list_section():
 def test_every_shipped_config_is_valid(path, workdir, capsys):
     assert main(["sweep", str(path), "--dry-run"]) == 0
     assert "lineage(s)" in capsys.readouterr().out
+
+
+def test_an_unreachable_ray_address_exits_2_and_writes_nothing(workdir, capsys):
+    assert main(["sweep", "--set", "seeds=[0]", "--address", "127.0.0.1:1"]) == 2
+    assert "--address 127.0.0.1:1" in capsys.readouterr().err
+    assert list(workdir.iterdir()) == []
