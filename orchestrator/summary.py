@@ -11,12 +11,16 @@ from orchestrator.plan import SweepPlan, display_name
 
 
 def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trunk_runs: dict) -> list[dict]:
+    dense_by_trunk = {
+        trunk_id: client.get_run(run_id).data.metrics.get("test/acc", float("nan")) for trunk_id, run_id in trunk_runs.items()
+    }
     rows = []
     for spec in plan.lineages:
         run_id = lineage_runs[spec.id]
+        run = client.get_run(run_id)
         acc = {m.step: m.value for m in client.get_metric_history(run_id, "test/acc")}
         sparsity = {m.step: m.value for m in client.get_metric_history(run_id, "sparsity")}
-        dense = client.get_run(trunk_runs[spec.trunk.id]).data.metrics.get("test/acc", float("nan"))
+        dense = dense_by_trunk[spec.trunk.id]
         rounds = sorted(sparsity)
         last = rounds[-1] if rounds else None
         best = max(rounds, key=lambda r: (acc.get(r, -1), -r)) if rounds else None
@@ -35,7 +39,8 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
                 "best_round": best,
                 "best_acc": acc.get(best, float("nan")),
                 "best_sparsity": sparsity.get(best, float("nan")),
-                "status": client.get_run(run_id).info.status,
+                "status": run.info.status,
+                "error": run.data.tags.get("lth.error", ""),
                 "run_id": run_id,
                 "curve": [(sparsity[r], acc[r]) for r in rounds if r in acc],
             }

@@ -113,8 +113,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     failed = [row for row in rows if row["status"] != "FINISHED"]
     status = "FAILED" if failed else "FINISHED"
     for row in failed:
-        error = tracker.client.get_run(row["run_id"]).data.tags.get("lth.error", "no error recorded")
-        console.say(f"{row['name']}: {row['status']}: {error}")
+        console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
     tracker.client.set_terminated(tracker.parent_id, status)
     print(render(rows, fmt), flush=True)
     if fmt == "table":

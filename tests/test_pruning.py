@@ -4,7 +4,7 @@ import torch
 
 from trainables.masks import MaskKeeper, apply_masks, count_kept, dense_masks, sparsity_report
 from trainables.models import build_model
-from trainables.pruning.magnitude import prune_by_magnitude
+from trainables.pruning.selection import prune_fraction
 from trainables.specs import ModelSpec
 
 
@@ -12,6 +12,11 @@ def model_and_masks(seed=0, exclude=None):
     torch.manual_seed(seed)
     model = build_model(ModelSpec(name="conv2", width=4), in_channels=3, image_size=16, num_classes=9)
     return model, dense_masks(model, model.pruned_weights(exclude))
+
+
+def prune_by_magnitude(weights, masks, fraction, scope):
+    """IMP's step: drop round(fraction x remaining) of the smallest-magnitude kept weights."""
+    return prune_fraction({name: weights[name].abs() for name in masks}, masks, fraction, scope, allow_collapse=True)[0]
 
 
 def weights_of(model):

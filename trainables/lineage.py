@@ -63,9 +63,11 @@ def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
     return out
 
 
-def _retrain(spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=()) -> dict[str, torch.Tensor]:
+def _retrain(
+    spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=(), whole_filters: bool = False
+) -> dict[str, torch.Tensor]:
     model.load_state_dict(start)
-    if getattr(PRUNING_METHODS[spec.pruning.method], "REMOVES_OUTPUT_CHANNELS", False):
+    if whole_filters:
         masks = {**masks, **companion_masks(model, masks)}
     apply_masks(model, masks)
     train(
@@ -118,6 +120,8 @@ def run_lineage(
     rewound = as_tensors(trunk.rewind_state(pruning.rewind_iteration))
     fresh = fresh_initialisation(spec) if pruning.reinit else None
     from_trained = getattr(method, "retrain_from_trained_weights", lambda spec: False)(pruning)
+    callbacks = getattr(method, "training_callbacks", lambda ctx, model, masks: ())
+    whole_filters = getattr(method, "REMOVES_OUTPUT_CHANNELS", False)
     results = []
     for round_index in range(state.round + 1, pruning.rounds + 1):
         started = time.perf_counter()
@@ -127,13 +131,14 @@ def run_lineage(
             seed=spec.trunk.seed, total_iterations=spec.trunk.total_iterations(),
         )
         masks = _next_masks(spec, method, ctx)
-        callbacks = getattr(method, "training_callbacks", lambda ctx, model, masks: ())
         start = state.weights if from_trained else rewound
-        ticket = _retrain(spec, model, dataset, start, masks, callbacks(ctx, model, masks))
+        ticket = _retrain(spec, model, dataset, start, masks, callbacks(ctx, model, masks), whole_filters)
         evaluated, evaluated_masks = ticket, masks
         if fresh is not None:  # its own copy: a dynamic method may move the masks during training
             evaluated_masks = {name: mask.clone() for name, mask in masks.items()}
-            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, callbacks(ctx, model, evaluated_masks))
+            evaluated = _retrain(
+                spec, model, dataset, fresh, evaluated_masks, callbacks(ctx, model, evaluated_masks), whole_filters
+            )
         scores = evaluate(model, dataset.test)
         metrics = {"test/acc": scores["acc"], "test/loss": scores["loss"]}
         metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target)

@@ -81,6 +81,10 @@ class PruneContext:
     total_iterations: int = 0  # of the training schedule; retraining runs from spec.rewind_iteration to here
     notes: list[str] = field(default_factory=list)  # things the run should say (e.g. collapse avoided)
 
+    def collapse_avoided(self, saved_layers: list[str], kept: str) -> None:
+        """Says, for the run, which layers kept `kept` (e.g. "the largest weight") to avoid collapse."""
+        self.notes += [f"layer collapse avoided: kept {kept} of {name}" for name in saved_layers]
+
     def all_kept(self) -> Masks:
         return {name: torch.ones_like(mask) for name, mask in self.masks.items()}
 

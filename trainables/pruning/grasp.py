@@ -56,5 +56,5 @@ def next_masks(ctx: PruneContext) -> Masks:
     scores = grasp_scores(ctx.model, batches, list(ctx.masks), spec.temperature)
     keep = {name: -score for name, score in scores.items()}
     masks, saved = prune_to_sparsity(keep, ctx.all_kept(), ctx.target, spec.scope, spec.allow_layer_collapse)
-    ctx.notes += [f"layer collapse avoided: kept the lowest-scoring weight of {name}" for name in saved]
+    ctx.collapse_avoided(saved, "the lowest-scoring weight")
     return masks

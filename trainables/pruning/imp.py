@@ -27,7 +27,7 @@ class Spec(PruneSpec):
 def next_masks(ctx: PruneContext):
     scores = {name: ctx.trained[name].abs() for name in ctx.masks}
     masks, saved = prune_fraction(scores, ctx.masks, ctx.spec.rate, ctx.spec.scope, ctx.spec.allow_layer_collapse)
-    ctx.notes += [f"layer collapse avoided: kept the largest weight of {name}" for name in saved]
+    ctx.collapse_avoided(saved, "the largest weight")
     return masks
 
 

@@ -16,5 +16,5 @@ class Spec(PruneSpec):
 def next_masks(ctx: PruneContext):
     scores = {name: ctx.dense[name].abs() for name in ctx.masks}
     masks, saved = prune_to_sparsity(scores, ctx.all_kept(), ctx.target, ctx.spec.scope, ctx.spec.allow_layer_collapse)
-    ctx.notes += [f"layer collapse avoided: kept the largest weight of {name}" for name in saved]
+    ctx.collapse_avoided(saved, "the largest weight")
     return masks

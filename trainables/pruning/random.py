@@ -8,9 +8,10 @@ from typing import Literal
 
 import torch
 
+from trainables.pruning import omp
 from trainables.pruning.base import PruneContext, PruneSpec
 from trainables.pruning.densities import kept_counts
-from trainables.pruning.selection import prune_lowest, prune_to_sparsity
+from trainables.pruning.selection import prune_lowest
 
 
 class Spec(PruneSpec):
@@ -23,9 +24,7 @@ class Spec(PruneSpec):
 
 def per_layer_kept(ctx: PruneContext) -> dict[str, int]:
     if ctx.spec.distribution == "magnitude":
-        scores = {name: ctx.dense[name].abs() for name in ctx.masks}
-        reference, _ = prune_to_sparsity(scores, ctx.all_kept(), ctx.target, ctx.spec.scope, ctx.spec.allow_layer_collapse)
-        return {name: int(mask.sum()) for name, mask in reference.items()}
+        return {name: int(mask.sum()) for name, mask in omp.next_masks(ctx).items()}
     shapes = {name: mask.shape for name, mask in ctx.masks.items()}
     return kept_counts(shapes, 1 - ctx.target, ctx.spec.distribution)
 

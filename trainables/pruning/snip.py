@@ -71,5 +71,5 @@ def next_masks(ctx: PruneContext) -> Masks:
     batches = scoring_batches(ctx.data, spec.batch_size, spec.batches, ctx.generator())
     scores = snip_scores(ctx.model, batches, list(ctx.masks))
     masks, saved = prune_to_sparsity(scores, ctx.all_kept(), ctx.target, spec.scope, spec.allow_layer_collapse)
-    ctx.notes += [f"layer collapse avoided: kept the most sensitive weight of {name}" for name in saved]
+    ctx.collapse_avoided(saved, "the most sensitive weight")
     return masks

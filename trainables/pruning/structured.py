@@ -130,5 +130,5 @@ def next_structured_masks(ctx: PruneContext, *, dim: int, protect: set[str], cha
         masks, saved = prune_channels(ctx.trained, ctx.masks, fraction_of_remaining=spec.rate, **common)
     else:
         masks, saved = prune_channels(ctx.dense, ctx.all_kept(), target=ctx.target, **common)
-    ctx.notes += [f"layer collapse avoided: kept the strongest {channel} of {name}" for name in saved]
+    ctx.collapse_avoided(saved, f"the strongest {channel}")
     return masks

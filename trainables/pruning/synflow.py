@@ -78,5 +78,5 @@ def next_masks(ctx: PruneContext) -> Masks:
         ctx.model, ctx.start, ctx.all_kept(), ctx.target, spec.scope, spec.iterations,
         spec.allow_layer_collapse, input_shape=tuple(ctx.data.images.shape[1:]),
     )
-    ctx.notes += [f"layer collapse avoided: kept the highest-flow weight of {name}" for name in saved]
+    ctx.collapse_avoided(saved, "the highest-flow weight")
     return masks
