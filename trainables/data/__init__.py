@@ -38,6 +38,20 @@ class Dataset:
     class_names: list[str]
     concept_names: list[str]
     class_concepts: list[list[int]]  # per class: indices of its defining concepts
+    # Per-channel constants the images were normalised with: pixels = images * std + mean in [0, 1].
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images back to pixel values in [0, 1] (for corruptions, epsilons, plots)."""
+        return images * self._column(self.std, images) + self._column(self.mean, images)
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self._column(self.mean, pixels)) / self._column(self.std, pixels)
+
+    @staticmethod
+    def _column(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(values, dtype=like.dtype).view(1, -1, 1, 1)
 
     @property
     def num_classes(self) -> int:

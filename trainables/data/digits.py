@@ -46,4 +46,6 @@ def load(spec: Any) -> Dataset:
         class_names=[str(d) for d in range(10)],
         concept_names=[],
         class_concepts=[[] for _ in range(10)],
+        mean=(MEAN,),
+        std=(STD,),
     )

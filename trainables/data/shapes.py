@@ -164,4 +164,6 @@ def load(spec: Any) -> Dataset:
         class_names=list(CLASS_NAMES),
         concept_names=list(CONCEPT_NAMES),
         class_concepts=[list(c) for c in CLASS_CONCEPTS],
+        mean=(MEAN,) * 3,
+        std=(STD,) * 3,
     )

@@ -5,8 +5,26 @@ from torch import nn
 
 
 class PrunableModel(nn.Module):
+    """A network split as `head(embed(x))`: `embed` gives the penultimate representation (what
+    concept banks and PCBMs read), `head` is the final linear classifier. `gradcam_layer` is the
+    module whose activations Grad-CAM weighs (the last spatial feature map), None for MLPs."""
+
     #: weight names never pruned unless the config says otherwise (e.g. a tiny stem conv)
     default_excluded: tuple[str, ...] = ()
+
+    def embed(self, x):
+        raise NotImplementedError
+
+    @property
+    def head(self) -> nn.Module:
+        return self.fc
+
+    @property
+    def gradcam_layer(self) -> nn.Module | None:
+        return None
+
+    def forward(self, x):
+        return self.head(self.embed(x))
 
     def prunable_weights(self) -> list[str]:
         """Weights of conv and linear layers, in definition order; biases and norms never count."""

@@ -40,5 +40,5 @@ class ConvNet(PrunableModel):
     def gradcam_layer(self) -> nn.Module:
         return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
 
-    def forward(self, x):
-        return self.fc(self.classifier(self.features(x)))
+    def embed(self, x):
+        return self.classifier(self.features(x))
