@@ -50,6 +50,19 @@ class DataSpec(Spec):
 class ModelSpec(Spec):
     name: str = "conv4"
     width: int | None = Field(None, ge=1, description="base width; None takes the model's default")
+    weights: str | None = Field(
+        None, description="local file of pretrained weights (torchvision / open_clip models); nothing downloads"
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _existing_weights_file(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_file():
+            raise ValueError(f"no such weights file: {resolved}")
+        return str(resolved)
 
     @field_validator("name")
     @classmethod
