@@ -55,6 +55,65 @@ def _ui(args) -> int:
     return subprocess.call(command, env=os.environ.copy())
 
 
+def _frame(args):
+    """The sweep's tidy table, or an error message (returned as a string) naming what is wrong."""
+    from analysis.query import SweepNotFound, load_sweep
+    from orchestrator.config import Tracking
+
+    uri = args.tracking_uri or Tracking().resolved_uri(Path.cwd())
+    try:
+        frame = load_sweep(args.sweep, uri, args.experiment)
+    except SweepNotFound as error:
+        return f"lth: {error} (tracking store {uri})"
+    if args.where:
+        try:
+            frame = frame.query(args.where, engine="python")
+        except Exception as error:  # pandas raises many kinds for a bad expression
+            return f"lth: --where {args.where!r}: {type(error).__name__}: {error}"
+    return frame
+
+
+def _emit(frame, fmt: str) -> None:
+    if fmt == "json":
+        print(frame.to_json(orient="records", indent=2))
+    elif fmt == "csv":
+        print(frame.to_csv(index=False), end="")
+    else:
+        with pd_options():
+            print(frame.to_string(index=False))
+
+
+def pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.max_columns", None, "display.width", 200, "display.max_rows", None)
+
+
+def _query(args) -> int:
+    frame = _frame(args)
+    if isinstance(frame, str):
+        print(frame, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.columns:
+        missing = [c for c in args.columns if c not in frame.columns]
+        if missing:
+            print(f"lth: --columns: no such column(s) {missing}; have: {', '.join(frame.columns)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        frame = frame[args.columns]
+    elif args.format == "table":
+        frame = frame[[c for c in frame.columns if not c.startswith(("pruning.", "trunk.", "dense/", "sparsity/layer/", "run_id"))]]
+    _emit(frame, args.format)
+    return 0
+
+
+def _add_sweep_selector(command) -> None:
+    command.add_argument("--sweep", required=True, help="the sweep's name (its config's `name`)")
+    command.add_argument("--experiment", help="MLflow experiment (default: search all)")
+    command.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    command.add_argument("--where", help="pandas query over the columns, e.g. \"method == 'imp' and `test/acc` > 0.9\"")
+    command.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lth", description="Lottery Ticket sweeps on Ray Tune, tracked in MLflow")
     commands = top.add_subparsers(dest="command", required=True)
@@ -70,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--format", choices=["table", "json", "csv"], default="table", help="summary format")
     sweep.set_defaults(run=_sweep)
+
+    query = commands.add_parser("query", help="one row per (lineage, round) of a sweep, from MLflow")
+    _add_sweep_selector(query)
+    query.add_argument("--columns", nargs="+", help="only these columns")
+    query.set_defaults(run=_query)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the sweep's tracking store")
     ui.add_argument("--backend-store-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")

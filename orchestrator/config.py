@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from analysis.spec import AnalysisSpec
 from trainables.pruning import PRUNING_METHODS
 from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 
@@ -59,6 +60,7 @@ class SweepConfig(BaseModel):
     train: dict | list = Field(default_factory=dict)
     pruning: dict | list = Field(default_factory=dict)
     resources: Resources = Resources()
+    analysis: AnalysisSpec = AnalysisSpec()
     tracking: Tracking = Tracking()
     storage: str = Field(
         "lth-runs", description="Ray Tune checkpoints and trial logs: a local folder, or a URI (s3://...) on a cluster"

@@ -17,6 +17,8 @@ class SweepPlan:
     @property
     def sweep_id(self) -> str:
         key = self.config.name + ":" + ",".join(sorted(spec.id for spec in self.lineages))
+        if self.config.analysis.enabled:  # what is measured is part of what the sweep is
+            key += ":analysis=" + self.config.analysis.id
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     @property

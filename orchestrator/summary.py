@@ -10,10 +10,18 @@ from mlflow.tracking import MlflowClient
 from orchestrator.plan import SweepPlan, display_name
 
 
+#: Explanation drift at the last round, shown beside accuracy: (column, metric, its value for the trunk).
+DRIFT_COLUMNS = [
+    ("gradcam_rho", "xai/gradcam_rank_corr", 1.0),
+    ("on_object", "xai/gradcam_energy_in_object", None),
+    ("concepts_j", "xai/concept_jaccard_top3", 1.0),
+    ("true_concepts", "xai/concept_recovery", None),
+]
+
+
 def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trunk_runs: dict) -> list[dict]:
-    dense_by_trunk = {
-        trunk_id: client.get_run(run_id).data.metrics.get("test/acc", float("nan")) for trunk_id, run_id in trunk_runs.items()
-    }
+    trunk_metrics = {trunk_id: client.get_run(run_id).data.metrics for trunk_id, run_id in trunk_runs.items()}
+    dense_by_trunk = {trunk_id: metrics.get("test/acc", float("nan")) for trunk_id, metrics in trunk_metrics.items()}
     rows = []
     for spec in plan.lineages:
         run_id = lineage_runs[spec.id]
@@ -45,6 +53,10 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
                 "curve": [(sparsity[r], acc[r]) for r in rounds if r in acc],
             }
         )
+        for column, metric, dense_value in DRIFT_COLUMNS:
+            rows[-1][column] = run.data.metrics.get(metric, float("nan"))
+            trunk_value = trunk_metrics[spec.trunk.id].get(metric, dense_value)
+            rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
     return rows
 
 
@@ -59,16 +71,36 @@ def render(rows: list[dict], fmt: str = "table") -> str:
         writer.writerows(plain)
         return out.getvalue()
     width = max([len("lineage"), *(len(row["name"]) for row in plain)])
+    drift = any(row.get("gradcam_rho") == row.get("gradcam_rho") for row in plain if "gradcam_rho" in row)
     header = f"{'lineage':{width}s} {'rounds':>6s} {'sparsity':>9s} {'dense acc':>9s} {'last acc':>9s} {'vs dense':>9s} {'best round (sparsity, acc)':>28s}"
+    if drift:
+        header += f" {'Grad-CAM rho':>12s} {'on object':>13s} {'concepts J@3':>12s} {'true concepts':>13s}"
     lines = [header, "-" * len(header)]
     for row in plain:
         best = "-" if row["best_round"] is None else f"{row['best_round']} ({row['best_sparsity']:.1%}, {row['best_acc']:.4f})"
-        lines.append(
+        line = (
             f"{row['name']:{width}s} {row['rounds']:>6s} {row['sparsity']:>9.1%} {row['dense_acc']:>9.4f} "
             f"{row['last_acc']:>9.4f} {row['delta_vs_dense']:>+9.4f} {best:>28s}"
-            + ("" if row["status"] == "FINISHED" else f"  [{row['status']}]")
         )
+        if drift:
+            line += (
+                f" {row['gradcam_rho']:>12.3f} {_from_dense(row, 'on_object'):>13s} {row['concepts_j']:>12.2f}"
+                f" {_from_dense(row, 'true_concepts'):>13s}"
+            )
+        lines.append(line + ("" if row["status"] == "FINISHED" else f"  [{row['status']}]"))
+    if drift:
+        lines += [
+            "",
+            "Grad-CAM rho: rank correlation of the last round's Grad-CAM maps with the dense trunk's (1 = same pixels);",
+            "on object: share of Grad-CAM energy on the object, dense -> last round; concepts J@3: Jaccard of the",
+            "top-3 PCBM concepts per class with the trunk's; true concepts: share of classes whose top concepts",
+            "are the ones that define the class, dense -> last round.",
+        ]
     return "\n".join(lines)
+
+
+def _from_dense(row: dict, column: str) -> str:
+    return f"{row[f'dense_{column}']:.2f} -> {row[column]:.2f}"
 
 
 def metric_safe(label: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, RoundPrinter
@@ -24,10 +25,12 @@ def expected_cost(spec) -> float:
     return spec.pruning.rounds * retrained * (2 if spec.pruning.reinit else 1)
 
 
-def _tuner(plan: SweepPlan, pending: list[dict], trunk_refs: dict, console: Console, done_rounds: int) -> tune.Tuner:
+def _tuner(
+    plan: SweepPlan, pending: list[dict], trunk_refs: dict, analysis: dict | None, console: Console, done_rounds: int
+) -> tune.Tuner:
     config, resources = plan.config, plan.config.resources
     trainable = tune.with_resources(
-        tune.with_parameters(lineage_trial, trunks=trunk_refs),
+        tune.with_parameters(lineage_trial, trunks=trunk_refs, analysis=analysis),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
     names = {spec.id: display_name(spec) for spec in plan.lineages}
@@ -52,6 +55,29 @@ def _tuner(plan: SweepPlan, pending: list[dict], trunk_refs: dict, console: Cons
     )
 
 
+def references(pool: AnalysisPool, trunks: dict, console: Console) -> dict:
+    """Each trunk's dense reference, computed on the analysis actors before any lineage starts."""
+    refs = pool.references({tid: (ref, run_id) for tid, (ref, run_id) in trunks.items()})
+    for trunk_id, ref in refs.items():
+        try:
+            reference = ray.get(ref)
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if getattr(error, "cause", None) is not None else error
+            raise TrunkFailed(f"analysis of trunk {trunk_id} failed: {type(cause).__name__}: {cause}") from None
+        console.say(f"trunk {trunk_id}: dense reference measured ({_reference_line(reference.values)})")
+    return refs
+
+
+def _reference_line(values: dict[str, float]) -> str:
+    shown = {
+        "xai/gradcam_energy_in_object": "Grad-CAM on object",
+        "xai/concept_recovery": "true concepts recovered",
+        "calib/ece": "ECE",
+    }
+    parts = [f"{label} {values[key]:.3f}" for key, label in shown.items() if key in values]
+    return ", ".join(parts) or "no metrics"
+
+
 def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None) -> list[dict]:
     config = plan.config
     console = console or Console()
@@ -64,8 +90,12 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
 
     lineage_runs, pending, done_rounds = {}, [], 0
-    for spec in plan.lineages:
-        run = tracker.child("lineage", spec, display_name(spec), tags={"lth.method": spec.pruning.method})
+    analysis = config.analysis
+    for slot, spec in enumerate(plan.lineages):
+        tags = {"lth.method": spec.pruning.method, "lth.label": spec.pruning.label, "lth.trunk": spec.trunk.id}
+        if analysis.enabled:
+            tags["lth.analysis"] = analysis.id
+        run = tracker.child("lineage", spec, display_name(spec), tags=tags)
         lineage_runs[spec.id] = run.info.run_id
         if run.info.status == "FINISHED":
             done_rounds += spec.pruning.rounds
@@ -79,6 +109,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
                 "run_id": run.info.run_id,
                 "tracking_uri": uri,
                 "threads": max(1, int(config.resources.cpus_per_trial)),
+                "slot": slot,
+                "validation_every": analysis.early_stopping_every if analysis.enabled else 0,
             }
         )
 
@@ -86,11 +118,15 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     by_id = {spec.id: spec for spec in plan.lineages}
     pending.sort(key=lambda entry: -expected_cost(by_id[entry["lineage_id"]]))
     pending_ids = {entry["lineage_id"] for entry in pending}
+    pool = analysis_handles = None
     try:
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
         try:
             trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+            if pending and analysis.enabled:
+                pool = AnalysisPool(analysis, uri)
+                analysis_handles = {"actors": pool.actors, "references": references(pool, trunks, console)}
         except TrunkFailed:
             tracker.client.set_terminated(tracker.parent_id, "FAILED")
             raise
@@ -98,8 +134,11 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
         for tid, (spec, _) in plan.trunks.items():
             trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
         if pending:
-            _tuner(plan, pending, {tid: ref for tid, (ref, _) in trunks.items()}, console, done_rounds).fit()
+            trunk_refs = {tid: ref for tid, (ref, _) in trunks.items()}
+            _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds).fit()
     finally:
+        if pool is not None:
+            pool.shutdown()
         if started_ray:
             ray.shutdown()
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from trainables.early_stopping import ValidationTracker
 from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.pruning import PRUNING_METHODS
 from trainables.pruning.base import PruneContext
@@ -66,6 +67,7 @@ def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
 def _retrain(
     spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=(), whole_filters: bool = False
 ) -> dict[str, torch.Tensor]:
+    """Trains `model` from `start` under `masks`; callbacks run before the mask keeper."""
     model.load_state_dict(start)
     if whole_filters:
         masks = {**masks, **companion_masks(model, masks)}
@@ -101,11 +103,14 @@ def run_lineage(
     *,
     resume_from: LineageState | None = None,
     on_round: Callable[[RoundResult], None] = lambda result: None,
+    validation_every: int = 0,
 ) -> list[RoundResult]:
     """Runs the rounds after `resume_from.round` (all of them by default).
 
     Masks come from the method (`trainables.pruning`), fed with the ticket's own history; with
     `reinit`, the reported network is a fresh initialisation trained under the same masks.
+    `validation_every` > 0 tracks the reported network's validation loss for the early-stopping
+    iteration.
     """
     dataset = cached_dataset(spec.trunk.data)
     model = build_for(spec.trunk, dataset)
@@ -132,15 +137,23 @@ def run_lineage(
         )
         masks = _next_masks(spec, method, ctx)
         start = state.weights if from_trained else rewound
-        ticket = _retrain(spec, model, dataset, start, masks, callbacks(ctx, model, masks), whole_filters)
+        def tracked(extra):
+            if not validation_every:
+                return extra, None
+            tracker = ValidationTracker(model, dataset.test, validation_every, pruning.rewind_iteration)
+            return (*extra, tracker), tracker
+
+        extra, tracker = tracked(callbacks(ctx, model, masks)) if fresh is None else (callbacks(ctx, model, masks), None)
+        ticket = _retrain(spec, model, dataset, start, masks, extra, whole_filters)
         evaluated, evaluated_masks = ticket, masks
         if fresh is not None:  # its own copy: a dynamic method may move the masks during training
             evaluated_masks = {name: mask.clone() for name, mask in masks.items()}
-            evaluated = _retrain(
-                spec, model, dataset, fresh, evaluated_masks, callbacks(ctx, model, evaluated_masks), whole_filters
-            )
+            extra, tracker = tracked(callbacks(ctx, model, evaluated_masks))
+            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, extra, whole_filters)
         scores = evaluate(model, dataset.test)
         metrics = {"test/acc": scores["acc"], "test/loss": scores["loss"]}
+        if tracker is not None:
+            metrics |= tracker.metrics()
         metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target)
         metrics["time/round_seconds"] = time.perf_counter() - started
         state = LineageState(round_index, ticket, masks)

@@ -25,6 +25,13 @@ class DataSpec(Spec):
     test_size: int = Field(1000, ge=1)
     ood_size: int = Field(500, ge=0)
     seed: int = Field(0, description="seed of the data itself; the same for every training seed")
+    ood_path: str | None = Field(
+        None, description="local out-of-distribution set in format `ood_format`, sized and normalised like the data"
+    )
+    ood_format: str = Field("folder", description="on-disk dataset format of ood_path (a registered dataset name)")
+    in_memory: bool | None = Field(
+        None, description="decode all images into memory (True) or per batch (False); None: by size (trainables.data.disk)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -35,7 +42,7 @@ class DataSpec(Spec):
             raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
         return name
 
-    @field_validator("path")
+    @field_validator("path", "ood_path")
     @classmethod
     def _existing_absolute_path(cls, path: str | None) -> str | None:
         # Trials run in their own working directory: only absolute paths survive the trip.
@@ -45,6 +52,30 @@ class DataSpec(Spec):
         if not resolved.exists():
             raise ValueError(f"no such file or directory: {resolved}")
         return str(resolved)
+
+    @field_validator("ood_format")
+    @classmethod
+    def _disk_format(cls, name: str) -> str:
+        from trainables.data import DATASETS
+        from trainables.data.disk import DiskFormat
+
+        formats = sorted(n for n, loader in DATASETS.items() if isinstance(loader, DiskFormat))
+        if name not in formats:
+            raise ValueError(f"{name!r} is not a dataset format read from disk; known: {', '.join(formats)}")
+        return name
+
+    @model_validator(mode="after")
+    def _readable_files(self) -> "DataSpec":
+        # Cheap: required files exist and headers look right; nothing is loaded here.
+        from trainables.data import check_path
+
+        check_path(self.name, self.path)
+        if self.ood_path is not None:
+            try:
+                check_path(self.ood_format, self.ood_path)
+            except ValueError as error:
+                raise ValueError(f"ood_path: {error}") from None
+        return self
 
 
 class ModelSpec(Spec):

@@ -74,7 +74,8 @@ def train(
         batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(spec, iteration, total)
-        loss = F.cross_entropy(model(data.images[batch]), data.labels[batch])
+        images, labels = data.batch(batch)
+        loss = F.cross_entropy(model(images), labels)
         if not torch.isfinite(loss):
             raise DivergedError(f"training diverged at iteration {iteration}: loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
@@ -93,8 +94,7 @@ def evaluate(model: nn.Module, data: ImageSplit, batch_size: int = 1000) -> dict
     model.eval()
     loss = correct = 0.0
     for start in range(0, len(data), batch_size):
-        images = data.images[start : start + batch_size]
-        labels = data.labels[start : start + batch_size]
+        images, labels = data.batch(slice(start, start + batch_size))
         logits = model(images)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()

@@ -13,18 +13,20 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import load_state, save_state
+from trainables.checkpoint import load_evaluated, load_state, save_state
 from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
+from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables.specs import LineageSpec
 from trainables.tracking import RunLogger
 from trainables.training import DivergedError
 
-DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError)
+DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
 
 
-def lineage_trial(config: dict, trunks: dict) -> None:
+def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> None:
     """`config["trial"]` holds the lineage spec, its MLflow run id and the tracking URI;
-    `trunks` maps trunk ids to object refs of their `TrunkResult`s."""
+    `trunks` maps trunk ids to object refs of their `TrunkResult`s; `analysis`, when on, holds
+    the analysis actors' handles and each trunk's reference (object refs)."""
     config = config["trial"]
     spec = LineageSpec.model_validate(config["lineage"])
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
@@ -33,11 +35,19 @@ def lineage_trial(config: dict, trunks: dict) -> None:
     # Where this attempt runs: on a cluster, the first thing one asks about a failed lineage.
     logger.client.set_tag(config["run_id"], "lth.worker", f"{socket.gethostname()}:{os.getpid()}")
 
+    analyst = None
+    if analysis:
+        analyst = RoundAnalysis(
+            analysis["actors"], analysis["references"][spec.trunk.id], config["lineage"], config["run_id"],
+            slot=config.get("slot", 0),
+        )
     resume_from = None
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
             resume_from, _ = load_state(directory)
+            if analyst:  # the checkpointed round's analysis may not have finished before the restart
+                analyst.submit(resume_from.round, load_evaluated(directory, resume_from), resume_from.masks)
 
     def report(result: RoundResult) -> None:
         round_index = result.state.round
@@ -47,12 +57,18 @@ def lineage_trial(config: dict, trunks: dict) -> None:
         if round_index == spec.pruning.rounds:  # before the checkpoint that marks the lineage done
             logger.log_tensors("ticket/weights.safetensors", result.evaluated)
             logger.log_tensors("ticket/masks.safetensors", result.state.masks)
+        if analyst:
+            analyst.submit(round_index, result.evaluated, result.state.masks)
         with tempfile.TemporaryDirectory() as directory:
-            save_state(directory, result.state)
+            save_state(directory, result.state, evaluated=result.evaluated)
             tune.report({"round": round_index, **result.metrics}, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        run_lineage(spec, trunk, resume_from=resume_from, on_round=report)
+        run_lineage(
+            spec, trunk, resume_from=resume_from, on_round=report, validation_every=config.get("validation_every", 0)
+        )
+        if analyst:
+            analyst.wait()  # the run is complete only once its analyses are
     except DETERMINISTIC_FAILURES as error:
         # Retrying would fail the same way: record it, tell Tune, and end the trial without retries.
         message = f"{type(error).__name__}: {error}"

@@ -1,24 +1,31 @@
-"""Dataset registry and the shared in-memory types every trainable consumes.
+"""Dataset registry and the shared types every trainable consumes.
 
-Datasets are small enough to live entirely in memory as tensors, so a loader
-simply returns a fully materialised :class:`Dataset`; batching is left to the
-caller. Loaders receive the config's data spec but only read plain attributes
-(``name, image_size, train_size, test_size, ood_size, seed, path``) so this
-package never depends on the config module.
+A loader returns a :class:`Dataset` whose splits are either in memory (:class:`ImageSplit`) or
+decoded on demand (:class:`LazySplit`, for image folders too large to hold as float tensors).
+Both offer ``len(split)``, ``labels``, ``concepts``, ``masks``, ``image_shape``,
+``batch(indices) -> (images, labels)`` and ``subset(indices) -> ImageSplit``. Loaders receive the
+config's data spec but only read plain attributes (``name, image_size, train_size, test_size,
+ood_size, seed, path``, and where present ``ood_path, ood_format, in_memory``) so this package
+never depends on the config module.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
+
+from .decode import Item, box_masks, original_size, prepare
+
+Indices = torch.Tensor | Sequence[int] | slice
 
 
 @dataclass
 class ImageSplit:
-    """One split. ``concepts``/``masks`` are the explanation ground truth (or None)."""
+    """One split in memory. ``concepts``/``masks`` are the explanation ground truth (or None)."""
 
     images: torch.Tensor  # float32 (N, C, H, W), roughly zero mean / unit std
     labels: torch.Tensor  # int64 (N,)
@@ -28,13 +35,98 @@ class ImageSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def batch(self, indices: Indices) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[indices], self.labels[indices]
+
+    def subset(self, indices: Indices) -> "ImageSplit":
+        pick = _index_tensor(indices, len(self))
+        return ImageSplit(
+            self.images[pick],
+            self.labels[pick],
+            None if self.concepts is None else self.concepts[pick],
+            None if self.masks is None else self.masks[pick],
+        )
+
+
+@dataclass(eq=False)
+class LazySplit:
+    """One split decoded on demand: image files, or raw uint8 pixels kept at native resolution.
+
+    ``batch`` decodes, resizes and normalises only the requested images (JPEGs at reduced scale),
+    exactly as the in-memory split built from the same items would hold them. Masks come from
+    object boxes (x, y, w, h in original pixels); the full ``masks`` tensor is built on first
+    access (it reads every file's header), so analysis should prefer ``subset(indices).masks``.
+    """
+
+    items: Sequence[Item]  # list of file paths, or a uint8 array (N, H, W[, C])
+    labels: torch.Tensor  # int64 (N,)
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    concepts: torch.Tensor | None = None  # bool (N, K)
+    boxes: torch.Tensor | None = None  # float (N, 4)
+    _masks: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    @property
+    def images(self) -> torch.Tensor:
+        raise TypeError("a file-backed split holds no image tensor: use split.batch(indices) or split.subset(indices)")
+
+    @property
+    def masks(self) -> torch.Tensor | None:
+        if self.boxes is not None and self._masks is None:
+            self._masks = box_masks(self.boxes, [original_size(item) for item in self.items], self.size)
+        return self._masks
+
+    def _items(self, pick: torch.Tensor) -> Sequence[Item]:
+        if isinstance(self.items, np.ndarray):
+            return self.items[pick.numpy()]
+        return [self.items[i] for i in pick.tolist()]
+
+    def batch(self, indices: Indices) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = _index_tensor(indices, len(self))
+        return prepare(self._items(pick), self.size, self.channels, self.mean, self.std), self.labels[pick]
+
+    def subset(self, indices: Indices) -> ImageSplit:
+        """The chosen images decoded into memory (for analysis: a few hundred at a time)."""
+        pick = _index_tensor(indices, len(self))
+        items = self._items(pick)
+        masks = None
+        if self.boxes is not None:
+            masks = box_masks(self.boxes[pick], [original_size(item) for item in items], self.size)
+        concepts = None if self.concepts is None else self.concepts[pick]
+        return ImageSplit(prepare(items, self.size, self.channels, self.mean, self.std), self.labels[pick], concepts, masks)
+
+
+Split = ImageSplit | LazySplit
+
+
+def _index_tensor(indices: Indices, length: int) -> torch.Tensor:
+    if isinstance(indices, slice):
+        return torch.arange(length)[indices]
+    pick = torch.as_tensor(indices, dtype=torch.int64) if not isinstance(indices, torch.Tensor) else indices
+    if pick.dtype == torch.bool:
+        return pick.nonzero()[:, 0]
+    return pick.long().reshape(-1)
+
 
 @dataclass
 class Dataset:
     name: str
-    train: ImageSplit
-    test: ImageSplit
-    ood: ImageSplit | None
+    train: Split
+    test: Split
+    ood: Split | None
     class_names: list[str]
     concept_names: list[str]
     class_concepts: list[list[int]]  # per class: indices of its defining concepts
@@ -59,11 +151,11 @@ class Dataset:
 
     @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self.train.image_shape[0])
 
     @property
     def image_size(self) -> int:
-        return int(self.train.images.shape[-2])
+        return int(self.train.image_shape[-1])
 
 
 DataLoader = Callable[[Any], Dataset]
@@ -79,9 +171,21 @@ def make_generator(seed: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, split))
 
 
-from . import digits, shapes  # noqa: E402  (submodules use the helpers above)
+from . import cifar, cub, digits, disk, ham10000, imagefolder, mnist, shapes, svhn  # noqa: E402
 
-DATASETS: dict[str, DataLoader] = {"shapes": shapes.load, "digits": digits.load}
+# Loaders of on-disk formats are `disk.DiskFormat`s: callable like any loader, plus `check(path)`.
+DATASETS: dict[str, DataLoader] = {
+    "shapes": shapes.load,
+    "digits": digits.load,
+    "mnist": mnist.FORMAT,
+    "cifar10": cifar.CIFAR10,
+    "cifar100": cifar.CIFAR100,
+    "svhn": svhn.FORMAT,
+    "imagefolder": imagefolder.IMAGEFOLDER,
+    "folder": imagefolder.FOLDER,
+    "cub200": cub.FORMAT,
+    "ham10000": ham10000.FORMAT,
+}
 
 
 def load_dataset(spec: Any) -> Dataset:
@@ -91,7 +195,17 @@ def load_dataset(spec: Any) -> Dataset:
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise ValueError(f"unknown dataset {spec.name!r}; known datasets: {known}") from None
-    return loader(spec)
+    dataset = loader(spec)
+    if getattr(spec, "ood_path", None) is not None:
+        dataset.ood = disk.load_ood(spec, dataset, DATASETS[getattr(spec, "ood_format", "folder")])
+    return dataset
+
+
+def check_path(name: str, path: str | None) -> None:
+    """Cheap config-time validation (files exist, headers plausible); raises ValueError."""
+    loader = DATASETS[name]
+    if isinstance(loader, disk.DiskFormat):
+        loader.validate(path)
 
 
 __all__ = [
@@ -99,6 +213,9 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "ImageSplit",
+    "LazySplit",
+    "Split",
+    "check_path",
     "derive_seed",
     "load_dataset",
     "make_generator",

@@ -42,7 +42,7 @@ def scoring_batches(data, batch_size: int, batches: int, generator: torch.Genera
     order = shuffled[torch.sort(rank, stable=True).indices]  # 1st of every class, then 2nd, ...
     size = min(batch_size, n)
     picks = [order[torch.arange(b * size, (b + 1) * size) % n] for b in range(batches)]
-    return [(data.images[idx], labels[idx]) for idx in picks]
+    return [data.batch(idx) for idx in picks]
 
 
 def loss_gradients(model: nn.Module, batches: Sequence[Batch], names: list[str], temperature: float = 1.0):

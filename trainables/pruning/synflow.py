@@ -76,7 +76,7 @@ def next_masks(ctx: PruneContext) -> Masks:
     spec = ctx.spec
     masks, saved = synflow_masks(
         ctx.model, ctx.start, ctx.all_kept(), ctx.target, spec.scope, spec.iterations,
-        spec.allow_layer_collapse, input_shape=tuple(ctx.data.images.shape[1:]),
+        spec.allow_layer_collapse, input_shape=tuple(ctx.data.image_shape),
     )
     ctx.collapse_avoided(saved, "the highest-flow weight")
     return masks

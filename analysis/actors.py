@@ -1,0 +1,133 @@
+"""Analysis on Ray actors: trials hand each round's network to the pool and keep training.
+
+The driver starts the pool, asks it for each trunk's `Reference` (the dense side of every
+comparison, computed once per trunk and shared through the object store), and gives trials the
+actor handles. An actor logs what it measured straight to the lineage's MLflow run at
+step = round, in one batch whose last metric (`analysis/seconds`) marks the round as analysed, so a
+replayed request (a restarted trial, a retried task) is answered from MLflow instead of logged twice.
+Actors restart when their process dies and their calls are retried (`max_restarts`,
+`max_task_retries`).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from analysis.measure import Network, Reference, measure
+from analysis.spec import AnalysisSpec
+from trainables.data import Dataset
+from trainables.specs import LineageSpec, TrunkSpec
+from trainables.trunk import TrunkResult
+
+DONE_MARKER = "analysis/seconds"
+
+
+def _state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.tensor(array) for name, array in arrays.items()}  # copies: arrays may be read-only
+
+
+def analysed_steps(client: MlflowClient, run_id: str) -> set[int]:
+    return {m.step for m in client.get_metric_history(run_id, DONE_MARKER)}
+
+
+def log_measurements(client: MlflowClient, run_id: str, step: int, metrics: dict[str, float], folder: Path) -> None:
+    """Artifacts first, then the metrics in one batch ending with the done marker."""
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.log_artifact(run_id, str(file), str(file.parent.relative_to(folder)) or None)
+    now = int(time.time() * 1000)
+    ordered = sorted(metrics.items(), key=lambda item: item[0] == DONE_MARKER)
+    batch = [Metric(key, float(value), now, step) for key, value in ordered]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+class Analyzer:
+    """Plain-Python core of the actor (also used in-process by tests and benchmarks)."""
+
+    def __init__(self, spec: AnalysisSpec | dict, threads: int = 1):
+        self.spec = spec if isinstance(spec, AnalysisSpec) else AnalysisSpec.model_validate(spec)
+        self.threads = threads
+        self.cache: dict = {}
+        self._datasets: dict[str, Dataset] = {}
+
+    def _network(self, trunk: TrunkSpec, weights: dict[str, np.ndarray], masks, label: str, folder: Path) -> Network:
+        from trainables.trunk import build_for, cached_dataset
+
+        torch.set_num_threads(self.threads)
+        dataset = cached_dataset(trunk.data)
+        model = build_for(trunk, dataset)
+        model.load_state_dict(_state_dict(weights))
+        masks = {name: torch.as_tensor(np.asarray(mask)).clone() for name, mask in (masks or {}).items()}
+        return Network(model.eval(), masks, dataset, self.spec, label, folder, self.cache)
+
+    def reference(self, trunk: TrunkSpec, final: dict[str, np.ndarray]) -> tuple[dict[str, float], Reference, Path]:
+        folder = Path(tempfile.mkdtemp(prefix="lth-analysis-"))
+        started = time.perf_counter()
+        metrics, reference = measure(self._network(trunk, final, {}, "dense", folder))
+        metrics[DONE_MARKER] = time.perf_counter() - started
+        return metrics, reference, folder
+
+    def analyze(
+        self, lineage: LineageSpec, reference: Reference, round_index: int, weights: dict[str, np.ndarray], masks
+    ) -> tuple[dict[str, float], Path]:
+        folder = Path(tempfile.mkdtemp(prefix="lth-analysis-"))
+        started = time.perf_counter()
+        net = self._network(lineage.trunk, weights, masks, f"round_{round_index:02d}", folder)
+        metrics, _ = measure(net, reference)
+        metrics[DONE_MARKER] = time.perf_counter() - started
+        return metrics, folder
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1)
+class AnalysisActor:
+    def __init__(self, spec: dict, tracking_uri: str, threads: int = 1):
+        self.analyzer = Analyzer(spec, threads)
+        self.client = MlflowClient(tracking_uri)
+
+    def reference(self, trunk: TrunkResult, run_id: str) -> Reference:
+        """The trunk's reference; its dense values are logged to the trunk's run at step 0 once."""
+        metrics, reference, folder = self.analyzer.reference(trunk.spec, trunk.final)
+        if 0 not in analysed_steps(self.client, run_id):
+            log_measurements(self.client, run_id, 0, metrics, folder)
+        return reference
+
+    def analyze(
+        self, lineage: dict, reference: Reference, round_index: int, weights: dict, masks: dict, run_id: str
+    ) -> dict[str, float]:
+        if round_index in analysed_steps(self.client, run_id):
+            return {}
+        metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage), reference, round_index, weights, masks)
+        log_measurements(self.client, run_id, round_index, metrics, folder)
+        return metrics
+
+
+class AnalysisPool:
+    """The actors of one sweep, started by the driver and handed to every trial."""
+
+    def __init__(self, spec: AnalysisSpec, tracking_uri: str):
+        self.spec = spec
+        options = {"num_cpus": spec.cpus_per_actor}
+        threads = max(1, int(spec.cpus_per_actor))
+        self.actors = [
+            AnalysisActor.options(**options).remote(spec.model_dump(mode="json"), tracking_uri, threads)
+            for _ in range(spec.actors)
+        ]
+
+    def references(self, trunks: dict[str, tuple[ray.ObjectRef, str]]) -> dict[str, ray.ObjectRef]:
+        """Trunk id -> object ref of its Reference, computed on the actors in parallel; `trunks`
+        maps trunk ids to (object ref of the TrunkResult, the trunk's MLflow run id)."""
+        refs = {}
+        for index, (trunk_id, (trunk_ref, run_id)) in enumerate(trunks.items()):
+            refs[trunk_id] = self.actors[index % len(self.actors)].reference.remote(trunk_ref, run_id)
+        return refs
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

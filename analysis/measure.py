@@ -1,0 +1,246 @@
+"""Measuring one network against its dense trunk: every dimension the analysis spec turns on.
+
+`measure(network, reference=None)` on the trunk returns the dense values and the `Reference` that
+every round of its lineages is compared with; on a round, the metrics of that round. Each dimension
+is one function below, registered in `DIMENSIONS`: it reads the fixed samples, writes metrics (and
+artifacts for a person to look at) and, for the trunk, its part of the reference.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from analysis.spec import AnalysisSpec
+from trainables.data import Dataset, ImageSplit
+from trainables.masks import Masks
+from trainables.models import PrunableModel
+
+
+@dataclass
+class Reference:
+    """The dense trunk's side of every comparison, computed once per trunk."""
+
+    values: dict[str, float] = field(default_factory=dict)  # the trunk's own metric values
+    gradcam: torch.Tensor | None = None  # maps of the Grad-CAM sample
+    pcbm: object | None = None  # its post-hoc concept bottleneck
+    concept_names: list[str] = field(default_factory=list)
+    corruption_errors: dict | None = None
+
+
+@dataclass
+class Network:
+    """What a measurement needs: the model in eval mode, its masks, the data and the spec."""
+
+    model: PrunableModel
+    masks: Masks
+    dataset: Dataset
+    spec: AnalysisSpec
+    label: str  # "dense" or "round_03": names the artifacts
+    artifacts: Path  # a folder; files written here are logged under the same relative path
+    cache: dict = field(default_factory=dict)  # per-actor cache (e.g. a perceptual model)
+
+
+def sample(split: ImageSplit, count: int, seed: int, salt: str) -> ImageSplit:
+    """The first `count` images of a seeded permutation: the same images for every round."""
+    from trainables.data import make_generator
+
+    order = torch.randperm(len(split), generator=make_generator(seed, f"analysis/{salt}"))[: min(count, len(split))]
+    order = order.sort().values
+    return split.subset(order)
+
+
+@torch.no_grad()
+def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([F.softmax(model(images[i : i + batch_size]), 1) for i in range(0, len(images), batch_size)])
+
+
+def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import calibration
+
+    test = sample(net.dataset.test, len(net.dataset.test), net.spec.seed, "test")  # all of it, for file-backed too
+    probs, labels = probabilities(net.model, test.images), test.labels
+    bins = net.spec.calibration.bins
+    metrics["calib/ece"] = float(calibration.ece(probs, labels, bins=bins))
+    metrics["calib/sce"] = float(calibration.sce(probs, labels, bins=bins))
+    metrics["calib/nll"] = float(calibration.nll(probs, labels))
+
+
+def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import robustness
+    from analysis.corruptions import CORRUPTIONS, corruption_errors, mce
+
+    spec, data = net.spec.robustness, net.dataset
+    test = sample(data.test, spec.images, net.spec.seed, "robustness")
+    in_probs = probabilities(net.model, test.images)
+    if data.ood is not None:
+        out_probs = probabilities(net.model, sample(data.ood, spec.images, net.spec.seed, "ood").images)
+        metrics["ood/auroc_heldout"] = float(robustness.ood_auroc(in_probs, out_probs))
+    if spec.ood_noise:
+        noise = robustness.gaussian_noise_images(data, len(test), seed=net.spec.seed)
+        metrics["ood/auroc_noise"] = float(robustness.ood_auroc(in_probs, probabilities(net.model, noise)))
+    if spec.fgsm_eps > 0:
+        metrics["adv/fgsm_acc"] = float(
+            robustness.fgsm_accuracy(net.model, test.images, test.labels, spec.fgsm_eps, data.to_pixels, data.from_pixels)
+        )
+        if spec.pgd_steps:
+            metrics["adv/pgd_acc"] = float(
+                robustness.pgd_accuracy(
+                    net.model, test.images, test.labels, spec.fgsm_eps, data.to_pixels, data.from_pixels,
+                    steps=spec.pgd_steps, seed=net.spec.seed,
+                )
+            )
+    names = list(spec.corruptions or CORRUPTIONS)
+    if names:
+        errors = corruption_errors(
+            net.model, test.images, test.labels, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed
+        )
+        metrics["corrupt/acc"] = 1 - sum(errors.values()) / len(errors)
+        for name in names:
+            per_name = [errors[(name, s)] for s in spec.severities]
+            metrics[f"corrupt/error/{name}"] = sum(per_name) / len(per_name)
+        ref.corruption_errors = errors
+        metrics["corrupt/mce"] = float(mce(errors, errors if reference is None else reference.corruption_errors))
+
+
+def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import flatness
+
+    spec = net.spec.flatness
+    test = sample(net.dataset.test, spec.images, net.spec.seed, "flatness")
+    metrics["flat/hessian_weights"] = float(
+        flatness.hessian_top_eigenvalue(net.model, test.images, test.labels, net.masks, iterations=spec.iterations, seed=net.spec.seed)
+    )
+    metrics["flat/hessian_inputs"] = float(
+        flatness.input_hessian_top_eigenvalue(net.model, test.images, test.labels, iterations=spec.iterations, seed=net.spec.seed)
+    )
+    metrics["flat/radius"] = float(
+        flatness.flatness_radius(net.model, test.images, test.labels, net.masks, draws=spec.noise_draws, seed=net.spec.seed)
+    )
+
+
+def _gradcam(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import gradcam
+
+    if net.model.gradcam_layer is None:
+        return
+    spec, data = net.spec.gradcam, net.dataset
+    test = sample(data.test, spec.images, net.spec.seed, "gradcam")
+    maps = gradcam.gradcam_maps(net.model, test.images, test.labels)
+    ref.gradcam = maps
+    per_image = {}
+    if test.masks is not None:
+        per_image |= gradcam.localisation(maps, test.masks)
+    if reference is not None and reference.gradcam is not None:
+        per_image |= gradcam.consistency(reference.gradcam, maps, top_percent=spec.top_percent)
+    metrics |= gradcam.summarise(per_image, test.labels, data.class_names, prefix="xai/gradcam_")
+    if spec.grid_images:
+        shown = slice(0, spec.grid_images)
+        reference_maps = maps if reference is None or reference.gradcam is None else reference.gradcam
+        gradcam.overlay_grid(
+            data.to_pixels(test.images[shown]), reference_maps[shown], maps[shown],
+            net.artifacts / "xai" / f"gradcam_{net.label}.png",
+            titles=[data.class_names[int(y)] for y in test.labels[shown]], label=net.label,
+        )
+
+
+def _concepts(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import concepts
+
+    data, spec = net.dataset, net.spec.concepts
+    clip_model = getattr(net.model, "clip", None)
+    if not data.concept_names or (data.train.concepts is None and clip_model is None):
+        return
+    train = sample(data.train, spec.train_images, net.spec.seed, "concepts/train")
+    held_out = sample(data.test, spec.eval_images, net.spec.seed, "concepts/eval")
+    train_emb = concepts.embeddings(net.model, train.images)
+    eval_emb = concepts.embeddings(net.model, held_out.images)
+    if clip_model is not None:
+        from analysis.clip_bank import clip_text_bank, tokenizer_for
+
+        bank = clip_text_bank(clip_model, tokenizer_for(net.model), data.concept_names, template=spec.clip_template)
+    else:
+        bank = concepts.learn_bank(
+            train_emb, train.concepts.numpy(), data.concept_names, eval_emb, held_out.concepts.numpy(),
+            C=spec.svm_c, seed=net.spec.seed,
+        )
+        metrics["xai/concept_cav_acc"] = float(bank.accuracies.mean())
+    pcbm = concepts.fit_pcbm(
+        concepts.project(train_emb, bank), train.labels.numpy(), concepts.project(eval_emb, bank), held_out.labels.numpy(),
+        alpha=spec.alpha, l1_ratio=spec.l1_ratio, seed=net.spec.seed,
+    )
+    ref.pcbm, ref.concept_names = pcbm, list(bank.names)
+    metrics["xai/concept_pcbm_acc"] = float(pcbm.accuracy)
+    truth = [[data.concept_names[i] for i in defining] for defining in data.class_concepts]
+    if any(truth):
+        metrics["xai/concept_recovery"] = float(concepts.recovery(pcbm, list(bank.names), truth))
+    if reference is not None and reference.pcbm is not None:
+        k = spec.top_k
+        agreement = concepts.consistency(reference.pcbm, pcbm, list(bank.names), k=k, reference_names=reference.concept_names)
+        metrics[f"xai/concept_jaccard_top{k}"] = float(agreement["jaccard"])
+        metrics["xai/concept_kendall_tau"] = float(agreement["kendall_tau"])
+    table = concepts.concept_table(
+        reference.pcbm if reference is not None and reference.pcbm is not None else pcbm, pcbm,
+        data.class_names, list(bank.names), spec.top_k,
+    )
+    path = net.artifacts / "xai" / f"concepts_{net.label}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+
+
+def _lime(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis.lime import lime_scores
+
+    spec = net.spec.lime
+    test = sample(net.dataset.test, spec.images, net.spec.seed, "lime")
+    scores = lime_scores(net.model, test.images, test.labels, samples=spec.samples, seed=net.spec.seed)
+    metrics |= {f"xai/{key}": float(value) for key, value in scores.items()}
+
+
+def _mis(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+    from analysis import mis
+
+    if net.model.gradcam_layer is None:
+        return
+    spec = net.spec.mis
+    key = ("perceptual", spec.similarity, spec.model_name, spec.weights)
+    if key not in net.cache:
+        net.cache[key] = mis.make_perceptual(spec.similarity, model_name=spec.model_name, weights=spec.weights)
+    test = sample(net.dataset.test, spec.images, net.spec.seed, "mis")
+    scores = mis.mis_score(
+        net.model, net.model.gradcam_layer, test.images, net.dataset.to_pixels(test.images), net.cache[key],
+        units=spec.units, seed=net.spec.seed,
+    )
+    metrics["xai/mis"] = float(scores["mis"])
+
+
+Dimension = Callable[[Network, "Reference | None", dict, Reference], None]
+
+#: name -> measurement; each runs when `spec.<name>.enabled`.
+DIMENSIONS: dict[str, Dimension] = {
+    "calibration": _calibration,
+    "robustness": _robustness,
+    "flatness": _flatness,
+    "gradcam": _gradcam,
+    "concepts": _concepts,
+    "lime": _lime,
+    "mis": _mis,
+}
+
+
+def measure(net: Network, reference: Reference | None = None) -> tuple[dict[str, float], Reference]:
+    """All enabled dimensions; returns (metrics, this network's reference part)."""
+    net.model.eval()
+    metrics: dict[str, float] = {}
+    own = Reference()
+    for name, dimension in DIMENSIONS.items():
+        if getattr(net.spec, name).enabled:
+            started = time.perf_counter()
+            dimension(net, reference, metrics, own)
+            metrics[f"analysis/seconds/{name}"] = time.perf_counter() - started
+    own.values = dict(metrics)
+    return metrics, own

@@ -1,0 +1,90 @@
+"""What the analysis of a round measures, as the `analysis` section of a sweep config.
+
+Every measurement compares a round's network with its dense trunk on fixed, seeded samples of the
+dataset, so two rounds (and two lineages) are always measured on the same images. The spec is part
+of the sweep's identity (not of a lineage's training identity): changing it makes a new sweep.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from trainables.canonical import Spec
+
+
+class GradcamSpec(Spec):
+    enabled: bool = True
+    images: int = Field(256, ge=1, description="test images whose Grad-CAM maps are compared with the trunk's")
+    top_percent: float = Field(10.0, gt=0, le=100, description="top-k% pixels for the IoU")
+    grid_images: int = Field(8, ge=0, description="inputs shown in each round's overlay grid (0: no grid)")
+
+
+class ConceptSpec(Spec):
+    enabled: bool = True
+    train_images: int = Field(1000, ge=20, description="images the concept vectors and the PCBM are fitted on")
+    eval_images: int = Field(500, ge=10, description="held-out images for CAV and PCBM accuracy")
+    top_k: int = Field(3, ge=1, description="concepts per class compared with the trunk's (Jaccard)")
+    svm_c: float = Field(0.1, gt=0)
+    alpha: float = Field(1e-3, gt=0, description="elastic-net strength of the PCBM")
+    l1_ratio: float = Field(0.5, ge=0, le=1)
+    clip_template: str = Field("a photo of a {}", description="prompt for CLIP text concept banks")
+
+
+class LimeSpec(Spec):
+    enabled: bool = True
+    images: int = Field(8, ge=1)
+    samples: int = Field(64, ge=8, description="perturbations per image")
+
+
+class MisSpec(Spec):
+    enabled: bool = True
+    similarity: str = Field("handcrafted", description="perceptual model: handcrafted | open_clip | dreamsim")
+    model_name: str | None = Field(None, description="open_clip architecture for similarity=open_clip")
+    weights: str | None = Field(None, description="local weights file / directory of the perceptual model")
+    units: int = Field(8, ge=1)
+    images: int = Field(500, ge=20, description="images ranked by each unit's activation")
+
+
+class CalibrationSpec(Spec):
+    enabled: bool = True
+    bins: int = Field(15, ge=2)
+
+
+class RobustnessSpec(Spec):
+    enabled: bool = True
+    images: int = Field(500, ge=10)
+    fgsm_eps: float = Field(8 / 255, ge=0, description="L-inf radius in pixel units ([0, 1])")
+    pgd_steps: int = Field(5, ge=0, description="0 turns PGD off")
+    corruptions: tuple[str, ...] | None = Field(None, description="None: every registered corruption")
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    ood_noise: bool = Field(True, description="Gaussian-noise images as an out-of-distribution set")
+
+
+class FlatnessSpec(Spec):
+    enabled: bool = True
+    images: int = Field(256, ge=8)
+    iterations: int = Field(10, ge=1, description="power-iteration steps for the top Hessian eigenvalues")
+    noise_draws: int = Field(3, ge=1, description="noise draws per scale for the flatness radius")
+
+
+class AnalysisSpec(Spec):
+    enabled: bool = True
+    actors: int = Field(1, ge=1, description="analysis actors in the pool")
+    cpus_per_actor: float = Field(
+        0.0, ge=0, description="CPUs Ray reserves per actor; 0 shares the trials' cores (right for a laptop)"
+    )
+    seed: int = Field(0, description="seed of the analysis samples, the same for every round")
+    early_stopping_every: int = Field(
+        50, ge=0, description="iterations between validation losses for the early-stopping iteration (0: off)"
+    )
+    gradcam: GradcamSpec = GradcamSpec()
+    concepts: ConceptSpec = ConceptSpec()
+    lime: LimeSpec = LimeSpec()
+    mis: MisSpec = MisSpec()
+    calibration: CalibrationSpec = CalibrationSpec()
+    robustness: RobustnessSpec = RobustnessSpec()
+    flatness: FlatnessSpec = FlatnessSpec()
+
+
+Kind = Literal["trunk", "round"]

@@ -1,0 +1,41 @@
+"""Handing each round's network to the analysis actors without waiting for the result.
+
+One round is in flight at a time: round r's analysis runs while round r + 1 trains, and round r + 1
+is submitted (and checkpointed) only once round r's analysis is done. So a checkpoint of round r
+means every earlier round is analysed, and a restarted trial only has to re-submit round r itself
+(the actor answers from MLflow if that one had finished too). The trial never imports the analysis
+package: it only calls `analyze.remote` on the handles the driver gave it.
+"""
+from __future__ import annotations
+
+import ray
+import torch
+
+
+class AnalysisFailed(RuntimeError):
+    """An analysis of a round raised; retrying the trial would fail the same way."""
+
+
+class RoundAnalysis:
+    def __init__(self, actors: list, reference, lineage: dict, run_id: str, slot: int = 0):
+        self.actors, self.reference, self.lineage, self.run_id, self.slot = actors, reference, lineage, run_id, slot
+        self.pending: tuple[int, ray.ObjectRef] | None = None
+
+    def submit(self, round_index: int, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+        self.wait()
+        actor = self.actors[(self.slot + round_index) % len(self.actors)]
+        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in weights.items()}
+        mask_arrays = {name: mask.cpu().numpy() for name, mask in masks.items()}
+        ref = actor.analyze.remote(self.lineage, self.reference, round_index, arrays, mask_arrays, self.run_id)
+        self.pending = (round_index, ref)
+
+    def wait(self) -> None:
+        if self.pending is None:
+            return
+        round_index, ref = self.pending
+        self.pending = None
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if getattr(error, "cause", None) is not None else error
+            raise AnalysisFailed(f"analysis of round {round_index} failed: {type(cause).__name__}: {cause}") from None
