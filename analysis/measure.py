@@ -28,7 +28,6 @@ class Reference:
     values: dict[str, float] = field(default_factory=dict)  # the trunk's own metric values
     gradcam: torch.Tensor | None = None  # maps of the Grad-CAM sample
     pcbm: object | None = None  # its post-hoc concept bottleneck
-    concept_names: list[str] = field(default_factory=list)
     corruption_errors: dict | None = None
 
 
@@ -81,20 +80,16 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
         out_probs = probabilities(net.model, sample(data.ood, spec.images, net.spec.seed, "ood").images)
         metrics["ood/auroc_heldout"] = float(robustness.ood_auroc(in_probs, out_probs))
     if spec.ood_noise:
-        noise = robustness.gaussian_noise_images(data, len(test), seed=net.spec.seed)
+        noise = robustness.gaussian_noise_images(test.images, data.to_pixels, data.from_pixels, seed=net.spec.seed)
         metrics["ood/auroc_noise"] = float(robustness.ood_auroc(in_probs, probabilities(net.model, noise)))
     if spec.fgsm_eps > 0:
-        metrics["adv/fgsm_acc"] = float(
-            robustness.fgsm_accuracy(net.model, test.images, test.labels, spec.fgsm_eps, data.to_pixels, data.from_pixels)
-        )
+        attack = (net.model, test.images, test.labels, data.to_pixels, data.from_pixels)
+        metrics["adv/fgsm_acc"] = float(robustness.fgsm_accuracy(*attack, eps=spec.fgsm_eps))
         if spec.pgd_steps:
             metrics["adv/pgd_acc"] = float(
-                robustness.pgd_accuracy(
-                    net.model, test.images, test.labels, spec.fgsm_eps, data.to_pixels, data.from_pixels,
-                    steps=spec.pgd_steps, seed=net.spec.seed,
-                )
+                robustness.pgd_accuracy(*attack, eps=spec.fgsm_eps, steps=spec.pgd_steps, seed=net.spec.seed)
             )
-    names = list(spec.corruptions or CORRUPTIONS)
+    names = list(CORRUPTIONS if spec.corruptions == ("all",) else spec.corruptions)
     if names:
         errors = corruption_errors(
             net.model, test.images, test.labels, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed
@@ -112,14 +107,15 @@ def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Ref
 
     spec = net.spec.flatness
     test = sample(net.dataset.test, spec.images, net.spec.seed, "flatness")
+    batch = (net.model, test.images, test.labels, net.masks)
     metrics["flat/hessian_weights"] = float(
-        flatness.hessian_top_eigenvalue(net.model, test.images, test.labels, net.masks, iterations=spec.iterations, seed=net.spec.seed)
+        flatness.hessian_top_eigenvalue(*batch, iterations=spec.iterations, seed=net.spec.seed)
     )
     metrics["flat/hessian_inputs"] = float(
-        flatness.input_hessian_top_eigenvalue(net.model, test.images, test.labels, iterations=spec.iterations, seed=net.spec.seed)
+        flatness.input_hessian_top_eigenvalue(*batch, iterations=spec.iterations, seed=net.spec.seed)
     )
     metrics["flat/radius"] = float(
-        flatness.flatness_radius(net.model, test.images, test.labels, net.masks, draws=spec.noise_draws, seed=net.spec.seed)
+        flatness.flatness_radius(*batch, draws=spec.noise_draws, bisections=spec.bisections, seed=net.spec.seed)
     )
 
 
@@ -137,6 +133,8 @@ def _gradcam(net: Network, reference: Reference | None, metrics: dict, ref: Refe
         per_image |= gradcam.localisation(maps, test.masks)
     if reference is not None and reference.gradcam is not None:
         per_image |= gradcam.consistency(reference.gradcam, maps, top_percent=spec.top_percent)
+    names = {"pointing_hit": "pointing_game", "iou_top": f"iou_top{spec.top_percent:g}"}
+    per_image = {names.get(key, key): values for key, values in per_image.items()}
     metrics |= gradcam.summarise(per_image, test.labels, data.class_names, prefix="xai/gradcam_")
     if spec.grid_images:
         shown = slice(0, spec.grid_images)
@@ -160,33 +158,34 @@ def _concepts(net: Network, reference: Reference | None, metrics: dict, ref: Ref
     train_emb = concepts.embeddings(net.model, train.images)
     eval_emb = concepts.embeddings(net.model, held_out.images)
     if clip_model is not None:
-        from analysis.clip_bank import clip_text_bank, tokenizer_for
+        import open_clip
 
-        bank = clip_text_bank(clip_model, tokenizer_for(net.model), data.concept_names, template=spec.clip_template)
+        from analysis.clip_bank import clip_text_bank
+
+        tokenizer = open_clip.get_tokenizer(net.model.clip_model_name)
+        bank = clip_text_bank(clip_model, tokenizer, data.concept_names, template=spec.clip_template)
     else:
         bank = concepts.learn_bank(
             train_emb, train.concepts.numpy(), data.concept_names, eval_emb, held_out.concepts.numpy(),
             C=spec.svm_c, seed=net.spec.seed,
         )
-        metrics["xai/concept_cav_acc"] = float(bank.accuracies.mean())
+        metrics["xai/concept_cav_acc"] = float(bank.balanced_accuracies.mean())
     pcbm = concepts.fit_pcbm(
         concepts.project(train_emb, bank), train.labels.numpy(), concepts.project(eval_emb, bank), held_out.labels.numpy(),
-        alpha=spec.alpha, l1_ratio=spec.l1_ratio, seed=net.spec.seed,
+        concept_names=list(bank.names), C=spec.pcbm_c, l1_ratio=spec.l1_ratio, seed=net.spec.seed,
     )
-    ref.pcbm, ref.concept_names = pcbm, list(bank.names)
+    ref.pcbm = pcbm
+    names = list(data.concept_names)
     metrics["xai/concept_pcbm_acc"] = float(pcbm.accuracy)
-    truth = [[data.concept_names[i] for i in defining] for defining in data.class_concepts]
+    truth = [list(defining) for defining in data.class_concepts]
     if any(truth):
-        metrics["xai/concept_recovery"] = float(concepts.recovery(pcbm, list(bank.names), truth))
+        metrics["xai/concept_recovery"] = float(concepts.recovery(pcbm, names, truth))
+    reference_pcbm = pcbm if reference is None or reference.pcbm is None else reference.pcbm
     if reference is not None and reference.pcbm is not None:
-        k = spec.top_k
-        agreement = concepts.consistency(reference.pcbm, pcbm, list(bank.names), k=k, reference_names=reference.concept_names)
-        metrics[f"xai/concept_jaccard_top{k}"] = float(agreement["jaccard"])
-        metrics["xai/concept_kendall_tau"] = float(agreement["kendall_tau"])
-    table = concepts.concept_table(
-        reference.pcbm if reference is not None and reference.pcbm is not None else pcbm, pcbm,
-        data.class_names, list(bank.names), spec.top_k,
-    )
+        agreement = concepts.consistency(reference.pcbm, pcbm, names, k=spec.top_k)
+        metrics[f"xai/concept_jaccard_top{spec.top_k}"] = float(agreement["mean_jaccard"])
+        metrics["xai/concept_kendall_tau"] = float(agreement["mean_kendall_tau"])
+    table = concepts.concept_table(reference_pcbm, pcbm, data.class_names, names, k=spec.top_k)
     path = net.artifacts / "xai" / f"concepts_{net.label}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
@@ -197,7 +196,10 @@ def _lime(net: Network, reference: Reference | None, metrics: dict, ref: Referen
 
     spec = net.spec.lime
     test = sample(net.dataset.test, spec.images, net.spec.seed, "lime")
-    scores = lime_scores(net.model, test.images, test.labels, samples=spec.samples, seed=net.spec.seed)
+    scores = lime_scores(
+        net.model, test.images, test.labels, samples=spec.samples, held_out=spec.samples, images_limit=spec.images,
+        seed=net.spec.seed,
+    )
     metrics |= {f"xai/{key}": float(value) for key, value in scores.items()}
 
 
@@ -207,13 +209,20 @@ def _mis(net: Network, reference: Reference | None, metrics: dict, ref: Referenc
     if net.model.gradcam_layer is None:
         return
     spec = net.spec.mis
-    key = ("perceptual", spec.similarity, spec.model_name, spec.weights)
-    if key not in net.cache:
-        net.cache[key] = mis.make_perceptual(spec.similarity, model_name=spec.model_name, weights=spec.weights)
     test = sample(net.dataset.test, spec.images, net.spec.seed, "mis")
+    # The perceptual model is fixed, so the features of the fixed sample are computed once per actor.
+    key = ("mis-features", spec.similarity, spec.model_name, spec.weights, net.dataset.name, len(test), net.spec.seed)
+    if key not in net.cache:
+        options = {}
+        if spec.similarity == "open_clip":
+            options = {"model_name": spec.model_name or "ViT-B-32", "pretrained": spec.weights}
+        elif spec.similarity == "dreamsim":
+            options = {"weights_dir": spec.weights}
+        perceptual = mis.build_perceptual(spec.similarity, **options)
+        net.cache[key] = mis.image_features(perceptual, net.dataset.to_pixels(test.images))
     scores = mis.mis_score(
-        net.model, net.model.gradcam_layer, test.images, net.dataset.to_pixels(test.images), net.cache[key],
-        units=spec.units, seed=net.spec.seed,
+        net.model, net.model.gradcam_layer, test.images, None, None, units=spec.units, seed=net.spec.seed,
+        features=net.cache[key],
     )
     metrics["xai/mis"] = float(scores["mis"])
 

@@ -26,7 +26,7 @@ class SweepNotFound(LookupError):
 
 def _histories_sql(store, run_ids: list[str], key: str) -> list[tuple[str, int, float]]:
     rows = store.get_metric_history_bulk(run_ids, key, max_results=None)
-    return [(row.run_id, row.metric.step, row.metric.value) for row in rows]
+    return [(row.run_id, row.step, row.value) for row in rows]
 
 
 def _histories_rest(store, run_ids: list[str], key: str) -> list[tuple[str, int, float]]:

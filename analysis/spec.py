@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trainables.canonical import Spec
+
+
+#: A cheap, representative set: noise, blur, digital and photometric corruptions.
+DEFAULT_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "contrast", "brightness", "pixelate", "jpeg_compression",
+)
 
 
 class GradcamSpec(Spec):
@@ -25,9 +31,9 @@ class ConceptSpec(Spec):
     train_images: int = Field(1000, ge=20, description="images the concept vectors and the PCBM are fitted on")
     eval_images: int = Field(500, ge=10, description="held-out images for CAV and PCBM accuracy")
     top_k: int = Field(3, ge=1, description="concepts per class compared with the trunk's (Jaccard)")
-    svm_c: float = Field(0.1, gt=0)
-    alpha: float = Field(1e-3, gt=0, description="elastic-net strength of the PCBM")
-    l1_ratio: float = Field(0.5, ge=0, le=1)
+    svm_c: float = Field(0.1, gt=0, description="C of the linear SVMs that learn the concept vectors")
+    pcbm_c: float = Field(0.05, gt=0, description="inverse elastic-net strength of the PCBM (tuned for 1000-2000 images)")
+    l1_ratio: float = Field(0.9, ge=0, le=1)
     clip_template: str = Field("a photo of a {}", description="prompt for CLIP text concept banks")
 
 
@@ -53,19 +59,39 @@ class CalibrationSpec(Spec):
 
 class RobustnessSpec(Spec):
     enabled: bool = True
-    images: int = Field(500, ge=10)
-    fgsm_eps: float = Field(8 / 255, ge=0, description="L-inf radius in pixel units ([0, 1])")
+    images: int = Field(200, ge=10, description="test images attacked and corrupted")
+    fgsm_eps: float = Field(8 / 255, ge=0, description="L-inf radius in pixel units ([0, 1]), for FGSM and PGD")
     pgd_steps: int = Field(5, ge=0, description="0 turns PGD off")
-    corruptions: tuple[str, ...] | None = Field(None, description="None: every registered corruption")
-    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    corruptions: tuple[str, ...] = Field(
+        DEFAULT_CORRUPTIONS, description="common corruptions to apply; ['all'] for every registered one"
+    )
+    severities: tuple[int, ...] = Field((1, 3, 5), description="of 1..5 (Hendrycks & Dietterich)")
     ood_noise: bool = Field(True, description="Gaussian-noise images as an out-of-distribution set")
+
+    @field_validator("corruptions")
+    @classmethod
+    def _known_corruptions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from analysis.corruptions import CORRUPTIONS
+
+        unknown = [name for name in names if name not in CORRUPTIONS and names != ("all",)]
+        if unknown:
+            raise ValueError(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)} (or 'all')")
+        return names
+
+    @field_validator("severities")
+    @classmethod
+    def _severity_range(cls, severities: tuple[int, ...]) -> tuple[int, ...]:
+        if not severities or any(s not in range(1, 6) for s in severities):
+            raise ValueError("severities are between 1 and 5")
+        return severities
 
 
 class FlatnessSpec(Spec):
     enabled: bool = True
-    images: int = Field(256, ge=8)
-    iterations: int = Field(10, ge=1, description="power-iteration steps for the top Hessian eigenvalues")
-    noise_draws: int = Field(3, ge=1, description="noise draws per scale for the flatness radius")
+    images: int = Field(128, ge=8)
+    iterations: int = Field(8, ge=1, description="power-iteration steps for the top Hessian eigenvalues")
+    noise_draws: int = Field(2, ge=1, description="noise draws per scale for the flatness radius")
+    bisections: int = Field(6, ge=1, description="bisection steps of the flatness radius")
 
 
 class AnalysisSpec(Spec):

@@ -5,15 +5,22 @@ alone by default (biases and norm layers are never candidates at all).
 """
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from typing import Callable
 
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from trainables.models.base import PrunableModel
 from trainables.models.conv import ConvNet
+from trainables.models.inception import GoogLeNet, InceptionV3
 from trainables.models.mlp import LeNet300100
-from trainables.models.resnet import ResNet20
+from trainables.models.open_clip_backbone import OpenClipClassifier
+from trainables.models.resnet import CifarResNet
+from trainables.models.torchvision_resnet import TorchvisionResNet
+from trainables.models.vgg import VGG
+from trainables.models.wide_resnet import WideResNet
 
 ModelFactory = Callable[..., PrunableModel]
 
@@ -22,15 +29,36 @@ MODELS: dict[str, ModelFactory] = {
     "conv2": partial(ConvNet, depth=2),
     "conv4": partial(ConvNet, depth=4),
     "conv6": partial(ConvNet, depth=6),
-    "resnet20": ResNet20,
+    "resnet20": partial(CifarResNet, depth=20),
+    "resnet56": partial(CifarResNet, depth=56),
+    "resnet18": partial(TorchvisionResNet, block=BasicBlock, layers=(2, 2, 2, 2)),
+    "resnet50": partial(TorchvisionResNet, block=Bottleneck, layers=(3, 4, 6, 3)),
+    "vgg16": partial(VGG, depth=16),
+    "vgg19": partial(VGG, depth=19),
+    "wrn28_10": partial(WideResNet, depth=28),
+    "googlenet": GoogLeNet,
+    "inception_v3": InceptionV3,
+    "clip_vit_b32": partial(OpenClipClassifier, clip_model_name="ViT-B-32"),
+    "clip_rn50": partial(OpenClipClassifier, clip_model_name="RN50"),
 }
 
 
+def takes(factory: ModelFactory, option: str) -> bool:
+    """Whether a model has the `width` or `weights` option."""
+    return option in inspect.signature(factory).parameters
+
+
 def build_model(spec, *, in_channels: int, image_size: int, num_classes: int) -> PrunableModel:
-    """Builds the model a `ModelSpec` names; initialisation draws from torch's global RNG."""
-    kwargs = {} if spec.width is None else {"width": spec.width}
-    model = MODELS[spec.name](in_channels=in_channels, image_size=image_size, num_classes=num_classes, **kwargs)
-    return model
+    """Builds the model a `ModelSpec` names; initialisation draws from torch's global RNG, and
+    `spec.weights` (a local file) are loaded over it."""
+    factory = MODELS[spec.name]
+    options = {"width": spec.width, "weights": spec.weights}
+    for option, value in options.items():
+        if value is not None and not takes(factory, option):
+            able = sorted(name for name, other in MODELS.items() if takes(other, option))
+            raise ValueError(f"model.{option}: {spec.name} has no {option} option; models with one: {', '.join(able)}")
+    kwargs = {option: value for option, value in options.items() if value is not None}
+    return factory(in_channels=in_channels, image_size=image_size, num_classes=num_classes, **kwargs)
 
 
 __all__ = ["MODELS", "PrunableModel", "build_model", "nn"]

@@ -57,7 +57,32 @@ class PrunableModel(nn.Module):
         module = weight_name.removesuffix(".weight")
         params = dict(self.named_parameters())
         names = [f"{module}.bias"]
-        if module in self.norm_after():
-            norm = self.norm_after()[module]
-            names += [f"{norm}.weight", f"{norm}.bias"]
+        norms = self.norm_after()
+        if module in norms:
+            names += [f"{norms[module]}.weight", f"{norms[module]}.bias"]
         return [name for name in names if name in params]
+
+
+def conventional_norm_pairs(root: nn.Module, prefix: str = "") -> dict[str, str]:
+    """Conv -> BatchNorm pairs by the naming of torchvision and open_clip: a sibling `bn<K>`
+    normalises `conv<K>` (K may be empty), and in a Sequential a norm right after a conv normalises
+    it. Only for post-activation networks, where each such norm reads its conv's output alone;
+    pre-activation blocks (WideResNet) name their norms differently and declare pairs themselves."""
+    pairs = {}
+    for name, module in root.named_modules(prefix=prefix):
+        children = list(module.named_children())
+        candidates = list(zip(children, children[1:])) if isinstance(module, nn.Sequential) else []
+        siblings = dict(children)
+        candidates += [
+            ((child, conv), (f"bn{child[4:]}", siblings.get(f"bn{child[4:]}")))
+            for child, conv in children
+            if child.startswith("conv")
+        ]
+        for (conv_name, conv), (norm_name, norm) in candidates:
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.num_features == conv.out_channels
+            ):
+                pairs[f"{name}.{conv_name}" if name else conv_name] = f"{name}.{norm_name}" if name else norm_name
+    return pairs

@@ -1,4 +1,5 @@
-"""CIFAR-style ResNet-20 (He et al. 2016): 3 stages of 3 basic blocks, widths w, 2w, 4w.
+"""CIFAR-style ResNet-(6n+2) (He et al. 2016): 3 stages of n basic blocks, widths w, 2w, 4w;
+ResNet-20 has n = 3, ResNet-56 n = 9.
 
 Shortcuts that change shape are 1x1 convs with batch norm (option B), which are prunable weights
 too. The 3x3 stem conv (432 weights at width 16) is left dense by default, as is customary.
@@ -29,16 +30,18 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet20(PrunableModel):
+class CifarResNet(PrunableModel):
     default_excluded = ("conv.weight",)
 
-    def __init__(self, *, in_channels: int, image_size: int, num_classes: int, width: int = 16):
+    def __init__(self, *, depth: int, in_channels: int, image_size: int, num_classes: int, width: int = 16):
         super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet has depth 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...), not {depth}")
         self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(width)
         blocks, channels = [], width
         for stage, out in enumerate((width, 2 * width, 4 * width)):
-            for index in range(3):
+            for index in range((depth - 2) // 6):
                 stride = 2 if stage > 0 and index == 0 else 1
                 blocks.append(BasicBlock(channels, out, stride))
                 channels = out

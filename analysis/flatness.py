@@ -1,0 +1,238 @@
+"""Loss-landscape geometry (Chen et al.'s "flatness" dimension): the top Hessian eigenvalue of the
+loss w.r.t. the weights and w.r.t. the inputs, and a flatness radius under weight noise.
+
+The loss is the mean cross-entropy of `model` (eval mode) on `images`. Every function leaves the
+model as it found it: weights bit for bit (perturbations are undone by copying the saved tensors
+back), parameters' `.grad`, and train/eval mode. Pruned weights stay out of every direction:
+`masks` (weight name -> bool, True = kept) zero the direction on pruned entries.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from analysis.robustness import eval_mode
+
+Masks = dict[str, torch.Tensor]
+
+
+def _parameters(model: nn.Module, masks: Masks | None) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    masks = masks or {}
+    unknown = sorted(set(masks) - {name for name, _ in named})
+    if unknown:
+        raise KeyError(f"masks name parameters the model does not have (or that are frozen): {unknown}")
+    return [p for _, p in named], [masks.get(name) for name, _ in named]
+
+
+def _apply(vectors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    return [v if m is None else v * m for v, m in zip(vectors, masks)]
+
+
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
+def _converged(new: float, old: float, tol: float) -> bool:
+    return abs(new - old) <= tol * (abs(old) + 1e-12)
+
+
+def hessian_top_eigenvalue(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: Masks | None = None,
+    iterations: int = 20,
+    tol: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> float:
+    """Dominant eigenvalue of the Hessian of the mean cross-entropy w.r.t. all trainable
+    parameters, with pruned entries removed: the power method on P H P, where P zeroes the entries
+    `masks` prune, so the result is the dominant eigenvalue of H restricted to the kept entries
+    (and the unmasked parameters: biases, norms).
+
+    Power iteration with Hessian-vector products (double backward, as PyHessian): v_0 ~ N(0, I)
+    from a generator seeded with `seed`, masked and normalised; lambda_k = v_k . P H P v_k; stops
+    after `iterations` products or once |lambda_k - lambda_{k-1}| <= tol * |lambda_{k-1}|.
+    "Dominant" is largest in magnitude: at a trained minimum that is the largest positive one.
+    The loss is averaged over all `images` (processed `batch_size` at a time, graphs kept for
+    reuse, so memory grows with len(images)).
+    """
+    params, pmasks = _parameters(model, masks)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(images)
+    with eval_mode(model):
+        grads = []
+        for i in range(0, n, batch_size):
+            x, y = images[i : i + batch_size], labels[i : i + batch_size]
+            loss = F.cross_entropy(model(x), y, reduction="sum") / n
+            g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            grads.append([torch.zeros_like(p) if d is None else d for p, d in zip(params, g)])
+
+        def hvp(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            total = [torch.zeros_like(p) for p in params]
+            for g in grads:
+                products = torch.autograd.grad(_dot(g, v), params, retain_graph=True, allow_unused=True)
+                total = [t if h is None else t + h.detach() for t, h in zip(total, products)]
+            return _apply(total, pmasks)
+
+        v = _apply([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params], pmasks)
+        norm = torch.sqrt(_dot(v, v))
+        v = [x / norm for x in v]
+        eigenvalue = math.nan
+        for _ in range(iterations):
+            hv = hvp(v)
+            new = float(_dot(v, hv))
+            done = not math.isnan(eigenvalue) and _converged(new, eigenvalue, tol)
+            eigenvalue = new
+            norm = torch.sqrt(_dot(hv, hv))
+            if done or norm == 0:
+                break
+            v = [x / norm for x in hv]
+    return eigenvalue
+
+
+def input_hessian_top_eigenvalue(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: Masks | None = None,
+    iterations: int = 20,
+    tol: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> float:
+    """Mean over examples of the dominant eigenvalue of the Hessian of example i's cross-entropy
+    w.r.t. its own (normalised, as the model sees it) input x_i.
+
+    In eval mode example i's loss depends on x_i only, so the Hessian of the *summed* loss w.r.t.
+    the batch is block diagonal with one (CHW x CHW) block per example: one Hessian-vector
+    product with a batch of directions (v_1..v_N) returns (H_1 v_1, ..., H_N v_N), and N power
+    iterations run at once, each normalised per example. Seeded start as in
+    `hessian_top_eigenvalue`; stops after `iterations` or when every example's estimate moved by
+    <= tol relatively. For ReLU/max-pool networks f is piecewise linear in x, so each block is
+    J^T (diag(p) - p p^T) J, positive semi-definite: the dominant eigenvalue is the top one.
+    `masks` is accepted for a uniform signature and ignored (inputs are never pruned).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    params = [p for p in model.parameters() if p.requires_grad]
+    with eval_mode(model), _frozen(params):
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].detach().clone().requires_grad_(True)
+            y = labels[i : i + batch_size]
+            (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x, create_graph=True)
+            v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            v = v / _per_example_norm(v)
+            eigen = torch.full((len(x),), math.nan, dtype=x.dtype)
+            for _ in range(iterations):
+                (hv,) = torch.autograd.grad(grad, x, grad_outputs=v, retain_graph=True)
+                new = (v * hv).flatten(1).sum(1)
+                done = bool((torch.abs(new - eigen) <= tol * (eigen.abs() + 1e-12)).all())
+                eigen = new
+                norm = _per_example_norm(hv)
+                if done or bool((norm == 0).all()):
+                    break
+                v = torch.where(norm > 0, hv / norm.clamp_min(1e-30), v)
+            values.append(eigen.detach())
+    return float(torch.cat(values).double().mean())
+
+
+def _per_example_norm(v: torch.Tensor) -> torch.Tensor:
+    return v.flatten(1).norm(dim=1).view(-1, *[1] * (v.ndim - 1))
+
+
+@contextlib.contextmanager
+def _frozen(params: list[torch.Tensor]) -> Iterator[None]:
+    """requires_grad off for the duration (input derivatives need no parameter graph)."""
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module) -> Iterator[None]:
+    saved = {name: p.detach().clone() for name, p in model.named_parameters()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(saved[name])
+
+
+@torch.no_grad()
+def _mean_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    total = 0.0
+    for i in range(0, len(images), batch_size):
+        total += float(F.cross_entropy(model(images[i : i + batch_size]), labels[i : i + batch_size], reduction="sum"))
+    return total / len(images)
+
+
+def flatness_radius(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: Masks | None = None,
+    threshold: float = 0.1,
+    draws: int = 4,
+    sigma_max: float = 1.0,
+    bisections: int = 8,
+    seed: int = 0,
+    batch_size: int = 1000,
+) -> float:
+    """Largest relative noise scale sigma in [0, sigma_max] with
+    E_z[L(w + sigma * s * z)] <= (1 + threshold) * L(w), found by bisection.
+
+    Only conv/linear weights (parameters with 2+ dimensions) are perturbed; biases and norm
+    parameters are not (as in Li et al.'s filter-normalised plots). For each such layer l,
+    s_l = ||w_l|| / sqrt(k_l) with k_l the number of *kept* entries (the layer's RMS kept weight),
+    and z ~ N(0, I) on the kept entries, 0 on pruned ones: every surviving weight is shaken in
+    proportion to its layer's typical surviving magnitude, so dense and sparse networks are
+    compared on the same relative scale. The expectation is the mean over `draws` noise draws;
+    draw d comes from a generator seeded with (seed, d) and is the same z at every sigma (common
+    random numbers: the bisection sees a smooth, deterministic function of sigma). If the loss is
+    still within the threshold at sigma_max, sigma_max is returned (a cap, not a measurement).
+    Bisection: `bisections` halvings of [0, sigma_max]; the lower end (known to pass) is returned.
+    """
+    names = [name for name, p in model.named_parameters() if p.ndim >= 2]
+    masks = masks or {}
+    with eval_mode(model), _restored(model):
+        params = dict(model.named_parameters())
+        base = {name: params[name].detach().clone() for name in names}
+        kept = {name: masks[name].to(base[name].dtype) if name in masks else torch.ones_like(base[name]) for name in names}
+        scale = {name: float(base[name].norm() / math.sqrt(max(1.0, float(kept[name].sum())))) for name in names}
+        loss0 = _mean_loss(model, images, labels, batch_size)
+        limit = (1 + threshold) * loss0
+
+        def expected_loss(sigma: float) -> float:
+            total = 0.0
+            for d in range(draws):
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + d)
+                with torch.no_grad():
+                    for name in names:
+                        z = torch.randn(base[name].shape, generator=generator, dtype=base[name].dtype)
+                        params[name].copy_(base[name] + sigma * scale[name] * z * kept[name])
+                total += _mean_loss(model, images, labels, batch_size)
+            return total / draws
+
+        if expected_loss(sigma_max) <= limit:
+            return sigma_max
+        low, high = 0.0, sigma_max
+        for _ in range(bisections):
+            middle = (low + high) / 2
+            if expected_loss(middle) <= limit:
+                low = middle
+            else:
+                high = middle
+        return low

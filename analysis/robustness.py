@@ -1,0 +1,189 @@
+"""Generalisation beyond the test set: out-of-distribution detection (AUROC of the maximum softmax
+probability), adversarial accuracy (FGSM, PGD, L-infinity in pixel space) and the validation
+record Frankle & Carbin's early-stopping iteration is read from.
+
+Attacks take `to_pixels`/`from_pixels` (the dataset's `Dataset.to_pixels/from_pixels`): epsilons
+are in pixel units ([0, 1]; 8/255 is the usual CIFAR budget) and adversarial images are clamped to
+[0, 1] in pixel space, whatever normalisation the model was trained with.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (batch norm on running statistics, so nothing the metric does updates them),
+    then the mode the model had before."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    with eval_mode(model):
+        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return predict_logits(model, images, batch_size).softmax(1)
+
+
+def ood_auroc(in_probs, out_probs) -> float:
+    """AUROC of telling in-distribution (positive) from OOD examples by the maximum softmax
+    probability (Hendrycks & Gimpel 2017): the probability that a random in-distribution example
+    is more confident than a random OOD one (ties count one half). 0.5 = chance, 1 = separable."""
+    scores_in = torch.as_tensor(in_probs).max(1).values
+    scores_out = torch.as_tensor(out_probs).max(1).values
+    scores = torch.cat([scores_in, scores_out]).double().numpy()
+    truth = [1] * len(scores_in) + [0] * len(scores_out)
+    return float(roc_auc_score(truth, scores))
+
+
+def gaussian_noise_images(
+    images: torch.Tensor, to_pixels: Transform, from_pixels: Transform, n: int | None = None, seed: int = 0
+) -> torch.Tensor:
+    """A synthetic OOD set: `n` (default len(images)) images of i.i.d. Gaussian pixels with the
+    per-channel pixel mean and std of `images`, clamped to [0, 1], returned normalised."""
+    pixels = to_pixels(images)
+    mean = pixels.mean((0, 2, 3), keepdim=True)
+    std = pixels.std((0, 2, 3), keepdim=True)
+    n = len(images) if n is None else n
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, *images.shape[1:]), generator=generator, dtype=images.dtype)
+    return from_pixels((mean + std * noise).clamp(0, 1))
+
+
+def _pixel_gradient(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, from_pixels: Transform):
+    """Gradient of the summed cross-entropy w.r.t. the pixels, and the logits it was taken at.
+    Only the input gradient is computed: parameters' `.grad` stay untouched."""
+    pixels = pixels.detach().requires_grad_(True)
+    logits = model(from_pixels(pixels))
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, pixels)
+    return grad, logits.detach()
+
+
+def fgsm_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    to_pixels: Transform,
+    from_pixels: Transform,
+    eps: float = 8 / 255,
+    batch_size: int = 500,
+) -> float:
+    """Accuracy on FGSM images (Goodfellow et al. 2015), as Chen et al. report it:
+    x_adv = clamp(x + eps * sign(grad_x CE(f(x), y)), 0, 1) in pixel space."""
+    correct = 0
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            pixels, y = to_pixels(images[i : i + batch_size]), labels[i : i + batch_size]
+            grad, _ = _pixel_gradient(model, pixels, y, from_pixels)
+            adversarial = (pixels + eps * grad.sign()).clamp(0, 1)
+            with torch.no_grad():
+                correct += int((model(from_pixels(adversarial)).argmax(1) == y).sum())
+    return correct / len(images)
+
+
+def pgd_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    to_pixels: Transform,
+    from_pixels: Transform,
+    eps: float = 8 / 255,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> float:
+    """Robust accuracy under L-infinity PGD (Madry et al. 2018) in pixel space.
+
+    From x (or x + U(-eps, eps) with `random_start`, drawn from a generator seeded with `seed`),
+    `steps` times: x <- clamp(proj_eps(x + step_size * sign(grad)), 0, 1); step_size defaults to
+    2.5 * eps / steps. An example counts as robust only if it is classified correctly clean and at
+    every iterate: the attacker keeps the first adversarial point it finds. So the result never
+    exceeds clean accuracy, and does not get worse with more steps because a later step wandered
+    back to the right class.
+    """
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    generator = torch.Generator().manual_seed(seed)
+    robust = 0
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            clean, y = to_pixels(images[i : i + batch_size]), labels[i : i + batch_size]
+            x = clean
+            if random_start:
+                noise = torch.rand(clean.shape, generator=generator, dtype=clean.dtype)
+                x = (clean + (2 * noise - 1) * eps).clamp(0, 1)
+            alive = torch.ones(len(y), dtype=torch.bool)
+            for _ in range(steps):
+                grad, logits = _pixel_gradient(model, x, y, from_pixels)
+                alive &= logits.argmax(1) == y
+                x = x + step_size * grad.sign()
+                x = torch.minimum(torch.maximum(x, clean - eps), clean + eps).clamp(0, 1)
+            with torch.no_grad():
+                alive &= model(from_pixels(x)).argmax(1) == y
+                alive &= model(from_pixels(clean)).argmax(1) == y
+            robust += int(alive.sum())
+    return robust / len(images)
+
+
+def early_stopping_iteration(history: Sequence[Sequence[float]]) -> int | None:
+    """Frankle & Carbin's early-stopping criterion: the iteration of minimum validation loss.
+
+    `history` holds (iteration, val_loss, ...) records (e.g. `ValidationTracker.history`); ties go
+    to the earliest iteration, NaN losses are ignored, and no finite record gives None."""
+    finite = [(float(r[1]), int(r[0])) for r in history if math.isfinite(float(r[1]))]
+    if not finite:
+        return None
+    return min(finite, key=lambda loss_iteration: (loss_iteration[0], loss_iteration[1]))[1]
+
+
+class ValidationTracker:
+    """Training callback (trainables.training.Callback) recording (iteration, val loss, val acc)
+    every `every` optimizer steps; `iteration` counts completed steps from `start` (a lineage that
+    resumes at the rewind iteration k passes start=k). Evaluation runs in eval mode under no_grad
+    and draws no random numbers, so tracking does not change the training it watches."""
+
+    def __init__(self, model: nn.Module, split, every: int, start: int = 0, batch_size: int = 1000):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.model, self.split, self.every, self.batch_size = model, split, every, batch_size
+        self.iteration = start
+        self.history: list[tuple[int, float, float]] = []
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        self.iteration += 1
+        if self.iteration % self.every == 0:
+            self.record()
+
+    def record(self) -> tuple[int, float, float]:
+        """Evaluates now (also callable by hand, e.g. before the first step)."""
+        logits = predict_logits(self.model, self.split.images, self.batch_size)
+        loss = float(F.cross_entropy(logits, self.split.labels))
+        acc = float((logits.argmax(1) == self.split.labels).float().mean())
+        entry = (self.iteration, loss, acc)
+        self.history.append(entry)
+        return entry
+
+    def early_stopping_iteration(self) -> int | None:
+        return early_stopping_iteration(self.history)
