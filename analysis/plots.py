@@ -50,3 +50,66 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+#: One figure per dimension of Chen et al. (plus explanations), as in the paper's figures.
+DIMENSION_FIGURES = {
+    "generalisation": ["test/acc", "ood/auroc_heldout", "ood/auroc_noise", "corrupt/acc", "corrupt/mce", "adv/fgsm_acc", "adv/pgd_acc", "train/early_stop_iteration"],
+    "calibration": ["calib/ece", "calib/sce", "calib/nll"],
+    "explanations": [
+        "xai/gradcam_rank_corr", "xai/gradcam_iou_top10", "xai/gradcam_energy_in_object", "xai/gradcam_pointing_game",
+        "xai/concept_jaccard_top3", "xai/concept_kendall_tau", "xai/concept_recovery", "xai/concept_pcbm_acc",
+        "xai/lime_fidelity", "xai/lime_stability", "xai/mis",
+    ],
+    "geometry": ["flat/hessian_weights", "flat/hessian_inputs", "flat/radius"],
+}
+
+
+def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str) -> Path | None:
+    """A panel per metric: mean over seeds per method against weights remaining, the seeds' min-max
+    shaded, the dense trunks' mean dashed (1 for consistency-with-the-trunk metrics). `frame` is the
+    tidy table of `analysis.query.load_sweep`. None if the sweep measured none of `metrics`."""
+    metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
+    if not metrics:
+        return None
+    columns = min(4, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        for label, group in frame.groupby("label", sort=True):
+            by_round = group.groupby("round")
+            remaining = 100 * (1 - by_round["sparsity"].mean().to_numpy())
+            mean = by_round[metric].mean().to_numpy()
+            line = ax.plot(remaining, mean, marker="o", ms=3, label=label)[0]
+            if group["seed"].nunique() > 1:
+                ax.fill_between(remaining, by_round[metric].min(), by_round[metric].max(), color=line.get_color(), alpha=0.15)
+        dense_column = f"dense/{metric}"
+        consistency = metric.startswith(("xai/gradcam_rank_corr", "xai/gradcam_iou", "xai/gradcam_cosine", "xai/concept_jaccard", "xai/concept_kendall"))
+        if consistency:
+            ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        elif dense_column in frame.columns:
+            dense = frame.drop_duplicates("trunk")[dense_column].dropna()
+            if len(dense):
+                ax.axhline(dense.mean(), color="black", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.minorticks_off()
+        ticks = sorted({float(f"{r:.2g}") for r in 100 * (1 - frame["sparsity"])}, reverse=True)
+        ticks = ticks[:: max(1, len(ticks) // 5)]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("weights remaining (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="black", linestyle="--"))
+    labels.append("dense trunk")
+    fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 / rows, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -84,14 +84,18 @@ def sweep_runs(client: MlflowClient, sweep: str, experiment: str | None = None) 
     return runs
 
 
-def load_sweep(sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True) -> pd.DataFrame:
+def load_sweep(
+    sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
+    parent_id: str | None = None,
+) -> pd.DataFrame:
     """The tidy table of a sweep. With several runs of the same sweep name (different configs),
-    `latest` keeps the most recently started parent's lineages."""
+    `latest` keeps the most recently started parent's lineages; `parent_id` picks one parent."""
     client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     runs = sweep_runs(client, sweep, experiment)
     parents = sorted((r for r in runs if r.data.tags.get("lth.kind") == "sweep"), key=lambda r: r.info.start_time)
-    if latest and parents:
+    if parent_id is None and latest and parents:
         parent_id = parents[-1].info.run_id
+    if parent_id is not None:
         runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
     lineages = [r for r in runs if r.data.tags.get("lth.kind") == "lineage"]
     trunks = {r.data.tags["lth.id"]: r for r in runs if r.data.tags.get("lth.kind") == "trunk"}

@@ -106,6 +106,36 @@ def _query(args) -> int:
     return 0
 
 
+def _tickets(args) -> int:
+    import json
+
+    from analysis.tickets import DEFAULT_METRICS, judge, render
+
+    frame = _frame(args)
+    if isinstance(frame, str):
+        print(frame, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if frame.empty:
+        print(f"lth: sweep {args.sweep!r} has no finished rounds yet", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    metrics = args.metric or list(DEFAULT_METRICS)
+    unknown = [m for m in metrics if m not in frame.columns]
+    if args.metric and unknown:
+        print(f"lth: --metric: not measured in this sweep: {unknown}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = judge(frame, metrics, tolerance=args.tolerance, relative=args.relative)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+    elif args.format == "csv":
+        import pandas as pd
+
+        rows = [{k: v for k, v in row.items() if k != "curve"} for rows in result["metrics"].values() for row in rows]
+        print(pd.DataFrame(rows).to_csv(index=False), end="")
+    else:
+        print(render(result))
+    return 0
+
+
 def _add_sweep_selector(command) -> None:
     command.add_argument("--sweep", required=True, help="the sweep's name (its config's `name`)")
     command.add_argument("--experiment", help="MLflow experiment (default: search all)")
@@ -134,6 +164,13 @@ def parser() -> argparse.ArgumentParser:
     _add_sweep_selector(query)
     query.add_argument("--columns", nargs="+", help="only these columns")
     query.set_defaults(run=_query)
+
+    tickets = commands.add_parser("tickets", help="winning tickets and LTH-PASS per method, with confidence intervals")
+    _add_sweep_selector(tickets)
+    tickets.add_argument("--metric", action="append", help="judge on this metric (repeatable; default: one per dimension)")
+    tickets.add_argument("--tolerance", type=float, default=0.005, help="how much worse than dense still passes")
+    tickets.add_argument("--relative", action="store_true", help="tolerance as a fraction of the dense value")
+    tickets.set_defaults(run=_tickets)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the sweep's tracking store")
     ui.add_argument("--backend-store-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")

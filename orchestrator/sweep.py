@@ -78,6 +78,22 @@ def _reference_line(values: dict[str, float]) -> str:
     return ", ".join(parts) or "no metrics"
 
 
+def dimension_plots(config, uri: str, parent_id: str, folder: Path) -> list[Path]:
+    """One figure per dimension (generalisation, calibration, explanations, geometry), from MLflow."""
+    from analysis.plots import DIMENSION_FIGURES, metrics_vs_sparsity
+    from analysis.query import load_sweep
+
+    frame = load_sweep(config.name, uri, config.tracking.experiment, parent_id=parent_id)
+    if frame.empty:
+        return []
+    paths = []
+    for dimension, metrics in DIMENSION_FIGURES.items():
+        path = metrics_vs_sparsity(frame, metrics, folder / f"{dimension}_vs_sparsity.png", f"{config.name}: {dimension}")
+        if path is not None:
+            paths.append(path)
+    return paths
+
+
 def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None) -> list[dict]:
     config = plan.config
     console = console or Console()
@@ -147,6 +163,9 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / f"{config.name}-{plan.sweep_id}"
     plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
+    plots = [plot, *dimension_plots(config, uri, tracker.parent_id, plot_dir)]
+    for extra in plots[1:]:
+        tracker.client.log_artifact(tracker.parent_id, str(extra), "plots")
     tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
     tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows)}\n```\n")
     failed = [row for row in rows if row["status"] != "FINISHED"]
@@ -156,7 +175,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     tracker.client.set_terminated(tracker.parent_id, status)
     print(render(rows, fmt), flush=True)
     if fmt == "table":
-        console.say(f"sweep {status.lower()}; plot: {plot}")
+        console.say(f"sweep {status.lower()}; plots: {plot.parent}/ ({', '.join(p.name for p in plots)})")
         console.say(f"MLflow UI: run `lth ui` (store {uri}), then open {tracker.run_url(tracker.parent_id)}")
     return rows
 
