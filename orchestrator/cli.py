@@ -32,11 +32,12 @@ def _sweep(args) -> int:
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     from orchestrator.ray_session import RayUnreachable
+    from orchestrator.tracking import TrackingUnavailable
     from orchestrator.trunks import TrunkFailed
 
     try:
         rows = run_sweep(plan, address=args.address, fmt=args.format)
-    except RayUnreachable as error:
+    except (RayUnreachable, TrackingUnavailable) as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrunkFailed as error:
@@ -75,7 +76,7 @@ def _frame(args):
 
 def _emit(frame, fmt: str) -> None:
     if fmt == "json":
-        print(frame.to_json(orient="records", indent=2))
+        print(frame.to_json(orient="records", indent=2, double_precision=15))
     elif fmt == "csv":
         print(frame.to_csv(index=False), end="")
     else:

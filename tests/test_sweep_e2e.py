@@ -31,8 +31,18 @@ train: {epochs: 1, batch_size: 32, lr: 0.01}
 pruning:
   - {rate: 0.5, rounds: 3, rewind: init}
   - {rate: 0.5, rounds: 3, rewind: 3}
+analysis:
+  gradcam: {images: 32, grid_images: 4}
+  concepts: {train_images: 100, eval_images: 50}
+  lime: {images: 2, samples: 16}
+  mis: {images: 60, units: 4}
+  robustness: {images: 32, pgd_steps: 2, severities: [1, 5]}
+  flatness: {images: 16, iterations: 2, bisections: 2}
 tracking: {uri: "sqlite:///mlflow.db", experiment: e2e}
 """
+ANALYSED = ["xai/gradcam_rank_corr", "xai/gradcam_energy_in_object", "xai/concept_jaccard_top3", "xai/concept_recovery",
+            "xai/lime_fidelity", "xai/mis", "calib/ece", "ood/auroc_noise", "adv/fgsm_acc", "corrupt/mce",
+            "flat/hessian_weights", "analysis/seconds"]
 
 
 def runs_of(client: MlflowClient, kind: str | None = None):
@@ -80,11 +90,56 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
         assert {f.path for f in client.list_artifacts(run.info.run_id, "ticket")} == {
             "ticket/weights.safetensors", "ticket/masks.safetensors"
         }
-    assert [f.path for f in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/accuracy_vs_sparsity.png"]
+    assert {f.path for f in client.list_artifacts(parent.info.run_id, "plots")} == {
+        f"plots/{name}_vs_sparsity.png" for name in ("accuracy", "generalisation", "calibration", "explanations", "geometry")
+    }
     assert "imp@3 s1" in parent.data.tags["mlflow.note.content"]  # the summary table, as description
     curve = client.get_metric_history(parent.info.run_id, "methods/imp_at_3/test/acc")
     assert sorted(m.step for m in curve) == [1, 2, 3]
     assert client.get_experiment_by_name("e2e").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_every_round_of_every_lineage_is_analysed_against_its_trunk(sweep):
+    _, _, client = sweep
+    for run in runs_of(client, "lineage"):
+        for key in ANALYSED:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == [1, 2, 3], (run.data.tags["lth.label"], key)
+        artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "xai")}
+        assert artifacts == {f"xai/{kind}_round_0{i}.{ext}" for i in (1, 2, 3) for kind, ext in (("gradcam", "png"), ("concepts", "csv"))}
+    for trunk in runs_of(client, "trunk"):  # the dense reference, at step 0
+        assert [m.step for m in client.get_metric_history(trunk.info.run_id, "xai/gradcam_energy_in_object")] == [0]
+        assert trunk.data.metrics["corrupt/mce"] == 1.0
+
+
+def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
+    import json
+
+    workdir, _, client = sweep
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert main(["query", "--sweep", "e2e", "--tracking-uri", uri, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 * 3  # lineages x rounds
+    assert {(r["seed"], r["label"]) for r in rows} == {(0, "imp"), (1, "imp"), (0, "imp@3"), (1, "imp@3")}
+    one = [r for r in rows if r["label"] == "imp@3" and r["seed"] == 1 and r["round"] == 2][0]
+    (run,) = [r for r in runs_of(client, "lineage") if r.info.run_id == one["run_id"]]
+    history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "xai/gradcam_rank_corr")}
+    assert one["xai/gradcam_rank_corr"] == history[2]
+    assert one["dense/test/acc"] == client.get_run(client.search_runs(
+        [run.info.experiment_id], f"tags.`lth.id` = '{run.data.tags['lth.trunk']}'")[0].info.run_id).data.metrics["test/acc"]
+
+    assert main(["query", "--sweep", "e2e", "--tracking-uri", uri, "--where", "label == 'imp' and round == 3", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1 + 2  # header + one row per seed
+
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--format", "json"]) == 0
+    verdicts = json.loads(capsys.readouterr().out)
+    assert set(verdicts["lth_pass"]) == {"imp", "imp@3"}
+    acc = {row["method"]: row for row in verdicts["metrics"]["test/acc"]}
+    assert acc["imp"]["seeds"] == 2 and len(acc["imp"]["regions"].split()) == 3
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri]) == 0
+    assert "LTH-PASS" in capsys.readouterr().out
+    assert main(["query", "--sweep", "nope", "--tracking-uri", uri]) == 2
+    assert "no sweep named 'nope'" in capsys.readouterr().err
 
 
 def test_logged_masks_equal_an_in_process_run_bit_for_bit(sweep):
