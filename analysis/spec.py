@@ -6,6 +6,7 @@ of the sweep's identity (not of a lineage's training identity): changing it make
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -50,6 +51,25 @@ class MisSpec(Spec):
     weights: str | None = Field(None, description="local weights file / directory of the perceptual model")
     units: int = Field(8, ge=1)
     images: int = Field(500, ge=20, description="images ranked by each unit's activation")
+
+    @field_validator("similarity")
+    @classmethod
+    def _known_similarity(cls, name: str) -> str:
+        from analysis.mis import PERCEPTUAL_MODELS
+
+        if name not in PERCEPTUAL_MODELS:
+            raise ValueError(f"unknown perceptual model {name!r}; known: {', '.join(sorted(PERCEPTUAL_MODELS))}")
+        return name
+
+    @field_validator("weights")
+    @classmethod
+    def _existing_weights(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.exists():
+            raise ValueError(f"no such file or directory: {resolved}")
+        return str(resolved)
 
 
 class CalibrationSpec(Spec):
