@@ -1,0 +1,56 @@
+"""What the analysis costs: the quickstart with analysis on and off, and per round the analysis time
+against the training time (both read back from MLflow).
+
+    python bench/analysis_overhead.py                 # the quickstart
+    python bench/analysis_overhead.py --config configs/quickstart.yaml --set seeds=[0]
+
+Each sweep runs as `lth sweep` in a fresh temporary directory, timed from process start to exit.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed_sweep(config: str, overrides: list[str], workdir: Path) -> float:
+    command = [str(Path(sys.executable).with_name("lth")), "sweep", config, *[f"--set={o}" for o in overrides]]
+    started = time.perf_counter()
+    subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def per_round(workdir: Path, sweep: str) -> tuple[list[float], list[float]]:
+    from analysis.query import load_sweep
+
+    frame = load_sweep(sweep, f"sqlite:///{workdir / 'mlflow.db'}")
+    return list(frame["time/round_seconds"]), list(frame["analysis/seconds"].dropna())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+    import yaml
+
+    name = yaml.safe_load(Path(args.config).read_text()).get("name", "quickstart")
+    with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
+        off = timed_sweep(args.config, [*args.overrides, "analysis.enabled=false"], Path(off_dir))
+        on = timed_sweep(args.config, args.overrides, Path(on_dir))
+        training, analysis = per_round(Path(on_dir), name)
+    print(f"wall time, analysis off: {off:.1f} s")
+    print(f"wall time, analysis on:  {on:.1f} s  (+{100 * (on / off - 1):.1f}%)")
+    print(f"per round: training {statistics.mean(training):.2f} s (median {statistics.median(training):.2f}), "
+          f"analysis {statistics.mean(analysis):.2f} s (median {statistics.median(analysis):.2f}), "
+          f"ratio {statistics.mean(analysis) / statistics.mean(training):.2f}")
+
+
+if __name__ == "__main__":
+    main()
