@@ -230,8 +230,9 @@ def top_concepts(pcbm: PCBM, concept_names: Sequence[str], k: int) -> list[list[
 
 
 def _jaccard(a: list[str], b: list[str]) -> float:
+    """NaN when neither class uses any concept: nothing to agree on is not agreement."""
     union = set(a) | set(b)
-    return len(set(a) & set(b)) / len(union) if union else 1.0
+    return len(set(a) & set(b)) / len(union) if union else float("nan")
 
 
 def _tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -260,7 +261,7 @@ def consistency(reference: PCBM, other: PCBM, concept_names: Sequence[str], k: i
         "concepts": names,
         "jaccard": jaccard,
         "kendall_tau": tau,
-        "mean_jaccard": float(np.mean(jaccard)) if jaccard else np.nan,
+        "mean_jaccard": float(np.nanmean(jaccard)) if not np.isnan(jaccard).all() else np.nan,
         "mean_kendall_tau": float(np.nanmean(tau)) if not np.isnan(tau).all() else np.nan,
     }
 

@@ -167,7 +167,7 @@ def summarise(per_image: dict[str, Tensor], labels: Tensor, class_names: list[st
 
 def overlay_grid(
     pixels: Tensor,
-    reference_maps: Tensor,
+    reference_maps: Tensor | None,
     maps: Tensor,
     path: str | Path,
     titles: list[str] | None = None,
@@ -182,11 +182,13 @@ def overlay_grid(
     import matplotlib.pyplot as plt
 
     n = pixels.shape[0]
-    if not (reference_maps.shape[0] == maps.shape[0] == n):
-        raise ValueError(f"need as many maps as images: {n}, {reference_maps.shape[0]}, {maps.shape[0]}")
+    if not (maps.shape[0] == n and (reference_maps is None or reference_maps.shape[0] == n)):
+        raise ValueError(f"need as many maps as images: {n}, {maps.shape[0]}")
     images = pixels.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n + 0.8, 5.2), squeeze=False)
-    rows = [("input", None), (reference_label, reference_maps), (label, maps)]
+    rows = [("input", None), (label, maps)]
+    if reference_maps is not None:  # None: the reference itself (the dense trunk) is shown
+        rows.insert(1, (reference_label, reference_maps))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 0.8, 1.75 * len(rows)), squeeze=False)
     for col in range(n):
         image = images[col]
         grey = image.shape[-1] == 1

@@ -53,6 +53,11 @@ def sample(split: ImageSplit, count: int, seed: int, salt: str) -> ImageSplit:
     return split.subset(order)
 
 
+def metrics_sparsity(masks: Masks) -> float | None:
+    total = sum(mask.numel() for mask in masks.values())
+    return None if not total else 1 - sum(int(mask.sum()) for mask in masks.values()) / total
+
+
 @torch.no_grad()
 def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([F.softmax(model(images[i : i + batch_size]), 1) for i in range(0, len(images), batch_size)])
@@ -138,11 +143,17 @@ def _gradcam(net: Network, reference: Reference | None, metrics: dict, ref: Refe
     metrics |= gradcam.summarise(per_image, test.labels, data.class_names, prefix="xai/gradcam_")
     if spec.grid_images:
         shown = slice(0, spec.grid_images)
-        reference_maps = maps if reference is None or reference.gradcam is None else reference.gradcam
+        reference_maps = None if reference is None or reference.gradcam is None else reference.gradcam[shown]
+        predicted = probabilities(net.model, test.images[shown]).argmax(1)
+        titles = [
+            f"{data.class_names[int(y)]}\n(says {data.class_names[int(p)]})" if p != y else data.class_names[int(y)]
+            for y, p in zip(test.labels[shown], predicted)
+        ]
+        sparsity = metrics_sparsity(net.masks)
         gradcam.overlay_grid(
-            data.to_pixels(test.images[shown]), reference_maps[shown], maps[shown],
-            net.artifacts / "xai" / f"gradcam_{net.label}.png",
-            titles=[data.class_names[int(y)] for y in test.labels[shown]], label=net.label,
+            data.to_pixels(test.images[shown]), reference_maps, maps[shown],
+            net.artifacts / "xai" / f"gradcam_{net.label}.png", titles=titles,
+            label=net.label if sparsity is None else f"{net.label.replace('_', ' ')}\n{sparsity:.1%} sparse",
         )
 
 
