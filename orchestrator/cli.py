@@ -19,7 +19,7 @@ def _sweep(args) -> int:
         config = load_config(args.config, args.set or [])
         from orchestrator.plan import make_plan
 
-        plan = make_plan(config)
+        plan = make_plan(config, check_paths=not args.dry_run)  # a dry run plans where the data is not
     except ConfigError as error:
         where = args.config or "the quickstart config"
         print(f"lth: invalid config {where}:\n  " + str(error).replace("\n", "\n  "), file=sys.stderr)
@@ -27,12 +27,18 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(plan.describe())
         return 0
+    from orchestrator.tracking import TrackingUnavailable, check_tracking
+
+    try:  # here too, before importing Ray and Tune: an absent server is reported in seconds
+        check_tracking(config.tracking.resolved_uri(Path.cwd()))
+    except TrackingUnavailable as error:
+        print(f"lth: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     from orchestrator.sweep import run_sweep
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     from orchestrator.ray_session import RayUnreachable
-    from orchestrator.tracking import TrackingUnavailable
     from orchestrator.trunks import TrunkFailed
 
     try:
@@ -53,7 +59,9 @@ def _ui(args) -> int:
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     print(f"lth: MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
-    return subprocess.call(command, env=os.environ.copy())
+    # MLflow 3's UI starts GenAI job workers (~2 GB) that lth-sweep never uses.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    return subprocess.call(command, env=env)
 
 
 def _frame(args):

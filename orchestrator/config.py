@@ -131,13 +131,15 @@ def _format_errors(error: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
-def expand_lineages(config: SweepConfig) -> list[LineageSpec]:
+def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[LineageSpec]:
+    """Every lineage of the grid, validated; `check_paths=False` (a dry run) does not require
+    data or weights files to exist, it only resolves their paths."""
     sections = {name: expand_section(getattr(config, name), name) for name in GRID_SECTIONS}
     lineages, errors = {}, []
     for seed, data, model, train, pruning in itertools.product(config.seeds, *sections.values()):
         raw = {"trunk": {"data": data, "model": model, "train": train, "seed": seed}, "pruning": pruning}
         try:
-            spec = LineageSpec.model_validate(raw)
+            spec = LineageSpec.model_validate(raw, context={"check_paths": check_paths})
         except ValidationError as error:
             errors += [line.replace("trunk.", "", 1) for line in _format_errors(error)]
             continue

@@ -1,10 +1,13 @@
-"""The plan of a sweep: its lineages, the trunks they share, and the sweep's own id."""
+"""The plan of a sweep: its lineages, the trunks they share, the sweep's own id, and (for
+`--dry-run`) what it will cost and ask Ray for (`orchestrator.estimate`)."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
-from orchestrator.config import SweepConfig, expand_lineages, unique_trunks
+from orchestrator import estimate
+from orchestrator.config import ConfigError, SweepConfig, expand_lineages, unique_trunks
+from trainables.data.describe import describe
 from trainables.specs import LineageSpec, TrunkSpec
 
 
@@ -25,33 +28,66 @@ class SweepPlan:
     def total_rounds(self) -> int:
         return sum(spec.pruning.rounds for spec in self.lineages)
 
+    @property
+    def validation_every(self) -> int:
+        analysis = self.config.analysis
+        return analysis.early_stopping_every if analysis.enabled else 0
+
     def describe(self) -> str:
+        """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate."""
+        trunk_costs = {tid: estimate.trunk_cost(spec) for tid, (spec, _) in self.trunks.items()}
+        lineage_costs = {spec.id: estimate.lineage_cost(spec, self.validation_every) for spec in self.lineages}
         lines = [
             f"sweep {self.config.name} ({self.sweep_id}): {len(self.trunks)} trunk(s), "
             f"{len(self.lineages)} lineage(s), {self.total_rounds} rounds",
             "trunks:",
         ]
         for trunk_id, (spec, rewinds) in self.trunks.items():
+            data, cost = describe(spec.data), trunk_costs[trunk_id]
+            macs = estimate.forward_macs(spec.model, data)
             lines.append(
                 f"  {trunk_id}  {spec.model.name} on {spec.data.name} seed {spec.seed}, "
                 f"{spec.train.epochs} epochs ({spec.total_iterations()} iterations), rewind snapshots {list(rewinds)}"
             )
+            lines.append(
+                f"                {data.channels}x{data.size}x{data.size}, {data.classes} classes"
+                f"{' (assumed)' if 'classes' in data.assumed else ''}, "
+                f"{'?' if macs is None else estimate.si(macs)} MACs/image x {estimate.si(cost.images)} images "
+                f"-> {estimate.si(cost.flops, 'FLOP')}"
+            )
         lines.append("lineages:")
         width = max(len(display_name(spec)) for spec in self.lineages)
         for spec in self.lineages:
-            p = spec.pruning
+            p, cost = spec.pruning, lineage_costs[spec.id]
             final = 1 - (1 - p.rate) ** p.rounds
             lines.append(
                 f"  {spec.id}  {display_name(spec):{width}s}  trunk {spec.trunk.id}  {p.rounds} rounds x {p.rate:.0%} "
-                f"{p.scope} -> {final:.1%} sparse"
+                f"{p.scope} -> {final:.1%} sparse; {estimate.si(cost.iterations)} iterations "
+                f"-> {estimate.si(cost.flops, 'FLOP')}"
             )
-        return "\n".join(lines)
+        lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
+        trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]
+        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks))
 
 
 def display_name(spec: LineageSpec) -> str:
     return f"{spec.pruning.label} s{spec.trunk.seed}"
 
 
-def make_plan(config: SweepConfig) -> SweepPlan:
-    lineages = expand_lineages(config)
+def check_devices(config: SweepConfig, lineages: list[LineageSpec]) -> None:
+    """Ray gives GPUs only to tasks that ask for them, and a reserved GPU nobody uses is waste."""
+    gpus = config.resources.gpus_per_trial
+    devices = {spec.trunk.train.device for spec in lineages}
+    if "cuda" in devices and not gpus:
+        raise ConfigError("train.device: cuda needs resources.gpus_per_trial > 0 (Ray gives GPUs to trials that ask)")
+    if gpus and devices == {"cpu"}:
+        raise ConfigError(
+            f"resources.gpus_per_trial: {gpus:g} reserves GPUs that train.device=cpu never uses; set train.device=auto"
+        )
+
+
+def make_plan(config: SweepConfig, check_paths: bool = True) -> SweepPlan:
+    """`check_paths=False` (a dry run) plans without the data or weights files being there."""
+    lineages = expand_lineages(config, check_paths=check_paths)
+    check_devices(config, lineages)
     return SweepPlan(config, lineages, unique_trunks(lineages))

@@ -31,6 +31,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     common = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         _check_reachable(address)
         try:
@@ -38,5 +39,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise RayUnreachable(f"--address {address}: cannot join a Ray cluster there ({error})") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **common)
+        # "local": a new instance even where `ray start` or a test cluster left its address in
+        # /tmp/ray/ray_current_cluster, which a bare ray.init() would silently join.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
     return True

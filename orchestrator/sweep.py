@@ -14,7 +14,7 @@ from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import connect
 from orchestrator.summary import collect_rows, parent_metrics, render
-from orchestrator.tracking import SweepTracker, flatten
+from orchestrator.tracking import SweepTracker, check_tracking, flatten
 from orchestrator.trunks import TrunkFailed, provide_trunks
 from trainables.trial import lineage_trial
 
@@ -98,6 +98,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     config = plan.config
     console = console or Console()
     uri = config.tracking.resolved_uri(Path.cwd())
+    check_tracking(uri)  # in seconds, before Ray: MLflow's client retries an absent server for minutes
     started_ray = connect(address)  # first: an unreachable cluster must leave MLflow untouched
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
     tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
@@ -139,7 +140,10 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
         try:
-            trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+            trunks, failed_trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+            for entry in [e for e in pending if by_id[e["lineage_id"]].trunk.id in failed_trunks]:
+                pending.remove(entry)  # a failed trunk fails its own lineages, not the sweep
+                tracker.fail(entry["run_id"], failed_trunks[by_id[entry["lineage_id"]].trunk.id])
             if pending and analysis.enabled:
                 pool = AnalysisPool(analysis, uri)
                 analysis_handles = {"actors": pool.actors, "references": references(pool, trunks, console)}

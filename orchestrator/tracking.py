@@ -2,12 +2,67 @@
 and per lineage, each found again by its stable id so reruns never duplicate a run."""
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainables.specs import Spec
+
+PROBE_SECONDS = 5.0
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be used: no server answers, or it refuses the credentials."""
+
+
+def check_tracking(uri: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fails in seconds where MLflow's own client would retry for minutes (about 4, with backoff):
+    one request without retries to a server, a directory check for SQLite, a TCP probe for a
+    database URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        _probe_server(uri, timeout)
+    elif parsed.scheme == "sqlite":
+        path = unquote(uri.removeprefix("sqlite:///").split("?")[0])
+        folder = Path(path).parent
+        if path not in ("", ":memory:") and not folder.is_dir():
+            raise TrackingUnavailable(f"MLflow tracking store {uri}: directory {folder} does not exist")
+    elif parsed.hostname:  # postgresql://, mysql://, ...: the database itself
+        port = parsed.port or {"postgresql": 5432, "mysql": 3306, "mssql": 1433}.get(parsed.scheme.split("+")[0])
+        if port is None:
+            return
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        except OSError as error:
+            raise TrackingUnavailable(f"MLflow tracking store {uri}: no database answers at {parsed.hostname}:{port} ({error})") from None
+
+
+def _probe_server(uri: str, timeout: float) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
+            params={"max_results": 1}, max_retries=0, timeout=timeout, raise_on_status=False,
+        )
+    except (MlflowException, OSError) as error:  # MLflow wraps requests' connection errors
+        text = str(error).lower()
+        reason = {"refused": "connection refused", "timed out": f"no answer within {timeout:.0f} s"}
+        reason = next((said for key, said in reason.items() if key in text), text[:300])
+        raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable ({reason}); is it running?") from None
+    if response.status_code in (401, 403):
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} refused the credentials (HTTP {response.status_code}); "
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if response.status_code >= 500:
+        raise TrackingUnavailable(f"MLflow tracking server {uri} answers HTTP {response.status_code}: {response.text[:200]}")
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, str]:
@@ -45,13 +100,13 @@ class SweepTracker:
 
     def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
         run = self._find(kind, lth_id, parent_id)
-        if run is not None:
-            return run
-        all_tags = {"lth.kind": kind, "lth.id": lth_id, "lth.sweep": self.sweep_name, **(tags or {})}
-        if parent_id:
-            all_tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
-        items = [Param(k, v[:6000]) for k, v in (params or {}).items()]
+        if run is None:
+            all_tags = {"lth.kind": kind, "lth.id": lth_id, "lth.sweep": self.sweep_name, **(tags or {})}
+            if parent_id:
+                all_tags["mlflow.parentRunId"] = parent_id
+            run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        # Also for a found run: a driver killed between creating it and logging its params left none.
+        items = [Param(k, v[:6000]) for k, v in (params or {}).items() if k not in run.data.params]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start : start + 100])
         return run
@@ -70,6 +125,11 @@ class SweepTracker:
         return self._get_or_create(
             kind, spec.id, run_name, self.parent_id, tags=tags, params=flatten(spec.model_dump(mode="json"))
         )
+
+    def fail(self, run_id: str, error: str) -> None:
+        """Ends a run FAILED with the reason in its `lth.error` tag (what the summary shows)."""
+        self.set_tags(run_id, {"lth.error": error[:5000]})
+        self.client.set_terminated(run_id, "FAILED")
 
     def reopen(self, run_id: str) -> None:
         """A run picked up again after an interrupted attempt is RUNNING once more."""
@@ -91,4 +151,6 @@ class SweepTracker:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def run_url(self, run_id: str, server: str = "http://127.0.0.1:5000") -> str:
-        return f"{server}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        # The query parameter opens MLflow's model-training view; without it a fresh browser
+        # lands in the GenAI view, whatever the experiment's tags say.
+        return f"{server}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"

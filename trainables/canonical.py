@@ -15,7 +15,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def canonical(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.model_dump(mode="json", context={"identity": True}), sort_keys=True, separators=(",", ":"))
 
     @property
     def id(self) -> str:

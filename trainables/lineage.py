@@ -2,6 +2,10 @@
 
 Plain Python with no Ray and no MLflow: the Tune trial wraps it, and so does the benchmark's
 in-process baseline, which is how orchestration overhead is measured.
+
+The network trains on the spec's device (`trainables.device`); masks are chosen on the CPU, by a
+spare CPU model, so a config gives bit-identical masks whatever the device of its training, and
+travel to the device for retraining only. Everything a round returns is on the CPU.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from trainables.device import Runtime, cpu_state, to_device
 from trainables.early_stopping import ValidationTracker
 from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.pruning import PRUNING_METHODS
@@ -65,9 +70,11 @@ def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
 
 
 def _retrain(
-    spec: LineageSpec, model, dataset, start, masks: Masks, extra_callbacks=(), whole_filters: bool = False
+    spec: LineageSpec, model, dataset, start, masks: Masks, runtime: Runtime, extra_callbacks=(),
+    whole_filters: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Trains `model` from `start` under `masks`; callbacks run before the mask keeper."""
+    """Trains `model` from `start` under `masks` (both on the runtime's device); callbacks run
+    before the mask keeper. Returns the trained weights, on the CPU."""
     model.load_state_dict(start)
     if whole_filters:
         masks = {**masks, **companion_masks(model, masks)}
@@ -79,8 +86,9 @@ def _retrain(
         seed=spec.trunk.seed,
         start_iteration=spec.pruning.rewind_iteration,
         callbacks=(*extra_callbacks, MaskKeeper(model, masks)),
+        runtime=runtime,
     )
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return cpu_state(model)
 
 
 def _next_masks(spec: LineageSpec, method, ctx: PruneContext) -> Masks:
@@ -113,13 +121,14 @@ def run_lineage(
     iteration.
     """
     dataset = cached_dataset(spec.trunk.data)
-    model = build_for(spec.trunk, dataset)
-    scorer = build_for(spec.trunk, dataset)  # a spare model methods may score with
+    runtime = Runtime.of(spec.trunk.train)
+    model = runtime.place(build_for(spec.trunk, dataset))
+    scorer = build_for(spec.trunk, dataset)  # a spare model methods may score with; stays on the CPU
     pruning = spec.pruning
     method = PRUNING_METHODS[pruning.method]
     dense = as_tensors(trunk.final)
     if resume_from is None:
-        state = LineageState(0, dense, dense_masks(model, model.pruned_weights(pruning.exclude)))
+        state = LineageState(0, dense, dense_masks(scorer, scorer.pruned_weights(pruning.exclude)))
     else:
         state = resume_from
     rewound = as_tensors(trunk.rewind_state(pruning.rewind_iteration))
@@ -136,6 +145,7 @@ def run_lineage(
             seed=spec.trunk.seed, total_iterations=spec.trunk.total_iterations(),
         )
         masks = _next_masks(spec, method, ctx)
+        placed = to_device(masks, runtime.device)  # on the CPU: the same tensors
         start = state.weights if from_trained else rewound
         def tracked(extra):
             if not validation_every:
@@ -143,20 +153,21 @@ def run_lineage(
             tracker = ValidationTracker(model, dataset.test, validation_every, pruning.rewind_iteration)
             return (*extra, tracker), tracker
 
-        extra, tracker = tracked(callbacks(ctx, model, masks)) if fresh is None else (callbacks(ctx, model, masks), None)
-        ticket = _retrain(spec, model, dataset, start, masks, extra, whole_filters)
-        evaluated, evaluated_masks = ticket, masks
+        extra = callbacks(ctx, model, placed)
+        extra, tracker = tracked(extra) if fresh is None else (extra, None)
+        ticket = _retrain(spec, model, dataset, start, placed, runtime, extra, whole_filters)
+        evaluated, evaluated_masks = ticket, placed
         if fresh is not None:  # its own copy: a dynamic method may move the masks during training
-            evaluated_masks = {name: mask.clone() for name, mask in masks.items()}
+            evaluated_masks = {name: mask.clone() for name, mask in placed.items()}
             extra, tracker = tracked(callbacks(ctx, model, evaluated_masks))
-            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, extra, whole_filters)
-        scores = evaluate(model, dataset.test)
+            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, runtime, extra, whole_filters)
+        scores = evaluate(model, dataset.test, runtime=runtime)
         metrics = {"test/acc": scores["acc"], "test/loss": scores["loss"]}
         if tracker is not None:
             metrics |= tracker.metrics()
         metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target)
         metrics["time/round_seconds"] = time.perf_counter() - started
-        state = LineageState(round_index, ticket, masks)
+        state = LineageState(round_index, ticket, to_device(placed, torch.device("cpu")))  # as rigl left them
         result = RoundResult(state, metrics, evaluated, notes=ctx.notes)
         on_round(result)
         results.append(result)

@@ -2,7 +2,9 @@
 
 A mask holds through training because the gradient of a pruned weight is zeroed before every
 optimizer step and the weight is re-zeroed after it: no step, momentum or weight decay (coupled or
-decoupled) can move it away from zero.
+decoupled) can move it away from zero. Masks live on their weights' device and multiply by logical
+index, so they hold under any memory layout (channels_last) and under bf16 autocast, which only
+casts copies of the (fp32) weights for the forward pass.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ Masks = dict[str, torch.Tensor]
 
 def dense_masks(model: nn.Module, names: list[str]) -> Masks:
     params = dict(model.named_parameters())
-    return {name: torch.ones_like(params[name], dtype=torch.bool) for name in names}
+    # contiguous whatever the model's memory layout (channels_last): masks are saved as safetensors
+    contiguous = torch.contiguous_format
+    return {name: torch.ones_like(params[name], dtype=torch.bool, memory_format=contiguous) for name in names}
 
 
 @torch.no_grad()

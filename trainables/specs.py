@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializationInfo, ValidationInfo, field_validator, model_serializer, model_validator
 
 from trainables.canonical import Spec
 from trainables.pruning import AnyPruneSpec
 from trainables.pruning.base import PruneSpec
 
 __all__ = ["Spec", "DataSpec", "ModelSpec", "TrainSpec", "PruneSpec", "TrunkSpec", "LineageSpec"]
+
+
+def checks_paths(info: ValidationInfo) -> bool:
+    """Whether files must exist: validating with context {"check_paths": False} (a dry run) only
+    resolves paths, so a plan can be made where the data is not."""
+    return (info.context or {}).get("check_paths", True)
 
 
 class DataSpec(Spec):
@@ -44,12 +50,12 @@ class DataSpec(Spec):
 
     @field_validator("path", "ood_path")
     @classmethod
-    def _existing_absolute_path(cls, path: str | None) -> str | None:
+    def _existing_absolute_path(cls, path: str | None, info: ValidationInfo) -> str | None:
         # Trials run in their own working directory: only absolute paths survive the trip.
         if path is None:
             return None
         resolved = Path(path).expanduser().resolve()
-        if not resolved.exists():
+        if checks_paths(info) and not resolved.exists():
             raise ValueError(f"no such file or directory: {resolved}")
         return str(resolved)
 
@@ -65,10 +71,12 @@ class DataSpec(Spec):
         return name
 
     @model_validator(mode="after")
-    def _readable_files(self) -> "DataSpec":
+    def _readable_files(self, info: ValidationInfo) -> "DataSpec":
         # Cheap: required files exist and headers look right; nothing is loaded here.
         from trainables.data import check_path
 
+        if not checks_paths(info):
+            return self
         check_path(self.name, self.path)
         if self.ood_path is not None:
             try:
@@ -87,11 +95,11 @@ class ModelSpec(Spec):
 
     @field_validator("weights")
     @classmethod
-    def _existing_weights_file(cls, path: str | None) -> str | None:
+    def _existing_weights_file(cls, path: str | None, info: ValidationInfo) -> str | None:
         if path is None:
             return None
         resolved = Path(path).expanduser().resolve()
-        if not resolved.is_file():
+        if checks_paths(info) and not resolved.is_file():
             raise ValueError(f"no such weights file: {resolved}")
         return str(resolved)
 
@@ -112,8 +120,34 @@ class TrainSpec(Spec):
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    gamma: float = Field(0.95, gt=0, le=1, description="exponential schedule: the lr is multiplied by gamma every epoch")
     warmup_iterations: int = Field(0, ge=0)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward and loss under torch.autocast")
+    # How the spec runs, not what it computes (see trainables.device):
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "cpu", description="auto: CUDA when this process may use a GPU (in Ray: when the trial was given one)"
+    )
+    channels_last: bool = Field(False, description="NHWC memory layout for the model and its inputs")
+    workers: int = Field(0, ge=0, description="loader processes prefetching batches of file-backed splits")
+    pin_memory: bool = Field(True, description="pinned host memory for prefetched batches copied to a GPU")
+
+    # Left out of the identity (`canonical`): moving a sweep to a GPU, or giving it loader workers,
+    # reuses its finished runs. Numerics differ only in rounding, as from one machine to another.
+    EXECUTION: ClassVar[tuple[str, ...]] = ("device", "channels_last", "workers", "pin_memory")
+
+    @model_serializer(mode="wrap")
+    def _identity(self, handler, info: SerializationInfo) -> dict:
+        data = handler(self)
+        if (info.context or {}).get("identity"):
+            for name in self.EXECUTION:
+                data.pop(name, None)
+            # Added after ids were in use: part of the identity only where they change something.
+            if self.precision == "fp32":
+                data.pop("precision", None)
+            if self.schedule != "exponential":
+                data.pop("gamma", None)
+        return data
 
     def iterations_per_epoch(self, train_size: int) -> int:
         return math.ceil(train_size / self.batch_size)

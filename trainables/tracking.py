@@ -2,6 +2,11 @@
 
 Each round is one `log_batch` at step = round. Rounds already present in the run (a restarted
 trial replays rounds after its last checkpoint) are not logged again.
+
+Against an MLflow server, every request is retried with exponential backoff when the server does
+not answer (MLflow's client: `MLFLOW_HTTP_REQUEST_MAX_RETRIES` 7, `..._BACKOFF_FACTOR` 2, about
+4 minutes in all), so a trial rides out a restart of the server. A retried `log_batch` whose first
+attempt did land is harmless: the SQL stores drop metrics identical to ones they hold.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from safetensors.torch import save_file
+
+from trainables.checkpoint import sha256
 
 ROUND_MARKER = "sparsity"  # logged last in every round's batch: its steps are the finished rounds
 
@@ -27,6 +34,10 @@ class RunLogger:
         if round_index in self.logged_rounds:
             return
         self.log_tensors(f"masks/round_{round_index:02d}.safetensors", masks)
+        self.log_metrics(round_index, metrics)
+
+    def log_metrics(self, round_index: int, metrics: dict[str, float]) -> None:
+        """The round's metrics in one `log_batch` (per 1000), the round marker last."""
         now = int(time.time() * 1000)
         ordered = sorted(metrics.items(), key=lambda item: item[0] == ROUND_MARKER)
         batch = [Metric(key, float(value), now, round_index) for key, value in ordered]
@@ -34,19 +45,22 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
         self.logged_rounds.add(round_index)
 
-    def note(self, round_index: int, notes: list[str]) -> None:
+    def note(self, round_index: int | None, notes: list[str]) -> None:
         """Things the run should say (e.g. a layer saved from collapse), as the `lth.notes` tag."""
         previous = self.client.get_run(self.run_id).data.tags.get("lth.notes", "")
         lines = [line for line in previous.splitlines() if line]
-        lines += [f"round {round_index}: {note}" for note in notes if f"round {round_index}: {note}" not in lines]
+        prefix = "" if round_index is None else f"round {round_index}: "
+        lines += [f"{prefix}{note}" for note in notes if f"{prefix}{note}" not in lines]
         self.client.set_tag(self.run_id, "lth.notes", "\n".join(lines)[:5000])
 
-    def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor]) -> None:
+    def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor]) -> str:
+        """Uploads one safetensors file; returns its sha256, for a manifest."""
         path = Path(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / path.name
             save_file({k: v.contiguous() for k, v in tensors.items()}, file)
             self.client.log_artifact(self.run_id, str(file), str(path.parent))
+            return sha256(file)
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         if error:

@@ -1,16 +1,20 @@
 """The training loop, kept short: the schedule is counted in iterations (so a lineage can resume
 training at the rewind iteration k and replay the trunk's schedule from there) and everything else
-hangs off callbacks."""
+hangs off callbacks. Where it runs (device, precision, memory layout, data loading) is the
+`Runtime`'s business (`trainables.device`)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.data import ImageSplit
+from trainables.data import Split
+from trainables.device import Runtime
 
 
 class Callback(Protocol):
@@ -28,12 +32,14 @@ def make_optimizer(model: nn.Module, spec) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
 
 
-def learning_rate(spec, iteration: int, total: int) -> float:
+def learning_rate(spec, iteration: int, total: int, per_epoch: int = 1) -> float:
     scale = 1.0
     if spec.warmup_iterations and iteration < spec.warmup_iterations:
         scale = (iteration + 1) / spec.warmup_iterations
     if spec.schedule == "cosine":
         scale *= 0.5 * (1 + math.cos(math.pi * iteration / total))
+    elif spec.schedule == "exponential":  # torch's ExponentialLR stepped once per epoch
+        scale *= spec.gamma ** (iteration // per_epoch)
     return spec.lr * scale
 
 
@@ -43,9 +49,35 @@ def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(size, generator=generator)
 
 
+_epoch_order = lru_cache(maxsize=2)(epoch_order)  # every batch of an epoch reads the same order
+
+
+def batch_indices(size: int, batch_size: int, seed: int, iteration: int) -> torch.Tensor:
+    """The examples of training iteration `iteration`."""
+    epoch, step = divmod(iteration, math.ceil(size / batch_size))
+    return _epoch_order(size, seed, epoch)[step * batch_size : (step + 1) * batch_size]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The example indices of each iteration in `iterations`, computed on demand (loader workers
+    compute their own, so nothing large is shipped to them)."""
+
+    size: int
+    batch_size: int
+    seed: int
+    iterations: range
+
+    def __len__(self) -> int:
+        return len(self.iterations)
+
+    def __getitem__(self, item: int) -> torch.Tensor:
+        return batch_indices(self.size, self.batch_size, self.seed, self.iterations[item])
+
+
 def train(
     model: nn.Module,
-    data: ImageSplit,
+    data: Split,
     spec,
     *,
     seed: int,
@@ -53,29 +85,30 @@ def train(
     stop_iteration: int | None = None,
     callbacks: tuple[Callback, ...] = (),
     on_iteration=None,
+    runtime: Runtime | None = None,
 ) -> None:
     """Trains from `start_iteration` to the end of the schedule (or `stop_iteration`).
 
+    The model is moved to the runtime's device (`Runtime.of(spec)` by default) and stays there.
     `on_iteration(i)` is called before iteration i runs (and once after the last), which is where
     a trunk takes its rewind snapshots.
     """
+    runtime = runtime or Runtime.of(spec)
+    runtime.place(model)
     per_epoch = spec.iterations_per_epoch(len(data))
     total = spec.epochs * per_epoch
     stop = total if stop_iteration is None else stop_iteration
     optimizer = make_optimizer(model, spec)
     model.train()
-    order = None
+    batches = runtime.batches(data, BatchPlan(len(data), spec.batch_size, seed, range(start_iteration, stop)))
     for iteration in range(start_iteration, stop):
-        epoch, step = divmod(iteration, per_epoch)
-        if order is None or step == 0:
-            order = epoch_order(len(data), seed, epoch)
         if on_iteration:
             on_iteration(iteration)
-        batch = order[step * spec.batch_size : (step + 1) * spec.batch_size]
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(spec, iteration, total)
-        images, labels = data.batch(batch)
-        loss = F.cross_entropy(model(images), labels)
+            group["lr"] = learning_rate(spec, iteration, total, per_epoch)
+        images, labels = next(batches)
+        with runtime.autocast():
+            loss = F.cross_entropy(model(images).float(), labels)
         if not torch.isfinite(loss):
             raise DivergedError(f"training diverged at iteration {iteration}: loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
@@ -90,12 +123,16 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageSplit, batch_size: int = 1000) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Split, batch_size: int = 1000, runtime: Runtime | None = None) -> dict[str, float]:
+    """Loss and accuracy on `data`, wherever the model is (fp32 unless the runtime says bf16)."""
+    device = next(model.parameters()).device
+    runtime = runtime or Runtime(device=device)
     model.eval()
     loss = correct = 0.0
-    for start in range(0, len(data), batch_size):
-        images, labels = data.batch(slice(start, start + batch_size))
-        logits = model(images)
+    picks = [slice(start, start + batch_size) for start in range(0, len(data), batch_size)]
+    for images, labels in runtime.batches(data, picks):
+        with runtime.autocast():
+            logits = model(images).float()
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
     model.train()

@@ -13,7 +13,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import load_evaluated, load_state, save_state
+from trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
 from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables.specs import LineageSpec
@@ -45,9 +45,13 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
-            resume_from, _ = load_state(directory)
-            if analyst:  # the checkpointed round's analysis may not have finished before the restart
-                analyst.submit(resume_from.round, load_evaluated(directory, resume_from), resume_from.masks)
+            try:
+                resume_from, _ = load_state(directory)
+            except CheckpointCorrupt as error:  # rounds replay identically; those in MLflow are not logged again
+                logger.note(None, [f"{error}: not loaded, lineage restarted from round 1"])
+            else:
+                if analyst:  # the checkpointed round's analysis may not have finished before the restart
+                    analyst.submit(resume_from.round, load_evaluated(directory, resume_from), resume_from.masks)
 
     def report(result: RoundResult) -> None:
         round_index = result.state.round

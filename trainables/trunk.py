@@ -1,7 +1,8 @@
 """Dense trunk training: done once per (data, model, recipe, seed) and shared by its lineages.
 
-The result holds plain numpy arrays so that it travels through Ray's object store zero-copy;
-receivers copy before use (`as_tensors`), since those arrays arrive read-only.
+The result holds plain numpy arrays (on the CPU, whatever the training device) so that it travels
+through Ray's object store zero-copy; receivers copy before use (`as_tensors`), since those arrays
+arrive read-only.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from trainables.data import Dataset, load_dataset
+from trainables.device import Runtime
 from trainables.models import build_model
 from trainables.specs import DataSpec, TrunkSpec
 from trainables.training import evaluate, train
@@ -63,7 +65,9 @@ def train_trunk(spec: TrunkSpec, rewind_iterations: tuple[int, ...] = ()) -> Tru
     dataset = cached_dataset(spec.data)
     torch.manual_seed(spec.seed)
     model = build_for(spec, dataset)
-    init = to_numpy(model.state_dict())
+    init = to_numpy(model.state_dict())  # initialised on the CPU whatever the device: same draw everywhere
+    runtime = Runtime.of(spec.train)
+    runtime.place(model)
     wanted = {k for k in rewind_iterations if k > 0}
     snapshots: dict[int, State] = {}
 
@@ -71,11 +75,11 @@ def train_trunk(spec: TrunkSpec, rewind_iterations: tuple[int, ...] = ()) -> Tru
         if iteration in wanted:
             snapshots[iteration] = to_numpy(model.state_dict())
 
-    train(model, dataset.train, spec.train, seed=spec.seed, on_iteration=snapshot)
+    train(model, dataset.train, spec.train, seed=spec.seed, on_iteration=snapshot, runtime=runtime)
     missing = wanted - set(snapshots)
     if missing:
         raise ValueError(f"rewind iterations {sorted(missing)} lie beyond the trunk's training")
-    scores = evaluate(model, dataset.test)
+    scores = evaluate(model, dataset.test, runtime=runtime)
     return TrunkResult(
         spec=spec,
         init=init,

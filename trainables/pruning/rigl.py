@@ -112,7 +112,7 @@ class RigLUpdater:
                 if param.grad is None:
                     continue
                 new, dropped, grown = update_layer(param, param.grad, mask, fraction)
-                param.view(-1)[torch.cat([dropped, grown])] = 0
+                param[torch.unravel_index(torch.cat([dropped, grown]), param.shape)] = 0  # any memory layout
                 mask.copy_(new)  # in place: the lineage and the MaskKeeper hold these tensors
             self.update_steps.append(self.step)
         self.step += 1

@@ -1,0 +1,222 @@
+"""What a sweep will cost, from its plan alone (no data, no Ray): training iterations, images and
+FLOPs per trunk and lineage, the resources its tasks ask Ray for, and a rough wall time.
+
+FLOPs = 2 per multiply-accumulate (MAC) x (3 per trained image: forward + backward, 1 per evaluated
+image). The MACs of one image's forward pass are counted by hooks on the conv and linear layers of
+the model built on torch's meta device (no memory, no data; a tiny CPU forward for models that
+cannot be built there); norms, activations and pooling are left out (a few percent). Unstructured
+sparsity saves nothing: pruned weights still go through dense kernels. Not counted: pruning scores
+(SNIP, GraSP, SynFlow: one round's worth of batches at most) and the per-round analysis, which runs
+on its own actors.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from trainables.data.describe import Description, describe
+from trainables.specs import LineageSpec, ModelSpec, TrunkSpec
+
+# Rough sustained training throughput, for the wall-time estimate only.
+CPU_FLOPS_PER_THREAD = 30e9  # measured here (AVX2 core, fp32): Conv-4, VGG-16, ResNet-20 at 16-32 px
+GPU_FLOPS = 20e12  # one A100-class GPU, fp32/TF32; small networks are launch-bound and reach far less
+BF16_GPU_SPEEDUP = 2.0
+BF16_CPU_SLOWDOWN = 40.0  # emulated without AVX512-BF16/AMX (measured here: 30-60x)
+
+
+@dataclass(frozen=True)
+class Cost:
+    iterations: int  # training iterations
+    images: int  # training images seen
+    flops: float  # training and evaluation
+
+
+def si(value: float, unit: str = "") -> str:
+    """1.2M, or with a unit 23.7 TFLOP."""
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f}{' ' if unit else ''}{prefix}{unit}"
+    return f"{value:.0f}{' ' if unit else ''}{unit}"
+
+
+def duration(seconds: float) -> str:
+    for unit, scale in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= scale:
+            return f"{seconds / scale:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def count_macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of conv and linear layers for one input of `shape`."""
+    total = 0
+
+    def hook(module: nn.Module, _, output: torch.Tensor) -> None:
+        nonlocal total
+        per_output = module.in_features if isinstance(module, nn.Linear) else (
+            module.in_channels // module.groups * math.prod(module.kernel_size)
+        )
+        total += output.numel() // output.shape[0] * per_output
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()  # batch norm accepts a batch of one
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape, device=next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+@lru_cache(maxsize=64)
+def forward_macs(model: ModelSpec, data: Description) -> int | None:
+    """MACs of one forward pass on one image; None if the model cannot be built for this data."""
+    from trainables.models import build_model
+
+    model = model.model_copy(update={"weights": None})  # the architecture is enough, and weights may not be here
+    shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device):
+                return count_macs(build_model(model, **shape), data.shape)
+        except Exception:  # noqa: BLE001 - open_clip models cannot live on meta; any model may reject the shape
+            continue
+    return None
+
+
+def _flops(macs: int | None, trained: float, evaluated: float) -> float:
+    return 0.0 if macs is None else 2.0 * macs * (3 * trained + evaluated)
+
+
+def trunk_cost(spec: TrunkSpec) -> Cost:
+    data = describe(spec.data)
+    per_epoch = spec.train.iterations_per_epoch(data.train)
+    images = spec.train.epochs * data.train
+    return Cost(spec.train.epochs * per_epoch, images, _flops(forward_macs(spec.model, data), images, data.test))
+
+
+def lineage_cost(spec: LineageSpec, validation_every: int = 0) -> Cost:
+    """Every round retrains from the rewind point (twice with `reinit`) and evaluates the test split,
+    plus a validation pass every `validation_every` iterations (the early-stopping measure)."""
+    trunk, pruning = spec.trunk, spec.pruning
+    data = describe(trunk.data)
+    total = trunk.train.epochs * trunk.train.iterations_per_epoch(data.train)
+    iterations = max(0, total - pruning.rewind_iteration)
+    images = max(0, trunk.train.epochs * data.train - pruning.rewind_iteration * trunk.train.batch_size)
+    trainings = pruning.rounds * (2 if pruning.reinit else 1)
+    validations = iterations // validation_every if validation_every else 0
+    evaluated = pruning.rounds * data.test * (1 + validations)
+    macs = forward_macs(trunk.model, data)
+    return Cost(trainings * iterations, trainings * images, _flops(macs, trainings * images, evaluated))
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the wall time is estimated: this machine, with one GPU assumed if it has none and the
+    sweep asks for GPUs."""
+
+    cpus: int
+    gpus: int
+    gpus_assumed: bool = False
+
+    @classmethod
+    def here(cls, wants_gpus: bool) -> "Machine":
+        gpus = torch.cuda.device_count()
+        return cls(os.cpu_count() or 1, gpus or int(wants_gpus), wants_gpus and not gpus)
+
+    def slots(self, cpus_per_trial: float, gpus_per_trial: float, limit: int | None) -> int:
+        """Trials at a time (at least one, for the estimate, even if none fits: see `fits`)."""
+        fits = [math.floor(self.cpus / cpus_per_trial + 1e-9)]
+        if gpus_per_trial > 0:
+            fits.append(math.floor(self.gpus / gpus_per_trial + 1e-9))
+        if limit:
+            fits.append(limit)
+        return max(1, min(fits))
+
+    def fits(self, cpus_per_trial: float, gpus_per_trial: float) -> bool:
+        return cpus_per_trial <= self.cpus and gpus_per_trial <= self.gpus and not self.gpus_assumed
+
+
+def on_gpu(train, gpus_per_trial: float) -> bool:
+    return train.device == "cuda" or (train.device == "auto" and gpus_per_trial > 0)
+
+
+def speed(train, cpus_per_trial: float, gpus_per_trial: float) -> float:
+    """FLOP/s of one trial (or trunk task)."""
+    if on_gpu(train, gpus_per_trial):
+        return GPU_FLOPS * gpus_per_trial * (BF16_GPU_SPEEDUP if train.precision == "bf16" else 1.0)
+    rate = CPU_FLOPS_PER_THREAD * max(1, int(cpus_per_trial))
+    return rate / BF16_CPU_SLOWDOWN if train.precision == "bf16" else rate
+
+
+def phase_seconds(seconds: list[float], slots: int) -> float:
+    """Jobs packed onto `slots` at a time: no shorter than the longest, nor than the total / slots."""
+    return max(max(seconds, default=0.0), sum(seconds) / slots)
+
+
+def notes(trunks: list[TrunkSpec], cpus_per_trial: float, gpus_per_trial: float) -> list[str]:
+    """What the user may want to know before spending the compute."""
+    from trainables.data import DATASETS
+    from trainables.data.disk import MEMORY_BUDGET, DiskFormat
+
+    out = []
+    for spec in {t.data: t for t in trunks}.values():
+        data = describe(spec.data)
+        if data.train < spec.data.train_size:
+            about = "about " if data.assumed else ""
+            out.append(
+                f"data.train_size={spec.data.train_size} but {spec.data.name} has {about}{data.train} training images: "
+                f"epochs are that long (rewind points and RigL count iterations from train_size)"
+            )
+        if data.assumed:
+            out.append(f"{spec.data.name}: {' and '.join(data.assumed)} assumed (known only from its files)")
+        if spec.train.workers and isinstance(DATASETS[spec.data.name], DiskFormat):
+            held = spec.data.in_memory
+            if held is None:
+                held = (data.train + data.test) * 4 * data.channels * data.size**2 <= MEMORY_BUDGET
+            if held:
+                out.append(f"{spec.data.name} at {data.size} px is held in memory: train.workers is unused")
+    if any(t.train.workers and t.train.workers + 1 > cpus_per_trial for t in trunks):
+        out.append("loader workers are processes: resources.cpus_per_trial >= 1 + train.workers avoids oversubscription")
+    if any(t.train.precision == "bf16" and not on_gpu(t.train, gpus_per_trial) for t in trunks):
+        slower = f"~{BF16_CPU_SLOWDOWN:.0f}x slower than fp32"
+        out.append(f"bf16 on a CPU without native bf16 is emulated, {slower}: it is meant for GPUs")
+    return out
+
+
+def report(config, trunks: list[tuple[TrunkSpec, Cost]], lineages: list[tuple[TrunkSpec, Cost]]) -> list[str]:
+    """Totals, what Ray is asked for, a wall time on this machine, and notes. `lineages` pairs each
+    lineage's trunk spec (its recipe) with the lineage's cost."""
+    res, analysis = config.resources, config.analysis
+    cpus, gpus = res.cpus_per_trial, res.gpus_per_trial
+    trunk_flops, lineage_flops = sum(c.flops for _, c in trunks), sum(c.flops for _, c in lineages)
+    ask = f"{{CPU: {cpus:g}" + (f", GPU: {gpus:g}}}" if gpus else "}")
+    devices = "/".join(sorted({"GPU" if on_gpu(s.train, gpus) else "CPU" for s, _ in trunks}))
+    machine = Machine.here(wants_gpus=gpus > 0)
+    slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
+    trunk_s, lineage_s = (
+        phase_seconds([cost.flops / speed(spec.train, cpus, gpus) for spec, cost in jobs], slots)
+        for jobs in (trunks, lineages)
+    )
+    gpus_here = f"{machine.gpus} GPU{'s' if machine.gpus != 1 else ''}" + (" (assumed)" if machine.gpus_assumed else "")
+    start = [] if machine.fits(cpus, gpus) else [
+        f"trials asking for {ask} never start on this machine ({machine.cpus} CPUs, "
+        f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
+    ]
+    return [
+        f"compute: {si(trunk_flops + lineage_flops, 'FLOP')} (trunks {si(trunk_flops, 'FLOP')}, lineages "
+        f"{si(lineage_flops, 'FLOP')}): 2 FLOPs per multiply-accumulate x (3 per trained image + 1 per evaluated); "
+        "dense kernels; pruning scores and round analysis not counted",
+        f"resources: each trunk task and each lineage trial asks Ray for {ask} and trains on the {devices}; "
+        + (f"analysis: {analysis.actors} actor(s) x {{CPU: {analysis.cpus_per_actor:g}}}; " if analysis.enabled else "")
+        + f"max concurrent trials: {res.max_concurrent_trials or 'as many as the cluster fits'}",
+        f"wall time (rough): {duration(trunk_s + lineage_s)} (trunks {duration(trunk_s)}, then lineages "
+        f"{duration(lineage_s)}), {slots} at a time on {machine.cpus} CPUs and {gpus_here}; assumes "
+        f"{si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
+        f"(x{BF16_GPU_SPEEDUP:g} in bf16), no time lost to data loading or analysis",
+    ] + [f"note: {note}" for note in start + notes([s for s, _ in trunks], cpus, gpus)]

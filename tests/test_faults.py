@@ -1,0 +1,612 @@
+"""Faults a sweep must survive, each one real: workers and drivers SIGKILLed, a Ray node removed
+from a running cluster, an MLflow server stopped and restarted, files truncated on disk.
+
+After each: one MLflow run per lineage/trunk id, no metric step logged twice, and where a lineage
+was interrupted, the same masks (bit for bit) and metrics as an uninterrupted computation.
+
+Tests that need their own Ray (a driver that starts one, a multi-node cluster) run it in a child
+process with a private RAY_TMPDIR, so neither the test session's Ray nor anyone else's is touched.
+`python -m tests.test_faults node-loss DIR` is the child of the node-loss test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from orchestrator.cli import main
+from orchestrator.config import load_config
+from orchestrator.plan import display_name, make_plan
+from orchestrator.trunks import trunk_name
+from tests.mlflow_server import free_port
+from trainables.checkpoint import CheckpointCorrupt, load_state, save_state
+from trainables.lineage import LineageState, run_lineage
+from trainables.trunk import train_trunk
+
+ROOT = Path(__file__).resolve().parents[1]
+LTH = [sys.executable, "-m", "orchestrator.cli"]
+#: The analysis actors' path at its cheapest: Grad-CAM and calibration on a few images.
+TINY_ANALYSIS = {
+    "gradcam": {"images": 32, "grid_images": 0}, "concepts": {"enabled": False}, "robustness": {"enabled": False},
+    "mis": {"enabled": False}, "lime": {"enabled": False}, "flatness": {"enabled": False},
+}
+
+
+def sweep_yaml(name: str, pruning: list[dict], seeds=(0,), train: dict | None = None, analysis: dict | None = None,
+               uri: str = "sqlite:///mlflow.db", max_failures: int = 3, slow: bool = False) -> str:
+    """Rounds of a fraction of a second; `slow`: about a second (512 images, 4 epochs, Conv-2 width 8),
+    long enough to kill a worker midway through one."""
+    size, width, epochs = (512, 8, 4) if slow else (256, 4, 2)
+    return yaml.safe_dump({
+        "name": name,
+        "seeds": list(seeds),
+        "data": {"image_size": 16, "train_size": size, "test_size": 128, "ood_size": 0},
+        "model": {"name": "conv2", "width": width},
+        "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, **(train or {})},
+        "pruning": pruning,
+        "resources": {"max_failures": max_failures},
+        "analysis": analysis or {"enabled": False},
+        "tracking": {"uri": uri, "experiment": "faults"},
+    })
+
+
+def runs_of(client: MlflowClient, kind: str | None = None) -> list:
+    experiment = client.get_experiment_by_name("faults")
+    if experiment is None:
+        return []
+    query = f"tags.`lth.kind` = '{kind}'" if kind else ""
+    return client.search_runs([experiment.experiment_id], query, max_results=1000)
+
+
+def rounds_of(client: MlflowClient, run_id: str, key: str = "sparsity") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def assert_nothing_duplicated(client: MlflowClient) -> int:
+    """One run per (kind, lth.id); every metric's steps unique. Returns the number of histories checked."""
+    runs = runs_of(client)
+    ids = [(r.data.tags["lth.kind"], r.data.tags["lth.id"]) for r in runs]
+    assert len(ids) == len(set(ids)), f"duplicated runs: {sorted(ids)}"
+    checked = 0
+    for run in runs:
+        for key in run.data.metrics:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert len(steps) == len(set(steps)), f"{run.data.tags['lth.kind']} {run.info.run_id}: {key} logged twice: {steps}"
+            checked += 1
+    return checked
+
+
+def assert_equals_uninterrupted(client: MlflowClient, run, spec, folder: Path, validation_every: int = 0) -> None:
+    """Every round's masks bit for bit, and every metric but wall-clock times, as a plain in-process run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trial (cpus_per_trial = 1)
+    try:
+        local = run_lineage(spec, train_trunk(spec.trunk, (spec.pruning.rewind_iteration,)), validation_every=validation_every)
+    finally:
+        torch.set_num_threads(threads)
+    for result in local:
+        index = result.state.round
+        logged = load_file(client.download_artifacts(run.info.run_id, f"masks/round_{index:02d}.safetensors", str(folder)))
+        assert logged.keys() == result.state.masks.keys()
+        assert all(torch.equal(logged[k], result.state.masks[k]) for k in logged), f"{display_name(spec)} round {index}: masks differ"
+        for key, value in result.metrics.items():
+            if key.startswith("time/"):
+                continue
+            (metric,) = [m for m in client.get_metric_history(run.info.run_id, key) if m.step == index]
+            assert metric.value == pytest.approx(value, rel=0, abs=0), f"{display_name(spec)} round {index}: {key}"
+
+
+def kill_pid_of(worker_tag: str) -> int:
+    pid = int(worker_tag.rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes below `pid`, from /proc (no psutil here)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()[-60:]
+    except OSError:
+        return "?"
+
+
+def child_env(ray_tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    return {**env, "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(ROOT), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+
+@pytest.fixture
+def ray_tmp():
+    """A private, short Ray temp dir (Ray's socket paths must stay under 108 characters)."""
+    folder = Path(tempfile.mkdtemp(prefix="lthf", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- 6. checkpoints and trunks: checksums, safetensors only --------------------------------------
+
+def test_a_truncated_or_altered_checkpoint_is_refused_naming_the_file(tmp_path):
+    masks = {"w": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}
+    state = LineageState(round=2, weights={"w": torch.randn(2, 2)}, masks=masks)
+    save_state(tmp_path, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "masks.safetensors", "rng.safetensors", "state.json", "weights.safetensors"
+    ]  # tensors as safetensors, the rest JSON: nothing to unpickle
+    loaded, _ = load_state(tmp_path)
+    assert loaded.round == 2 and torch.equal(loaded.masks["w"], masks["w"])
+
+    weights = tmp_path / "weights.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped: still a valid safetensors file
+    with pytest.raises(CheckpointCorrupt, match=r"weights\.safetensors is truncated or altered"):
+        load_state(tmp_path)
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointCorrupt, match=str(weights)):
+        load_state(tmp_path)
+    weights.write_bytes(data)
+    (tmp_path / "masks.safetensors").unlink()
+    with pytest.raises(CheckpointCorrupt, match=r"masks\.safetensors is missing"):
+        load_state(tmp_path)
+
+
+def test_a_corrupt_trunk_in_mlflow_is_detected_by_its_manifest(tmp_path):
+    from orchestrator.tracking import SweepTracker
+    from orchestrator.trunks import TrunkUnusable, _log_trunk, load_trunk
+    from tests.conftest import tiny_trunk
+
+    tracker = SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "faults", "unit", "s0")
+    spec = tiny_trunk()
+    run_id = tracker.child("trunk", spec, "trunk").info.run_id
+    _log_trunk(tracker, run_id, train_trunk(spec, (2,)))
+    stored = load_trunk(tracker.client, run_id, spec, (0, 2))
+    assert set(stored.snapshots) == {2}
+    files = {f.path for f in tracker.client.list_artifacts(run_id, "trunk")}
+    assert files == {"trunk/init.safetensors", "trunk/final.safetensors", "trunk/rewind_2.safetensors", "trunk/manifest.json"}
+    final = Path(urlparse(tracker.client.get_run(run_id).info.artifact_uri).path) / "trunk" / "final.safetensors"
+    final.write_bytes(final.read_bytes()[:-100])
+    with pytest.raises(TrunkUnusable, match=r"trunk/final\.safetensors is truncated or altered"):
+        load_trunk(tracker.client, run_id, spec, (0, 2))
+
+
+# --- 5a. MLflow unreachable at start ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_an_unreachable_tracking_server_stops_the_sweep_in_seconds_before_ray(tmp_path, ray_tmp):
+    port = free_port()  # bound and released: nothing listens there
+    uri = f"http://127.0.0.1:{port}"
+    (tmp_path / "sweep.yaml").write_text(sweep_yaml("unreachable", [{"rate": 0.5, "rounds": 1}], uri=uri))
+    started = time.monotonic()
+    done = subprocess.run(LTH + ["sweep", "sweep.yaml"], cwd=tmp_path, env=child_env(ray_tmp),
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    print(f"\nunreachable MLflow: exit {done.returncode} after {seconds:.1f} s (process start included)")
+    assert done.returncode == 2, done.stderr
+    assert uri in done.stderr and "connection refused" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert seconds < 60  # the interpreter and imports take most of it; MLflow's own retries would take ~4 min
+    assert not list(ray_tmp.rglob("session_*")), "Ray was started"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "lth-runs").exists()
+
+    from orchestrator.tracking import TrackingUnavailable, check_tracking
+
+    silent = socket.socket()  # accepts connections (backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    for where, said in ((uri, "connection refused"), (f"http://127.0.0.1:{silent.getsockname()[1]}", "no answer within 2 s")):
+        started = time.monotonic()
+        with pytest.raises(TrackingUnavailable, match=said):
+            check_tracking(where, timeout=2)
+        print(f"probe of {where}: {said} after {time.monotonic() - started:.2f} s")
+        assert time.monotonic() - started < 4
+    silent.close()
+
+
+# --- 2. the driver killed mid-sweep, then resumed (6: with one stored trunk truncated) -------------
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray_tmp):
+    pruning = [{"rate": 0.5, "rounds": 1, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]
+    (tmp_path / "sweep.yaml").write_text(sweep_yaml("driver-kill", pruning, seeds=(0, 1)))
+    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = child_env(ray_tmp)
+    with open(tmp_path / "first.err", "w") as err:
+        driver = subprocess.Popen(LTH + ["sweep", "sweep.yaml"], cwd=tmp_path, env=env, stdout=err, stderr=err)
+    deadline = time.monotonic() + 300
+    finished: set[str] = set()
+    try:
+        while time.monotonic() < deadline and driver.poll() is None and not finished:
+            try:
+                finished = {r.data.tags["lth.id"] for r in runs_of(client, "lineage") if r.info.status == "FINISHED"}
+            except Exception:  # the store is being created
+                pass
+            time.sleep(0.1)
+        assert driver.poll() is None, f"the sweep ended before it could be killed:\n{(tmp_path / 'first.err').read_text()}"
+        below = descendants(driver.pid)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    time.sleep(5)
+    survivors = {pid: command_of(pid) for pid in below if alive(pid)}
+    for pid in survivors:  # whatever of its Ray did not die with it: only this driver's processes
+        os.kill(pid, signal.SIGKILL)
+    print(f"\ndriver killed with {len(finished)} of {len(plan.lineages)} lineages finished; {len(below)} processes "
+          f"under it, {len(survivors)} still alive 5 s later (killed): {sorted(survivors.values())}")
+
+    lineages = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}
+    print("rounds logged at the kill:", {display_name(s): rounds_of(client, lineages[s.id].info.run_id) for s in plan.lineages})
+    unfinished = [spec for spec in plan.lineages if spec.id not in finished]
+    assert finished and unfinished, "the driver was not killed mid-sweep"
+    # Truncate a stored trunk that the resumed sweep needs: it must be detected and retrained.
+    needed = {spec.trunk.id for spec in unfinished}
+    trunks = {r.data.tags["lth.id"]: r for r in runs_of(client, "trunk")}
+    assert all(trunks[tid].info.status == "FINISHED" for tid in needed)
+    corrupt = sorted(needed)[-1]
+    final = Path(urlparse(trunks[corrupt].info.artifact_uri).path) / "trunk" / "final.safetensors"
+    final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])
+
+    done = subprocess.run(LTH + ["sweep", "sweep.yaml", "--resume"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-5000:]
+    for spec in plan.lineages:
+        said = f"{display_name(spec)}: already finished"
+        assert (said in done.stderr) == (spec.id in finished), said
+    for tid in needed - {corrupt}:
+        assert f"trunk {tid} ({trunk_name(plan.trunks[tid][0])}): reused from MLflow run" in done.stderr
+        assert f"trunk {tid} ({trunk_name(plan.trunks[tid][0])}): training" not in done.stderr
+    assert "trunk/final.safetensors is truncated or altered" in done.stderr and "; retraining" in done.stderr
+    assert "truncated or altered" in client.get_run(trunks[corrupt].info.run_id).data.tags["lth.notes"]
+
+    histories = assert_nothing_duplicated(client)
+    assert len(runs_of(client)) == 1 + len(plan.trunks) + len(plan.lineages)
+    for spec in plan.lineages:
+        run = client.get_run(lineages[spec.id].info.run_id)
+        assert run.info.status == "FINISHED"
+        assert rounds_of(client, run.info.run_id) == list(range(1, spec.pruning.rounds + 1))
+        if spec.id not in finished:
+            assert_equals_uninterrupted(client, run, spec, tmp_path)
+    print(f"resumed: exit 0; {histories} metric histories checked, none with a step twice")
+
+
+# --- 3. a node lost ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_lost_node_is_survived_with_trained_and_stored_trunks(tmp_path, ray_tmp):
+    with open(tmp_path / "node-loss.err", "w") as err:
+        done = subprocess.run([sys.executable, "-m", "tests.test_faults", "node-loss", str(tmp_path)], cwd=ROOT,
+                              env=child_env(ray_tmp), stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "node-loss.err").read_text()[-5000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nnode loss: {json.dumps(report, indent=1)}")
+    first, second = report["trained"], report["stored"]
+    assert first["removed_after_rounds"] >= 1 and all(s == "FINISHED" for s in first["status"].values())
+    assert second["trunk_only_on"] == "removed worker" and all(s == "FINISHED" for s in second["status"].values())
+    log = (tmp_path / "node-loss.err").read_text()
+    assert "reused from MLflow run" in log
+    # Ray's own word that the loaded trunk, gone with its node, was rebuilt by rerunning its task:
+    assert "lost objects by resubmitting their tasks" in log.split("reused from MLflow run", 1)[1]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert_nothing_duplicated(client)
+    for run in runs_of(client, "lineage"):
+        assert rounds_of(client, run.info.run_id) == [1, 2, 3, 4]
+
+
+# --- 1. trial workers killed mid-round, several times across lineages -----------------------------
+
+#: lineage (plan order) -> the rounds after which its worker is SIGKILLed, each kill in the next round
+KILLS = {0: [1, 3], 1: [2], 2: [1]}
+TRUNCATED = 2  #: this lineage's checkpoint is truncated on disk just before its worker is killed
+
+
+class Killer(threading.Thread):
+    """Watches MLflow; once a lineage has logged exactly round r of its plan, SIGKILLs the process
+    its run's `lth.worker` tag names (a new worker each time), 0.3 s into the next round."""
+
+    def __init__(self, client: MlflowClient, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None):
+        super().__init__(daemon=True)
+        self.client, self.before_kill = client, before_kill
+        self.todo = {plan_ids[index]: list(rounds) for index, rounds in kills.items()}
+        self.killed: list[tuple[str, int, str]] = []  # (lineage id, round, worker)
+        self.missed: list[tuple[str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        dead: set[str] = set()
+        while not self.stop.is_set() and any(self.todo.values()):
+            try:
+                runs = {r.data.tags["lth.id"]: r for r in runs_of(self.client, "lineage")}
+            except Exception:  # the store is being created
+                time.sleep(0.2)
+                continue
+            for lineage_id, rounds in self.todo.items():
+                run = runs.get(lineage_id)
+                if not rounds or run is None:
+                    continue
+                done = rounds_of(self.client, run.info.run_id)
+                worker = run.data.tags.get("lth.worker")
+                if done and (max(done) > rounds[0] or run.info.status == "FINISHED"):
+                    self.missed.append((lineage_id, rounds.pop(0)))
+                elif done and max(done) == rounds[0] and worker and worker not in dead:
+                    time.sleep(0.3)
+                    if self.before_kill:
+                        self.before_kill(run)
+                    kill_pid_of(worker)
+                    dead.add(worker)
+                    self.killed.append((lineage_id, rounds.pop(0), worker))
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_workers_killed_mid_round_change_nothing(ray_session, tmp_path, monkeypatch):
+    """Also 6: one lineage's checkpoint truncated before its worker dies is refused by its
+    checksum, named in the run's `lth.notes`, and the lineage replayed from round 1."""
+    pruning = [
+        {"rate": 0.5, "rounds": 4, "rewind": "init"},
+        {"rate": 0.5, "rounds": 4, "rewind": 3},
+        {"rate": 0.3, "rounds": 4, "rewind": "init"},
+    ]
+    (tmp_path / "sweep.yaml").write_text(sweep_yaml("worker-kill", pruning, analysis=TINY_ANALYSIS, slow=True))
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    truncated: list[Path] = []
+
+    def truncate_checkpoints(run) -> None:
+        lineage_id = run.data.tags["lth.id"]
+        if lineage_id != plan.lineages[TRUNCATED].id:
+            return
+        for _ in range(100):  # the round's checkpoint is written just after its metrics
+            files = list((tmp_path / "lth-runs").rglob(f"{lineage_id}/checkpoint_*/weights.safetensors"))
+            if files:
+                break
+            time.sleep(0.05)
+        for file in files:
+            file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+            truncated.append(file)
+
+    killer = Killer(client, [spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints)
+    killer.start()
+    try:
+        assert main(["sweep", "sweep.yaml"]) == 0
+    finally:
+        killer.stop.set()
+        killer.join()
+    kills = len(killer.killed)
+    print(f"\nworkers killed: {kills} across {len({k[0] for k in killer.killed})} lineages; missed: {killer.missed}")
+    assert kills == 4 and len({k[0] for k in killer.killed}) == 3, (killer.killed, killer.missed)
+    assert truncated
+    notes = {r.data.tags["lth.id"]: r.data.tags.get("lth.notes", "") for r in runs_of(client, "lineage")}
+    print(f"checkpoint {truncated[0].name} truncated; lth.notes: {notes[plan.lineages[TRUNCATED].id]!r}")
+    for index, spec in enumerate(plan.lineages):
+        said = "weights.safetensors is truncated or altered" in notes[spec.id] and "restarted from round 1" in notes[spec.id]
+        assert said == (index == TRUNCATED), notes[spec.id]
+
+    histories = assert_nothing_duplicated(client)
+    assert len(runs_of(client)) == 1 + 1 + 3
+    validation = plan.config.analysis.early_stopping_every
+    for spec in plan.lineages:
+        (run,) = [r for r in runs_of(client, "lineage") if r.data.tags["lth.id"] == spec.id]
+        assert run.info.status == "FINISHED"
+        # a new worker finished it (a killed one may have finished another lineage before it was reused)
+        assert run.data.tags["lth.worker"] not in {worker for lid, _, worker in killer.killed if lid == spec.id}
+        assert rounds_of(client, run.info.run_id) == [1, 2, 3, 4]
+        analysed = [key for key in run.data.metrics if key.startswith(("xai/", "calib/", "analysis/"))]
+        assert {"analysis/seconds", "calib/ece", "xai/gradcam_rank_corr"} <= set(analysed)
+        for key in analysed:
+            assert rounds_of(client, run.info.run_id, key) == [1, 2, 3, 4], key
+        assert_equals_uninterrupted(client, run, spec, tmp_path, validation_every=validation)
+    print(f"{histories} metric histories checked: no step twice; masks and metrics equal an uninterrupted run")
+
+
+# --- 4. a lineage whose trunk diverges ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_diverging_lineage_fails_alone_with_its_reason(ray_session, tmp_path, monkeypatch, capsys):
+    """`train.lr` is a trunk field: a grid over it makes a second trunk, which diverges (NaN loss).
+    Its lineage ends FAILED with the reason; the other lineage finishes; exit code 1."""
+    config = sweep_yaml("diverge", [{"rate": 0.5, "rounds": 2, "rewind": "init"}], train={"optimizer": "sgd", "lr": [0.05, 1.0e8]})
+    (tmp_path / "sweep.yaml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "sweep.yaml"]) == 1
+    captured = capsys.readouterr()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lineages = {r.data.params["trunk.train.lr"]: r for r in runs_of(client, "lineage")}
+    failed, fine = lineages["100000000.0"], lineages["0.05"]
+    print(f"\ndiverged lineage: {failed.info.status}, lth.error {failed.data.tags.get('lth.error')!r}")
+    assert failed.info.status == "FAILED" and "DivergedError: training diverged" in failed.data.tags["lth.error"]
+    assert fine.info.status == "FINISHED" and rounds_of(client, fine.info.run_id) == [1, 2]
+    assert "[FAILED]" in captured.out  # the summary table
+    assert "FAILED: trunk" in captured.err and "DivergedError" in captured.err and "Traceback" not in captured.err
+    (parent,) = runs_of(client, "sweep")
+    assert parent.info.status == "FAILED"
+    assert_nothing_duplicated(client)
+
+
+# --- 5b. the MLflow server down for a while mid-sweep -------------------------------------------------
+
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--serve-artifacts", "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with open(root / "server.log", "a") as log:
+        server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.3)
+        assert server.poll() is None, (root / "server.log").read_text()[-3000:]
+    raise AssertionError(f"mlflow server not up:\n{(root / 'server.log').read_text()[-3000:]}")
+
+
+def stop_mlflow(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@pytest.mark.slow
+def test_an_mlflow_outage_mid_sweep_loses_nothing(ray_session, tmp_path, monkeypatch):
+    root = tmp_path / "server"
+    root.mkdir()
+    port = free_port()
+    server = start_mlflow(root, port)
+    url = f"http://127.0.0.1:{port}"
+    pruning = [{"rate": 0.5, "rounds": 5, "rewind": "init"}, {"rate": 0.5, "rounds": 5, "rewind": 3}]
+    (tmp_path / "sweep.yaml").write_text(sweep_yaml("outage", pruning, uri=url))
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(url)
+    outage: dict[str, float] = {}
+
+    def outage_after_the_first_round() -> None:
+        nonlocal server
+        while time.monotonic() - started < 300:
+            runs = runs_of(client, "lineage")
+            if runs and any(rounds_of(client, r.info.run_id) for r in runs):
+                stop_mlflow(server)  # SIGKILL: requests in flight are cut
+                outage["down"] = time.monotonic() - started
+                time.sleep(8)
+                server = start_mlflow(root, port)
+                outage["up"] = time.monotonic() - started
+                return
+            time.sleep(0.2)
+
+    started = time.monotonic()
+    chaos = threading.Thread(target=outage_after_the_first_round, daemon=True)
+    chaos.start()
+    try:
+        code = main(["sweep", "sweep.yaml"])
+        chaos.join()
+        print(f"\nMLflow server down from {outage.get('down', 0):.1f} s to {outage.get('up', 0):.1f} s into a "
+              f"{time.monotonic() - started:.1f} s sweep; exit {code}")
+        assert code == 0 and "up" in outage
+        plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+        assert len(runs_of(client)) == 1 + 1 + len(plan.lineages)
+        for run in runs_of(client, "lineage"):
+            assert run.info.status == "FINISHED"
+            assert rounds_of(client, run.info.run_id) == [1, 2, 3, 4, 5]
+            masks = {f.path for f in client.list_artifacts(run.info.run_id, "masks")}
+            assert masks == {f"masks/round_{r:02d}.safetensors" for r in range(1, 6)}
+        print(f"{assert_nothing_duplicated(client)} metric histories checked: every round once")
+    finally:
+        stop_mlflow(server)
+
+
+# --- 3. (child process) ------------------------------------------------------------------------------
+
+def node_loss(workdir: Path) -> dict:
+    """A head with no CPUs and two 1-CPU workers on this machine. First sweep: a worker removed
+    (killed) once rounds are logged; its trial restarts on the other. Second sweep (one lineage
+    marked failed, so the rerun loads the finished trunk from MLflow): the node holding the loaded
+    trunk is removed before any trial fetched it, so the trials need it rebuilt from storage."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    import orchestrator.sweep as sweep_module
+    from orchestrator.progress import Console
+
+    os.chdir(workdir)
+    pruning = [{"rate": 0.5, "rounds": 4, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]
+    (workdir / "sweep.yaml").write_text(sweep_yaml("node-loss", pruning, slow=True))
+    plan = make_plan(load_config(workdir / "sweep.yaml"))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    console = Console()  # stderr, which the test keeps
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    report: dict = {}
+    try:
+        removed: dict = {}
+
+        def remove_a_worker_once_rounds_are_logged():
+            while True:
+                runs = runs_of(client, "lineage")
+                logged = sum(len(rounds_of(client, r.info.run_id)) for r in runs)
+                if logged:
+                    cluster.remove_node(workers[0], allow_graceful=False)
+                    removed["rounds"] = logged
+                    return
+                time.sleep(0.1)
+
+        threading.Thread(target=remove_a_worker_once_rounds_are_logged, daemon=True).start()
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console)
+        report["trained"] = {"removed_after_rounds": removed.get("rounds", 0), "status": {r["name"]: r["status"] for r in rows}}
+
+        workers = [workers[1], cluster.add_node(num_cpus=1)]
+        cluster.wait_for_nodes()
+        rerun = plan.lineages[0]
+        (run,) = [r for r in runs_of(client, "lineage") if r.data.tags["lth.id"] == rerun.id]
+        client.set_terminated(run.info.run_id, "FAILED")
+        provide = sweep_module.provide_trunks
+
+        def provide_then_lose_the_node_holding_it(*args, **kwargs):
+            provided, failed = provide(*args, **kwargs)
+            ((ref, _),) = provided.values()
+            holders = ray.experimental.get_object_locations([ref])[ref]["node_ids"]
+            names = {cluster.head_node.node_id: "head", **{w.node_id: "worker" for w in workers}}
+            report["stored"] = {"trunk_on": [names.get(n, n) for n in holders]}
+            victims = [w for w in workers if w.node_id in holders]
+            if holders and len(victims) == len(holders):
+                for node in victims:
+                    cluster.remove_node(node, allow_graceful=False)
+                report["stored"]["trunk_only_on"] = "removed worker"
+            return provided, failed
+
+        sweep_module.provide_trunks = provide_then_lose_the_node_holding_it
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console)
+        report["stored"]["status"] = {r["name"]: r["status"] for r in rows}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return report
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["node-loss"]:
+    print(json.dumps(node_loss(Path(sys.argv[2]))), flush=True)

@@ -1,0 +1,96 @@
+"""The shipped configs: every one plans (and estimates its compute) without its data; a real run
+without the data stops naming the path; a paper's set-up runs end to end on miniature data in
+its official format."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.config import load_config
+from orchestrator.estimate import forward_macs, trunk_cost
+from orchestrator.plan import make_plan
+from tests.dataset_fixtures import write_mnist
+from trainables.data.describe import describe
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FRANKLE = CONFIGS / "papers" / "frankle-carbin.yaml"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("**/*.yaml")), ids=lambda p: p.stem)
+def test_every_config_plans_and_estimates_without_its_data(path, workdir, capsys):
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for part in ("lineage(s)", "MACs/image", "compute: ", "resources: each trunk task and each lineage trial asks Ray for",
+                 "wall time (rough): "):
+        assert part in out, part
+    assert "?" not in out.split("trunks:")[1].split("lineages:")[0]  # every model's MACs were counted
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_real_run_without_the_data_stops_naming_the_path(workdir, capsys):
+    assert main(["sweep", str(FRANKLE)]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err and "/data/mnist" in err and "Traceback" not in err
+    assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "overrides,named",
+    [
+        (["train.device=cuda"], "gpus_per_trial"),  # Ray would give the trial no GPU
+        (["resources.gpus_per_trial=0.5", "train.device=cpu"], "gpus_per_trial"),  # a GPU reserved for nothing
+    ],
+)
+def test_devices_and_gpu_requests_must_agree(overrides, named, workdir, capsys):
+    args = [item for override in overrides for item in ("--set", override)]
+    assert main(["sweep", str(FRANKLE), "--dry-run", *args]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_the_estimate_counts_the_papers_network_exactly():
+    config = load_config(FRANKLE, ["seeds=[0]"])
+    (trunk, _), = make_plan(config, check_paths=False).trunks.values()
+    data = describe(trunk.data)
+    assert data.shape == (1, 28, 28) and data.train == 60_000
+    macs = forward_macs(trunk.model, data)
+    assert macs == 784 * 300 + 300 * 100 + 100 * 10  # LeNet-300-100
+    cost = trunk_cost(trunk)
+    assert cost.iterations == 50_000 and cost.images == 3_000_000
+    assert cost.flops == 2 * macs * (3 * 3_000_000 + 10_000)
+
+
+def test_a_fractional_gpu_config_says_what_it_asks_for(workdir, capsys):
+    assert main(["sweep", str(CONFIGS / "papers" / "frankle-carbin-conv.yaml"), "--dry-run", "--set", "seeds=[0]"]) == 0
+    out = capsys.readouterr().out
+    assert "asks Ray for {CPU: 1, GPU: 0.25} and trains on the GPU" in out
+
+
+@pytest.mark.slow
+def test_frankle_carbin_runs_end_to_end_on_miniature_mnist(ray_session, tmp_path, monkeypatch, capsys):
+    mnist = write_mnist(tmp_path / "mnist", per_class=20)
+    monkeypatch.chdir(tmp_path)
+    overrides = [
+        f"data.path={mnist}", "data.train_size=200", "data.test_size=100", "train.epochs=1", "train.batch_size=50",
+        "pruning.rounds=2", "seeds=[0]", "tracking.uri=sqlite:///mlflow.db", "tracking.experiment=frankle-mini",
+    ]
+    assert main(["sweep", str(FRANKLE), *[item for o in overrides for item in ("--set", o)]]) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("frankle-mini")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    kinds = sorted(run.data.tags["lth.kind"] for run in runs)
+    assert kinds == ["lineage"] * 3 + ["sweep", "trunk"]
+    assert all(run.info.status == "FINISHED" for run in runs)
+    for run in (r for r in runs if r.data.tags["lth.kind"] == "lineage"):
+        assert run.data.params["trunk.model.name"] == "lenet_300_100" and run.data.params["trunk.data.name"] == "mnist"
+        sparsity = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "sparsity")}
+        assert sparsity[2] == pytest.approx(1 - 0.8**2, abs=1e-3)
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "calib/ece")) == [1, 2]
