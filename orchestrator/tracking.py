@@ -89,6 +89,8 @@ class SweepTracker:
         # The kind tag makes MLflow's UI open the experiment in its model-training view, not GenAI.
         kind = {"mlflow.experimentKind": "custom_model_development"}
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=kind)
+        self._known: dict | None = None  # the parent's children, by (kind, lth id)
+        self._params: dict[str, set[str]] = {}  # run id -> the params it has
         self.parent = self._get_or_create("sweep", sweep_id, sweep_name, parent_id=None)
 
     def _find(self, kind: str, lth_id: str, parent_id: str | None):
@@ -98,17 +100,37 @@ class SweepTracker:
         runs = self.client.search_runs([self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"])
         return runs[0] if runs else None
 
+    def _children(self) -> dict[tuple[str, str], object]:
+        """(kind, lth id) -> run for every child of the parent: one paged search, not one per child
+        (with 1,000 lineages on a server, that saves minutes before the first trial starts)."""
+        if self._known is None:
+            query = f"tags.`mlflow.parentRunId` = '{self.parent_id}' and tags.`lth.sweep` = '{self.sweep_name}'"
+            runs, token = [], None
+            while True:
+                page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+                runs, token = runs + list(page), page.token
+                if not token:
+                    break
+            self._known = {}
+            for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):  # the oldest wins, as in _find
+                self._known[(run.data.tags.get("lth.kind"), run.data.tags.get("lth.id"))] = run
+        return self._known
+
     def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
-        run = self._find(kind, lth_id, parent_id)
+        run = self._children().get((kind, lth_id)) if parent_id else self._find(kind, lth_id, None)
         if run is None:
             all_tags = {"lth.kind": kind, "lth.id": lth_id, "lth.sweep": self.sweep_name, **(tags or {})}
             if parent_id:
                 all_tags["mlflow.parentRunId"] = parent_id
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+            if parent_id:
+                self._known[(kind, lth_id)] = run
         # Also for a found run: a driver killed between creating it and logging its params left none.
-        items = [Param(k, v[:6000]) for k, v in (params or {}).items() if k not in run.data.params]
+        have = self._params.setdefault(run.info.run_id, set(run.data.params))
+        items = [Param(k, v[:6000]) for k, v in (params or {}).items() if k not in have]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start : start + 100])
+        have.update(param.key for param in items)
         return run
 
     @property
