@@ -135,7 +135,7 @@ def provide_trunks(
     for trunk_id, (spec, rewinds) in plan.items():
         run = tracker.child("trunk", spec, trunk_name(spec))
         if run.info.status == "FINISHED":
-            where = NodeAffinitySchedulingStrategy(nodes[len(loading) % len(nodes)], soft=True) if nodes else "DEFAULT"
+            where = "DEFAULT" if not nodes else NodeAffinitySchedulingStrategy(nodes[len(loading) % len(nodes)], soft=True)
             task = _load_trunk_task.options(num_cpus=0, scheduling_strategy=where)
             problem, ref = task.remote(tracker.uri, run.info.run_id, spec, rewinds)
             loading[trunk_id] = (spec, rewinds, run.info.run_id, problem, ref)
