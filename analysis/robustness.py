@@ -9,8 +9,7 @@ are in pixel units ([0, 1]; 8/255 is the usual CIFAR budget) and adversarial ima
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -142,48 +141,3 @@ def pgd_accuracy(
                 alive &= model(from_pixels(clean)).argmax(1) == y
             robust += int(alive.sum())
     return robust / len(images)
-
-
-def early_stopping_iteration(history: Sequence[Sequence[float]]) -> int | None:
-    """Frankle & Carbin's early-stopping criterion: the iteration of minimum validation loss.
-
-    `history` holds (iteration, val_loss, ...) records (e.g. `ValidationTracker.history`); ties go
-    to the earliest iteration, NaN losses are ignored, and no finite record gives None."""
-    finite = [(float(r[1]), int(r[0])) for r in history if math.isfinite(float(r[1]))]
-    if not finite:
-        return None
-    return min(finite, key=lambda loss_iteration: (loss_iteration[0], loss_iteration[1]))[1]
-
-
-class ValidationTracker:
-    """Training callback (trainables.training.Callback) recording (iteration, val loss, val acc)
-    every `every` optimizer steps; `iteration` counts completed steps from `start` (a lineage that
-    resumes at the rewind iteration k passes start=k). Evaluation runs in eval mode under no_grad
-    and draws no random numbers, so tracking does not change the training it watches."""
-
-    def __init__(self, model: nn.Module, split, every: int, start: int = 0, batch_size: int = 1000):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.model, self.split, self.every, self.batch_size = model, split, every, batch_size
-        self.iteration = start
-        self.history: list[tuple[int, float, float]] = []
-
-    def before_step(self) -> None:
-        pass
-
-    def after_step(self) -> None:
-        self.iteration += 1
-        if self.iteration % self.every == 0:
-            self.record()
-
-    def record(self) -> tuple[int, float, float]:
-        """Evaluates now (also callable by hand, e.g. before the first step)."""
-        logits = predict_logits(self.model, self.split.images, self.batch_size)
-        loss = float(F.cross_entropy(logits, self.split.labels))
-        acc = float((logits.argmax(1) == self.split.labels).float().mean())
-        entry = (self.iteration, loss, acc)
-        self.history.append(entry)
-        return entry
-
-    def early_stopping_iteration(self) -> int | None:
-        return early_stopping_iteration(self.history)

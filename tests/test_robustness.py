@@ -8,8 +8,6 @@ from torch import nn
 
 from analysis.corruptions import CORRUPTIONS, corrupt, corruption_errors, mce, relative_mce
 from analysis.robustness import (
-    ValidationTracker,
-    early_stopping_iteration,
     fgsm_accuracy,
     gaussian_noise_images,
     ood_auroc,
@@ -17,6 +15,7 @@ from analysis.robustness import (
     predict_probs,
 )
 from trainables.data import ImageSplit, make_generator
+from trainables.early_stopping import ValidationTracker, early_stopping_iteration
 from trainables.data.shapes import generate
 
 MEAN, STD = 0.5, 0.25

@@ -7,17 +7,32 @@ used; the measure only reads it, it never selects a network.
 """
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 from torch import nn
 
-from trainables.data import ImageSplit
 from trainables.training import evaluate
 
 
+def early_stopping_iteration(history: Sequence[Sequence[float]]) -> int | None:
+    """The iteration of minimum validation loss in (iteration, val_loss, ...) records; ties go to
+    the earliest iteration, NaN losses are ignored, and no finite record gives None."""
+    finite = [(float(r[1]), int(r[0])) for r in history if math.isfinite(float(r[1]))]
+    return min(finite)[1] if finite else None
+
+
 class ValidationTracker:
-    def __init__(self, model: nn.Module, split: ImageSplit, every: int, start_iteration: int = 0):
+    """Training callback recording (iteration, val loss, val acc) every `every` optimizer steps;
+    `iteration` counts completed steps from `start` (a lineage retraining from rewind iteration k
+    passes start=k). Evaluation draws no random numbers, so tracking does not change training."""
+
+    def __init__(self, model: nn.Module, split, every: int, start: int = 0):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
         self.model, self.split, self.every = model, split, every
-        self.iteration = start_iteration
-        self.history: list[tuple[int, float, float]] = []  # (iteration, loss, acc)
+        self.iteration = start
+        self.history: list[tuple[int, float, float]] = []
 
     def before_step(self) -> None:
         pass
@@ -25,11 +40,21 @@ class ValidationTracker:
     def after_step(self) -> None:
         self.iteration += 1
         if self.iteration % self.every == 0:
-            scores = evaluate(self.model, self.split)
-            self.history.append((self.iteration, scores["loss"], scores["acc"]))
+            self.record()
+
+    def record(self) -> tuple[int, float, float]:
+        """Evaluates now (also callable by hand, e.g. before the first step)."""
+        scores = evaluate(self.model, self.split)
+        entry = (self.iteration, scores["loss"], scores["acc"])
+        self.history.append(entry)
+        return entry
+
+    def early_stopping_iteration(self) -> int | None:
+        return early_stopping_iteration(self.history)
 
     def metrics(self) -> dict[str, float]:
-        if not self.history:
+        best = self.early_stopping_iteration()
+        if best is None:
             return {}
-        iteration, _, acc = min(self.history, key=lambda entry: (entry[1], entry[0]))
-        return {"train/early_stop_iteration": float(iteration), "train/early_stop_acc": acc}
+        acc = next(acc for iteration, _, acc in self.history if iteration == best)
+        return {"train/early_stop_iteration": float(best), "train/early_stop_acc": acc}
