@@ -140,7 +140,9 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
         try:
-            trunks, failed_trunks = provide_trunks(trunk_plan, tracker, config.resources.cpus_per_trial, console.say)
+            trunks, failed_trunks = provide_trunks(
+                trunk_plan, tracker, config.resources.cpus_per_trial, console.say, gpus=config.resources.gpus_per_trial
+            )
             for entry in [e for e in pending if by_id[e["lineage_id"]].trunk.id in failed_trunks]:
                 pending.remove(entry)  # a failed trunk fails its own lineages, not the sweep
                 tracker.fail(entry["run_id"], failed_trunks[by_id[entry["lineage_id"]].trunk.id])

@@ -75,6 +75,7 @@ def _log_trunk(tracker: SweepTracker, run_id: str, result: TrunkResult) -> None:
     tracker.client.log_text(run_id, json.dumps({"sha256": digests}, indent=1), f"trunk/{MANIFEST}")
     metrics = {**result.metrics, "sparsity": 0.0, "time/train_seconds": result.seconds}
     tracker.log_missing_metrics(run_id, {(key, 0): value for key, value in metrics.items()})  # a retrained trunk too
+    tracker.client.set_tag(run_id, "lth.device", result.device)
     tracker.client.set_terminated(run_id, "FINISHED")
 
 
@@ -119,15 +120,16 @@ def _worker_nodes() -> list[str]:
 
 
 def provide_trunks(
-    plan: dict, tracker: SweepTracker, cpus: float, say
+    plan: dict, tracker: SweepTracker, cpus: float, say, gpus: float = 0
 ) -> tuple[dict[str, tuple[ray.ObjectRef, str]], dict[str, str]]:
     """(trunk id -> (object ref of its TrunkResult, its MLflow run id), trunk id -> why it failed).
-    A trunk that fails fails its own lineages only; the caller decides what that means."""
+    A trunk that fails fails its own lineages only; the caller decides what that means.
+    Trunks train with the resources of one trial (`cpus`, `gpus`), so a GPU sweep trains them on a GPU."""
     provided, failed, loading, training = {}, {}, {}, {}
 
     def train(trunk_id: str, spec: TrunkSpec, rewinds: tuple[int, ...], run_id: str) -> None:
         tracker.reopen(run_id)
-        ref = _train_trunk_task.options(num_cpus=cpus).remote(spec, rewinds, max(1, int(cpus)))
+        ref = _train_trunk_task.options(num_cpus=cpus, num_gpus=gpus).remote(spec, rewinds, max(1, int(cpus)))
         training[ref] = (trunk_id, spec, run_id)
         say(f"trunk {trunk_id} ({trunk_name(spec)}): training")
 

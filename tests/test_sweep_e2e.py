@@ -27,7 +27,7 @@ name: e2e
 seeds: [0, 1]
 data: {image_size: 16, train_size: 256, test_size: 128, ood_size: 0}
 model: {name: conv2, width: 4}
-train: {epochs: 1, batch_size: 32, lr: 0.01}
+train: {epochs: 1, batch_size: 32, lr: 0.01, device: auto}
 pruning:
   - {rate: 0.5, rounds: 3, rewind: init}
   - {rate: 0.5, rounds: 3, rewind: 3}
@@ -38,6 +38,7 @@ analysis:
   mis: {images: 60, units: 4}
   robustness: {images: 32, pgd_steps: 2, severities: [1, 5]}
   flatness: {images: 16, iterations: 2, bisections: 2}
+resources: {gpus_per_trial: 0.5}  # of the test session's one logical GPU: two trials share it
 tracking: {uri: "sqlite:///mlflow.db", experiment: e2e}
 """
 ANALYSED = ["xai/gradcam_rank_corr", "xai/gradcam_energy_in_object", "xai/concept_jaccard_top3", "xai/concept_recovery",
@@ -77,6 +78,8 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
     for run in trunks + lineages:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.status == "FINISHED"
+        # half of the session's logical GPU reached trunk tasks and trials alike; no CUDA here
+        assert run.data.tags["lth.device"].startswith("cpu: ") and "Ray GPU ids 0 assigned" in run.data.tags["lth.device"]
     for run in lineages:
         assert run.data.tags["lth.method"] == "imp"
         assert run.data.params["pruning.rate"] == "0.5"
@@ -220,7 +223,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(ray_session, tmp_path, monke
 
 
 def test_a_diverging_trunk_ends_the_sweep_with_a_clear_message(ray_session, tmp_path, monkeypatch, capsys):
-    config = CONFIG.replace("train: {epochs: 1, batch_size: 32, lr: 0.01}", "train: {epochs: 1, optimizer: sgd, lr: 1.0e+8}")
+    config = CONFIG.replace("batch_size: 32, lr: 0.01,", "optimizer: sgd, lr: 1.0e+8,")
     (tmp_path / "sweep.yaml").write_text(config.replace("seeds: [0, 1]", "seeds: [0]"))
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "sweep.yaml"]) == 1

@@ -75,6 +75,16 @@ def resolve_device(requested: str) -> torch.device:
     return choose_device(requested, torch.cuda.is_available(), ray_gpu_ids())
 
 
+def placement(device: torch.device) -> str:
+    """What a run's `lth.device` tag says: the device, and the GPUs Ray assigned when there are any."""
+    gpus = ",".join(ray_gpu_ids() or [])
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}" + (f" (Ray GPU ids {gpus})" if gpus else "")
+    if gpus:  # worth saying: a GPU was reserved and is not used
+        return f"cpu: {torch.get_num_threads()} threads (Ray GPU ids {gpus} assigned, but torch sees no CUDA device)"
+    return f"cpu: {torch.get_num_threads()} threads"
+
+
 def cpu_state(model: nn.Module) -> State:
     """The model's weights as contiguous CPU copies: what checkpoints, Ray and MLflow receive."""
     contiguous = torch.contiguous_format

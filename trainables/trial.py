@@ -14,6 +14,7 @@ import torch
 from ray import tune
 
 from trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
+from trainables.device import placement, resolve_device
 from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables.specs import LineageSpec
@@ -34,6 +35,7 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
     logger = RunLogger(config["tracking_uri"], config["run_id"])
     # Where this attempt runs: on a cluster, the first thing one asks about a failed lineage.
     logger.client.set_tag(config["run_id"], "lth.worker", f"{socket.gethostname()}:{os.getpid()}")
+    logger.client.set_tag(config["run_id"], "lth.device", placement(resolve_device(spec.trunk.train.device)))
 
     analyst = None
     if analysis:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from trainables.data import Dataset, load_dataset
-from trainables.device import Runtime
+from trainables.device import Runtime, placement
 from trainables.models import build_model
 from trainables.specs import DataSpec, TrunkSpec
 from trainables.training import evaluate, train
@@ -31,6 +31,7 @@ class TrunkResult:
     metrics: dict[str, float]
     seconds: float
     total_iterations: int = field(default=0)
+    device: str = ""  # where it trained, as `placement()` describes it
 
     def rewind_state(self, iteration: int) -> State:
         if iteration == 0:
@@ -88,4 +89,5 @@ def train_trunk(spec: TrunkSpec, rewind_iterations: tuple[int, ...] = ()) -> Tru
         metrics={"test/acc": scores["acc"], "test/loss": scores["loss"]},
         seconds=time.perf_counter() - started,
         total_iterations=spec.total_iterations(),
+        device=placement(runtime.device),
     )
