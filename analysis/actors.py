@@ -65,7 +65,7 @@ class Analyzer:
         model = build_for(trunk, dataset)
         model.load_state_dict(_state_dict(weights))
         masks = {name: torch.as_tensor(np.asarray(mask)).clone() for name, mask in (masks or {}).items()}
-        return Network(model.eval(), masks, dataset, self.spec, label, folder, self.cache)
+        return Network(model.eval(), masks, dataset, self.spec, label, folder, self.cache, data_id=trunk.data.id)
 
     def reference(self, trunk: TrunkSpec, final: dict[str, np.ndarray]) -> tuple[dict[str, float], Reference, Path]:
         folder = Path(tempfile.mkdtemp(prefix="lth-analysis-"))

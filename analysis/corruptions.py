@@ -202,6 +202,24 @@ def corrupt(pixels: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
     return fn(pixels, severity, torch.Generator().manual_seed(corruption_seed(seed, name, severity)))
 
 
+def corrupted_inputs(
+    images: torch.Tensor,
+    to_pixels: Transform,
+    from_pixels: Transform,
+    names: Iterable[str] | None = None,
+    severities: Iterable[int] = SEVERITIES,
+    seed: int = 0,
+) -> dict[tuple[str, int], torch.Tensor]:
+    """(corruption, severity) -> the corrupted, normalised `images`. A function of the images and
+    the seed only, so an analysis actor computes it once for the fixed sample and reuses it."""
+    pixels = to_pixels(images)
+    return {
+        (name, int(severity)): from_pixels(corrupt(pixels, name, severity, seed))
+        for name in (CORRUPTIONS if names is None else names)
+        for severity in severities
+    }
+
+
 def corruption_errors(
     model: nn.Module,
     images: torch.Tensor,
@@ -212,17 +230,18 @@ def corruption_errors(
     severities: Iterable[int] = SEVERITIES,
     seed: int = 0,
     batch_size: int = 1000,
+    inputs: dict[tuple[str, int], torch.Tensor] | None = None,
 ) -> dict[tuple[str, int], float]:
     """Top-1 error of `model` (eval mode) on every (corruption, severity) of the normalised
     `images`; `names` defaults to all of CORRUPTIONS. Same seed => same corrupted images, so a
-    sparse network and its dense reference see exactly the same inputs."""
-    pixels = to_pixels(images)
+    sparse network and its dense reference see exactly the same inputs. `inputs`: those images,
+    from `corrupted_inputs`, when already at hand."""
+    if inputs is None:
+        inputs = corrupted_inputs(images, to_pixels, from_pixels, names, severities, seed)
     errors = {}
-    for name in CORRUPTIONS if names is None else names:
-        for severity in severities:
-            corrupted = from_pixels(corrupt(pixels, name, severity, seed))
-            predicted = predict_logits(model, corrupted, batch_size).argmax(1)
-            errors[(name, int(severity))] = float((predicted != labels).float().mean())
+    for key, corrupted in inputs.items():
+        predicted = predict_logits(model, corrupted, batch_size).argmax(1)
+        errors[key] = float((predicted != labels).float().mean())
     return errors
 
 

@@ -15,6 +15,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
@@ -175,7 +176,10 @@ def overlay_grid(
     label: str = "round",
 ) -> Path:
     """A PNG with one column per image: the input, the reference Grad-CAM over it, this network's
-    Grad-CAM over it. Each map is scaled to its own maximum (Grad-CAM's scale is arbitrary)."""
+    Grad-CAM over it. Each map is scaled to its own maximum (Grad-CAM's scale is arbitrary).
+
+    The tiles are blended and laid out as one array and drawn as a single image: one matplotlib
+    axes per tile made this cost more than the Grad-CAM it shows (0.8 s against 0.03 s)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,28 +188,34 @@ def overlay_grid(
     n = pixels.shape[0]
     if not (maps.shape[0] == n and (reference_maps is None or reference_maps.shape[0] == n)):
         raise ValueError(f"need as many maps as images: {n}, {maps.shape[0]}")
-    images = pixels.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    images = pixels.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    if images.shape[-1] == 1:
+        images = images.repeat(3, axis=-1)
     rows = [("input", None), (label, maps)]
     if reference_maps is not None:  # None: the reference itself (the dense trunk) is shown
         rows.insert(1, (reference_label, reference_maps))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n + 0.8, 1.75 * len(rows)), squeeze=False)
-    for col in range(n):
-        image = images[col]
-        grey = image.shape[-1] == 1
-        for row, (name, row_maps) in enumerate(rows):
-            ax = axes[row, col]
-            ax.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=1)
+    jet = matplotlib.colormaps["jet"]
+    height, width = images.shape[1:3]
+    gap = max(1, width // 8)
+    mosaic = np.ones((len(rows) * (height + gap) - gap, n * (width + gap) - gap, 3))
+    for row, (_, row_maps) in enumerate(rows):
+        for col in range(n):
+            tile = images[col]
             if row_maps is not None:
                 heat = row_maps[col].detach().float().cpu().numpy()
                 peak = float(heat.max())
-                ax.imshow(heat / peak if peak > 0 else heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(name, fontsize=10)
-            if row == 0 and titles is not None:
-                ax.set_title(titles[col], fontsize=8)
-    fig.tight_layout()
+                tile = 0.5 * tile + 0.5 * jet(heat / peak if peak > 0 else heat)[..., :3]
+            top, left = row * (height + gap), col * (width + gap)
+            mosaic[top : top + height, left : left + width] = tile
+    tile_inches, margin = 1.6, 1.2
+    fig = plt.figure(figsize=(tile_inches * n + margin, tile_inches * len(rows) + 0.5))
+    ax = fig.add_axes((margin / fig.get_figwidth(), 0.02, 1 - margin / fig.get_figwidth() - 0.01, 1 - 0.5 / fig.get_figheight()))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for row, (name, _) in enumerate(rows):
+        ax.text(-gap, row * (height + gap) + height / 2, name, ha="right", va="center", fontsize=10)
+    for col, title in enumerate(titles or []):
+        ax.text(col * (width + gap) + width / 2, -gap, title, ha="center", va="bottom", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

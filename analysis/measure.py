@@ -21,6 +21,9 @@ from trainables.masks import Masks
 from trainables.models import PrunableModel
 
 
+CACHE_BYTES = 256 * 2**20  #: the most one cached input-only sample may take in an actor's memory
+
+
 @dataclass
 class Reference:
     """The dense trunk's side of every comparison, computed once per trunk."""
@@ -41,7 +44,8 @@ class Network:
     spec: AnalysisSpec
     label: str  # "dense" or "round_03": names the artifacts
     artifacts: Path  # a folder; files written here are logged under the same relative path
-    cache: dict = field(default_factory=dict)  # per-actor cache (e.g. a perceptual model)
+    cache: dict = field(default_factory=dict)  # per-actor cache of what depends on the data only
+    data_id: str = ""  # the data spec's id: the cache's key for this dataset
 
 
 def sample(split: ImageSplit, count: int, seed: int, salt: str) -> ImageSplit:
@@ -76,7 +80,7 @@ def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: 
 
 def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
     from analysis import robustness
-    from analysis.corruptions import CORRUPTIONS, corruption_errors, mce
+    from analysis.corruptions import CORRUPTIONS, corrupted_inputs, corruption_errors, mce
 
     spec, data = net.spec.robustness, net.dataset
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
@@ -96,9 +100,15 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
             )
     names = list(CORRUPTIONS if spec.corruptions == ("all",) else spec.corruptions)
     if names:
-        errors = corruption_errors(
-            net.model, test.images, test.labels, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed
+        # The corrupted sample depends on the images and the seed only: computed once per actor,
+        # unless it would take much memory (large images), then every round.
+        key = ("corrupted", net.data_id, len(test), tuple(names), spec.severities, net.spec.seed)
+        inputs = net.cache.get(key) or corrupted_inputs(
+            test.images, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed
         )
+        if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
+            net.cache[key] = inputs
+        errors = corruption_errors(net.model, test.images, test.labels, None, None, inputs=inputs)
         metrics["corrupt/acc"] = 1 - sum(errors.values()) / len(errors)
         for name in names:
             per_name = [errors[(name, s)] for s in spec.severities]
@@ -222,7 +232,7 @@ def _mis(net: Network, reference: Reference | None, metrics: dict, ref: Referenc
     spec = net.spec.mis
     test = sample(net.dataset.test, spec.images, net.spec.seed, "mis")
     # The perceptual model is fixed, so the features of the fixed sample are computed once per actor.
-    key = ("mis-features", spec.similarity, spec.model_name, spec.weights, net.dataset.name, len(test), net.spec.seed)
+    key = ("mis-features", spec.similarity, spec.model_name, spec.weights, net.data_id, len(test), net.spec.seed)
     if key not in net.cache:
         options = {}
         if spec.similarity == "open_clip":

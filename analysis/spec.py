@@ -122,7 +122,9 @@ class AnalysisSpec(Spec):
     )
     seed: int = Field(0, description="seed of the analysis samples, the same for every round")
     early_stopping_every: int = Field(
-        50, ge=0, description="iterations between validation losses for the early-stopping iteration (0: off)"
+        100, ge=0,
+        description="iterations between validation losses for the early-stopping iteration (0: off); "
+        "Frankle & Carbin validate every 100",
     )
     gradcam: GradcamSpec = GradcamSpec()
     concepts: ConceptSpec = ConceptSpec()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,15 +57,23 @@ def _tuner(
 
 
 def references(pool: AnalysisPool, trunks: dict, console: Console) -> dict:
-    """Each trunk's dense reference, computed on the analysis actors before any lineage starts."""
+    """Each trunk's dense reference, started on the analysis actors; its object ref goes to the
+    trials at once. A trial needs it only when its first round is analysed, so lineages train
+    while it is measured; a thread reports each one as it arrives. A reference that fails fails
+    the analysis of its lineages' first round, which fails them with the reason in MLflow."""
     refs = pool.references({tid: (ref, run_id) for tid, (ref, run_id) in trunks.items()})
-    for trunk_id, ref in refs.items():
-        try:
-            reference = ray.get(ref)
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause if getattr(error, "cause", None) is not None else error
-            raise TrunkFailed(f"analysis of trunk {trunk_id} failed: {type(cause).__name__}: {cause}") from None
-        console.say(f"trunk {trunk_id}: dense reference measured ({_reference_line(reference.values)})")
+
+    def report() -> None:
+        for trunk_id, ref in refs.items():
+            try:
+                reference = ray.get(ref)
+            except Exception as error:
+                cause = error.cause if getattr(error, "cause", None) is not None else error
+                console.say(f"trunk {trunk_id}: analysis of the dense trunk failed: {type(cause).__name__}: {cause}")
+                continue
+            console.say(f"trunk {trunk_id}: dense reference measured ({_reference_line(reference.values)})")
+
+    threading.Thread(target=report, name="lth-references", daemon=True).start()
     return refs
 
 
@@ -137,6 +146,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     pending_ids = {entry["lineage_id"] for entry in pending}
     pool = analysis_handles = None
     try:
+        if pending and analysis.enabled:  # its actors start (import torch, build datasets) while trunks train
+            pool = AnalysisPool(analysis, uri)
         needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
         try:
@@ -146,8 +157,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             for entry in [e for e in pending if by_id[e["lineage_id"]].trunk.id in failed_trunks]:
                 pending.remove(entry)  # a failed trunk fails its own lineages, not the sweep
                 tracker.fail(entry["run_id"], failed_trunks[by_id[entry["lineage_id"]].trunk.id])
-            if pending and analysis.enabled:
-                pool = AnalysisPool(analysis, uri)
+            if pending and pool is not None:
                 analysis_handles = {"actors": pool.actors, "references": references(pool, trunks, console)}
         except TrunkFailed:
             tracker.client.set_terminated(tracker.parent_id, "FAILED")
