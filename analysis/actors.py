@@ -91,6 +91,9 @@ class AnalysisActor:
         self.analyzer = Analyzer(spec, threads)
         self.client = MlflowClient(tracking_uri)
 
+    def ping(self) -> None:
+        """Runs after every call queued before it: what `AnalysisPool.drain` waits on."""
+
     def reference(self, trunk: TrunkResult, run_id: str) -> Reference:
         """The trunk's reference; its dense values are logged to the trunk's run at step 0 once."""
         metrics, reference, folder = self.analyzer.reference(trunk.spec, trunk.final)
@@ -127,6 +130,10 @@ class AnalysisPool:
         for index, (trunk_id, (trunk_ref, run_id)) in enumerate(trunks.items()):
             refs[trunk_id] = self.actors[index % len(self.actors)].reference.remote(trunk_ref, run_id)
         return refs
+
+    def drain(self) -> None:
+        """Returns once every analysis already submitted has finished (an actor runs its calls in order)."""
+        ray.get([actor.ping.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
         for actor in self.actors:

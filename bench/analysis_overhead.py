@@ -30,7 +30,8 @@ def per_round(workdir: Path, sweep: str) -> tuple[list[float], list[float]]:
     from analysis.query import load_sweep
 
     frame = load_sweep(sweep, f"sqlite:///{workdir / 'mlflow.db'}")
-    return list(frame["time/round_seconds"]), list(frame["analysis/seconds"].dropna())
+    analysis = frame["analysis/seconds"].dropna() if "analysis/seconds" in frame else []
+    return list(frame["time/round_seconds"]), list(analysis)
 
 
 def main() -> None:
@@ -45,11 +46,15 @@ def main() -> None:
         off = timed_sweep(args.config, [*args.overrides, "analysis.enabled=false"], Path(off_dir))
         on = timed_sweep(args.config, args.overrides, Path(on_dir))
         training, analysis = per_round(Path(on_dir), name)
+        training_off, _ = per_round(Path(off_dir), name)
     print(f"wall time, analysis off: {off:.1f} s")
     print(f"wall time, analysis on:  {on:.1f} s  (+{100 * (on / off - 1):.1f}%)")
     print(f"per round: training {statistics.mean(training):.2f} s (median {statistics.median(training):.2f}), "
           f"analysis {statistics.mean(analysis):.2f} s (median {statistics.median(analysis):.2f}), "
           f"ratio {statistics.mean(analysis) / statistics.mean(training):.2f}")
+    print(f"training per round with analysis off: {statistics.mean(training_off):.2f} s "
+          f"(median {statistics.median(training_off):.2f}): the analysis slows training by "
+          f"{100 * (statistics.mean(training) / statistics.mean(training_off) - 1):.1f}% (shared cores, early-stopping validation)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def _sweep(args) -> int:
     except TrackingUnavailable as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from orchestrator.summary import succeeded
     from orchestrator.sweep import run_sweep
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
@@ -49,7 +50,7 @@ def _sweep(args) -> int:
     except TrunkFailed as error:
         print(f"lth: {error}", file=sys.stderr)
         return 1
-    return 0 if all(row["status"] == "FINISHED" for row in rows) else 1
+    return 0 if all(succeeded(row) for row in rows) else 1
 
 
 def _ui(args) -> int:

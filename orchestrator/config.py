@@ -10,6 +10,7 @@ import itertools
 import os
 import typing
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +39,25 @@ class Resources(BaseModel):
     max_failures: int = Field(2, ge=0, description="restarts of a failed trial from its last checkpoint")
 
 
+class Scheduler(BaseModel):
+    """Round-level early stopping of lineages, off by default. Tune sees each round's distance to
+    the lineage's own trunk (`vs_trunk/<metric>`: the metric minus the dense value, signed so that
+    higher is better), so lineages compare by how far they fell, whatever their trunk."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["none", "asha"] = Field("none", description="asha: Tune's ASHAScheduler with rounds as time")
+    metric: Literal["test/acc", "test/loss"] = "test/acc"
+    grace_rounds: int = Field(2, ge=1, description="rounds every lineage runs before ASHA may stop it")
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA keeps the top 1/reduction_factor at each rung")
+    max_drop: float | None = Field(
+        None, gt=0, description="also stop a lineage once its metric is this far below its trunk's (any kind)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none" or self.max_drop is not None
+
+
 class Tracking(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db")
@@ -60,6 +80,7 @@ class SweepConfig(BaseModel):
     train: dict | list = Field(default_factory=dict)
     pruning: dict | list = Field(default_factory=dict)
     resources: Resources = Resources()
+    scheduler: Scheduler = Scheduler()
     analysis: AnalysisSpec = AnalysisSpec()
     tracking: Tracking = Tracking()
     storage: str = Field(

@@ -7,6 +7,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
+from orchestrator.early_stop import STOPPED_TAG
 from orchestrator.plan import SweepPlan, display_name
 
 
@@ -49,6 +50,7 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
                 "best_sparsity": sparsity.get(best, float("nan")),
                 "status": run.info.status,
                 "error": run.data.tags.get("lth.error", ""),
+                "stopped": run.data.tags.get(STOPPED_TAG, ""),
                 "run_id": run_id,
                 "curve": [(sparsity[r], acc[r]) for r in rounds if r in acc],
             }
@@ -58,6 +60,11 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
             trunk_value = trunk_metrics[spec.trunk.id].get(metric, dense_value)
             rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
     return rows
+
+
+def succeeded(row: dict) -> bool:
+    """Finished, or stopped early by the scheduler (which is not a failure)."""
+    return row["status"] == "FINISHED" or bool(row.get("stopped"))
 
 
 def render(rows: list[dict], fmt: str = "table") -> str:
@@ -87,7 +94,7 @@ def render(rows: list[dict], fmt: str = "table") -> str:
                 f" {row['gradcam_rho']:>12.3f} {_from_dense(row, 'on_object'):>13s} {row['concepts_j']:>12.2f}"
                 f" {_from_dense(row, 'true_concepts'):>13s}"
             )
-        lines.append(line + ("" if row["status"] == "FINISHED" else f"  [{row['status']}]"))
+        lines.append(line + ("" if row["status"] == "FINISHED" else "  [stopped early]" if row["stopped"] else f"  [{row['status']}]"))
     if drift:
         lines += [
             "",

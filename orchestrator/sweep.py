@@ -12,9 +12,11 @@ from ray import tune
 from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity
 from orchestrator.plan import SweepPlan, display_name
+from orchestrator.early_stop import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import connect
-from orchestrator.summary import collect_rows, parent_metrics, render
+from orchestrator.resume import latest_checkpoints
+from orchestrator.summary import collect_rows, parent_metrics, render, succeeded
 from orchestrator.tracking import SweepTracker, check_tracking, flatten
 from orchestrator.trunks import TrunkFailed, provide_trunks
 from trainables.trial import lineage_trial
@@ -24,6 +26,11 @@ def expected_cost(spec) -> float:
     """Relative training cost of a lineage: retrained iterations (twice over for the reinit control)."""
     retrained = spec.trunk.total_iterations() - spec.pruning.rewind_iteration
     return spec.pruning.rounds * retrained * (2 if spec.pruning.reinit else 1)
+
+
+def experiment_name(plan: SweepPlan) -> str:
+    """Tune's experiment folder in the storage path: one per sweep, one subfolder per lineage."""
+    return f"{plan.config.name}-{plan.sweep_id}"
 
 
 def _tuner(
@@ -44,16 +51,34 @@ def _tuner(
             reuse_actors=True,
             trial_name_creator=lambda trial: names[trial.config["trial"]["lineage_id"]].replace(" ", "_"),
             trial_dirname_creator=lambda trial: trial.config["trial"]["lineage_id"],
+            scheduler=make_scheduler(config.scheduler, max(spec.pruning.rounds for spec in plan.lineages)),
         ),
         run_config=tune.RunConfig(
-            name=f"{config.name}-{plan.sweep_id}",
+            name=experiment_name(plan),
             storage_path=config.storage_path(Path.cwd()),
             verbose=0,
             callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds)],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            stop=make_stopper(config.scheduler),
         ),
     )
+
+
+def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Console) -> None:
+    """Lineages the scheduler stopped: their runs end KILLED, with `lth.stopped` saying why."""
+    spec = plan.config.scheduler
+    names = {lineage.id: display_name(lineage) for lineage in plan.lineages}
+    for result in results:
+        lineage_id = result.config["trial"]["lineage_id"]
+        run_id = result.config["trial"]["run_id"]
+        if result.error is not None or tracker.client.get_run(run_id).info.status != "RUNNING":
+            continue  # failed, or finished all its rounds
+        metrics = result.metrics or {}
+        reason = why_stopped(spec, int(metrics.get("round", 0)), float(metrics.get(scheduler_key(spec), float("nan"))))
+        tracker.client.set_tag(run_id, STOPPED_TAG, reason)
+        tracker.client.set_terminated(run_id, "KILLED")
+        console.say(f"{names[lineage_id]}: {reason}")
 
 
 def references(pool: AnalysisPool, trunks: dict, console: Console) -> dict:
@@ -127,6 +152,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             done_rounds += spec.pruning.rounds
             console.say(f"{display_name(spec)}: already finished in run {run.info.run_id}, not trained again")
             continue
+        if STOPPED_TAG in run.data.tags:  # stopped early by an earlier run: judged again as it continues
+            tracker.client.delete_tag(run.info.run_id, STOPPED_TAG)
         tracker.reopen(run.info.run_id)
         pending.append(
             {
@@ -139,6 +166,15 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
                 "validation_every": analysis.early_stopping_every if analysis.enabled else 0,
             }
         )
+
+    storage = config.storage_path(Path.cwd())
+    left = latest_checkpoints(storage, experiment_name(plan), [entry["lineage_id"] for entry in pending])
+    for entry in pending:
+        if entry["lineage_id"] in left:
+            entry["resume_checkpoint"], entry["resume_round"] = left[entry["lineage_id"]]
+            name = display_name(next(s for s in plan.lineages if s.id == entry["lineage_id"]))
+            console.say(f"{name}: continues after round {entry['resume_round']} (its checkpoint from an earlier run)")
+            done_rounds += entry["resume_round"]
 
     # Longest first, so that no long lineage is left running alone at the end of the sweep.
     by_id = {spec.id: spec for spec in plan.lineages}
@@ -167,7 +203,11 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
         if pending:
             trunk_refs = {tid: ref for tid, (ref, _) in trunks.items()}
-            _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds).fit()
+            results = _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds).fit()
+            if pool is not None:
+                pool.drain()  # a stopped lineage's last analysis may still be running
+            if config.scheduler.enabled:
+                mark_stopped(plan, results, tracker, console)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -175,8 +215,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             ray.shutdown()
 
     rows = collect_rows(plan, tracker.client, lineage_runs, trunk_runs)
-    storage = config.storage_path(Path.cwd())
-    plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / f"{config.name}-{plan.sweep_id}"
+    plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
     plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
     plots = [plot, *dimension_plots(config, uri, tracker.parent_id, plot_dir)]
@@ -184,7 +223,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
         tracker.client.log_artifact(tracker.parent_id, str(extra), "plots")
     tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
     tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows)}\n```\n")
-    failed = [row for row in rows if row["status"] != "FINISHED"]
+    failed = [row for row in rows if not succeeded(row)]
     status = "FAILED" if failed else "FINISHED"
     for row in failed:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -246,7 +247,12 @@ def test_an_unreachable_tracking_server_stops_the_sweep_in_seconds_before_ray(tm
 
 @pytest.mark.slow
 def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray_tmp):
-    pruning = [{"rate": 0.5, "rounds": 1, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]
+    """Also: a lineage interrupted after round r continues after round r (from its checkpoint in
+    the storage path), not from round 1."""
+    pruning = [  # run longest first: the 4-round lineage finishes while the 6-round one is midway
+        {"rate": 0.5, "rounds": 2, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3},
+        {"rate": 0.3, "rounds": 6, "rewind": 5},  # "imp@5": display names tell the three apart
+    ]
     (tmp_path / "sweep.yaml").write_text(sweep_yaml("driver-kill", pruning, seeds=(0, 1)))
     plan = make_plan(load_config(tmp_path / "sweep.yaml"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -256,9 +262,12 @@ def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray
     deadline = time.monotonic() + 300
     finished: set[str] = set()
     try:
-        while time.monotonic() < deadline and driver.poll() is None and not finished:
+        midway = False
+        while time.monotonic() < deadline and driver.poll() is None and not (finished and midway):
             try:
-                finished = {r.data.tags["lth.id"] for r in runs_of(client, "lineage") if r.info.status == "FINISHED"}
+                runs = runs_of(client, "lineage")
+                finished = {r.data.tags["lth.id"] for r in runs if r.info.status == "FINISHED"}
+                midway = any(len(rounds_of(client, r.info.run_id)) >= 2 for r in runs if r.info.status != "FINISHED")
             except Exception:  # the store is being created
                 pass
             time.sleep(0.1)
@@ -277,7 +286,8 @@ def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray
     # What MLflow holds now is what the resumed sweep sees (a trial may finish as its driver dies).
     lineages = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}
     finished = {lid for lid, run in lineages.items() if run.info.status == "FINISHED"}
-    print("rounds logged at the kill:", {display_name(s): rounds_of(client, lineages[s.id].info.run_id) for s in plan.lineages})
+    at_kill = {s.id: rounds_of(client, lineages[s.id].info.run_id) for s in plan.lineages}
+    print("rounds logged at the kill:", {display_name(s): at_kill[s.id] for s in plan.lineages})
     unfinished = [spec for spec in plan.lineages if spec.id not in finished]
     assert finished and unfinished, "the driver was not killed mid-sweep"
     # Truncate a stored trunk that the resumed sweep needs: it must be detected and retrained.
@@ -299,6 +309,20 @@ def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray
         assert f"trunk {tid} ({trunk_name(plan.trunks[tid][0])}): training" not in done.stderr
     assert "trunk/final.safetensors is truncated or altered" in done.stderr and "; retraining" in done.stderr
     assert "truncated or altered" in client.get_run(trunks[corrupt].info.run_id).data.tags["lth.notes"]
+
+    continued = {}
+    for spec in plan.lineages:  # checkpoints lag MLflow by at most the round being written
+        logged = len(at_kill[spec.id]) if spec.id not in finished else 0
+        said = re.search(rf"{re.escape(display_name(spec))}: continues after round (\d+)", done.stderr)
+        if said:
+            continued[display_name(spec)] = (logged, int(said.group(1)))
+            assert logged - 1 <= int(said.group(1)) <= logged
+            assert f"{display_name(spec)}: round 1/" not in done.stderr  # round 1 was not trained again
+            assert "left by an earlier driver" in client.get_run(lineages[spec.id].info.run_id).data.tags["lth.notes"]
+        else:
+            assert logged <= 1, f"{display_name(spec)} had {logged} rounds logged and was not continued"
+    print(f"continued (rounds logged at the kill, continued after round): {continued}")
+    assert continued
 
     histories = assert_nothing_duplicated(client)
     assert len(runs_of(client)) == 1 + len(plan.trunks) + len(plan.lineages)

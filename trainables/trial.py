@@ -24,6 +24,17 @@ from trainables.training import DivergedError
 DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
 
 
+def trunk_distances(metrics: dict[str, float], trunk_metrics: dict[str, float]) -> dict[str, float]:
+    """For the optional scheduler (orchestrator/early_stop.py): how far this round is from its
+    trunk, signed so that higher is better; keys missing on either side are left out."""
+    out = {}
+    if "test/acc" in metrics and "test/acc" in trunk_metrics:
+        out["vs_trunk/test/acc"] = metrics["test/acc"] - trunk_metrics["test/acc"]
+    if "test/loss" in metrics and "test/loss" in trunk_metrics:
+        out["vs_trunk/test/loss"] = trunk_metrics["test/loss"] - metrics["test/loss"]
+    return out
+
+
 def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> None:
     """`config["trial"]` holds the lineage spec, its MLflow run id and the tracking URI;
     `trunks` maps trunk ids to object refs of their `TrunkResult`s; `analysis`, when on, holds
@@ -45,6 +56,9 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
         )
     resume_from = None
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and config.get("resume_checkpoint"):  # left by a driver that died
+        checkpoint = tune.Checkpoint(config["resume_checkpoint"])
+        logger.note(None, [f"continued from the checkpoint of round {config['resume_round']} left by an earlier driver"])
     if checkpoint:
         with checkpoint.as_directory() as directory:
             try:
@@ -67,7 +81,8 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
             analyst.submit(round_index, result.evaluated, result.state.masks)
         with tempfile.TemporaryDirectory() as directory:
             save_state(directory, result.state, evaluated=result.evaluated)
-            tune.report({"round": round_index, **result.metrics}, checkpoint=tune.Checkpoint.from_directory(directory))
+            scored = {"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)}
+            tune.report(scored, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
         run_lineage(
@@ -79,7 +94,7 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
         # Retrying would fail the same way: record it, tell Tune, and end the trial without retries.
         message = f"{type(error).__name__}: {error}"
         logger.finish("FAILED", error=message)
-        tune.report({"failed": message})
+        tune.report({"failed": message, **{key: float("nan") for key in trunk_distances(trunk.metrics, trunk.metrics)}})
         return
     except Exception as error:
         logger.finish("FAILED", error=f"{type(error).__name__}: {error}")
