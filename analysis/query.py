@@ -5,8 +5,9 @@ its config fields (the run's params, e.g. `pruning.rate`), `round`, every metric
 step, and the dense trunk's value of each metric as `dense/<metric>` (from the trunk run's step 0).
 Works while a sweep runs: unfinished lineages simply have fewer rounds.
 
-Metric histories are read in bulk (one request per metric per 100 runs) where the store allows it:
-SQL stores directly, MLflow servers through their bulk history endpoint; otherwise run by run.
+Metric histories are read in bulk: from a database URI with plain SQL on MLflow's tables
+(analysis/query_sql.py), from an MLflow server through its bulk history endpoint (one request per
+metric per 100 runs), otherwise run by run.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
+
+from analysis import query_sql
+from analysis.query_sql import RunRecord
 
 BULK_RUNS = 100  # the server's limit of run ids per bulk history request
 
@@ -84,39 +88,64 @@ def sweep_runs(client: MlflowClient, sweep: str, experiment: str | None = None) 
     return runs
 
 
+def _record(run) -> RunRecord:
+    return RunRecord(
+        run.info.run_id, run.info.status, run.info.start_time or 0, dict(run.data.tags), dict(run.data.params),
+        dict(run.data.metrics),
+    )
+
+
+def _sweep_records(client: MlflowClient, engine, sweep: str, experiment: str | None) -> list[RunRecord]:
+    if engine is None:
+        return [_record(run) for run in sweep_runs(client, sweep, experiment)]
+    try:
+        records = query_sql.sweep_records(engine, sweep, experiment)
+    except LookupError as error:
+        raise SweepNotFound(str(error)) from None
+    if not records:
+        raise SweepNotFound(f"no sweep named {sweep!r} in {'experiment ' + repr(experiment) if experiment else 'any experiment'}")
+    return records
+
+
 def load_sweep(
     sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
-    parent_id: str | None = None,
+    parent_id: str | None = None, sql: bool = True,
 ) -> pd.DataFrame:
     """The tidy table of a sweep. With several runs of the same sweep name (different configs),
-    `latest` keeps the most recently started parent's lineages; `parent_id` picks one parent."""
+    `latest` keeps the most recently started parent's lineages; `parent_id` picks one parent.
+    With a database URI it reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql`
+    is False; the result is the same."""
     client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
-    runs = sweep_runs(client, sweep, experiment)
-    parents = sorted((r for r in runs if r.data.tags.get("lth.kind") == "sweep"), key=lambda r: r.info.start_time)
+    engine = getattr(client._tracking_client.store, "engine", None) if sql else None
+    runs = _sweep_records(client, engine, sweep, experiment)
+    parents = sorted((r for r in runs if r.tags.get("lth.kind") == "sweep"), key=lambda r: r.start_time)
     if parent_id is None and latest and parents:
-        parent_id = parents[-1].info.run_id
+        parent_id = parents[-1].run_id
     if parent_id is not None:
-        runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
-    lineages = [r for r in runs if r.data.tags.get("lth.kind") == "lineage"]
-    trunks = {r.data.tags["lth.id"]: r for r in runs if r.data.tags.get("lth.kind") == "trunk"}
-    keys = {key for r in lineages for key in r.data.metrics}
-    histories = metric_histories(client, [r.info.run_id for r in lineages], keys)
+        runs = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent_id]
+    lineages = sorted((r for r in runs if r.tags.get("lth.kind") == "lineage"), key=lambda r: r.run_id)
+    trunks = {r.tags["lth.id"]: r for r in runs if r.tags.get("lth.kind") == "trunk"}
+    ids = [r.run_id for r in lineages]
+    if engine is not None:
+        histories = query_sql.histories(engine, ids)
+    else:
+        histories = metric_histories(client, ids, {key for r in lineages for key in r.metrics})
     rows = []
     for run in lineages:
-        tags, params = run.data.tags, run.data.params
+        tags, params = run.tags, run.params
         trunk_id = tags.get("lth.trunk")
         trunk = trunks.get(trunk_id)
-        dense = {f"dense/{k}": v for k, v in (trunk.data.metrics if trunk else {}).items()}
+        dense = {f"dense/{k}": v for k, v in (trunk.metrics if trunk else {}).items()}
         identity = {
-            "run_id": run.info.run_id,
+            "run_id": run.run_id,
             "lineage": tags.get("lth.id"),
             "method": tags.get("lth.method"),
             "label": tags.get("lth.label", tags.get("lth.method")),
             "seed": int(params.get("trunk.seed", -1)),
             "trunk": trunk_id,
-            "status": run.info.status,
+            "status": run.status,
         }
-        for step, metrics in sorted(histories.get(run.info.run_id, {}).items()):
+        for step, metrics in sorted(histories.get(run.run_id, {}).items()):
             if step < 1 or "sparsity" not in metrics:
                 continue
             rows.append({**identity, **params, "round": step, **metrics, **dense})

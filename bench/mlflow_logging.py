@@ -3,12 +3,13 @@ server on PostgreSQL with basic auth and the artifact proxy (tests/mlflow_server
 it), then read back with `lth query --sweep NAME --format csv`.
 
     python bench/mlflow_logging.py [--lineages 1000] [--rounds 15] [--metrics 30] [--writers 4]
-                                   [--server-workers 2] [--auth-cache-seconds 600]
+                                   [--server-workers 2] [--auth-cache-seconds 600] [--fill rounds|lineage]
 
 The runs are created the way `lth sweep` creates them (SweepTracker, on one driver); each round is
 logged the way a trial logs it (RunLogger: the round's mask as a safetensors artifact, then the
 metrics in one `log_batch`), by W writer processes at once, each one a stream of trials. Prints
-per-round logging times (goal: metrics batch < 50 ms) and the query time (goal < 10 s).
+per-round logging times (goal: metrics batch < 50 ms) and the query time (goal < 10 s), through
+the server and reading its PostgreSQL database directly (analysis/query_sql.py).
 
 The server runs as deploy/ runs it (2 workers), except for MLflow's basic-auth credential cache
 (`auth_cache_ttl_seconds`, off by default): without it every request re-hashes the password
@@ -132,6 +133,34 @@ def write(args: tuple[str, list[str], int, list[str]]) -> dict[str, list[float]]
     return times
 
 
+def fill(args: tuple[str, list[str], int, list[str]]) -> dict[str, list[float]]:
+    """`--fill lineage`: each lineage's rounds in one `log_batch` (same points, same values), to
+    build the table a query reads in a fraction of the time; not a measure of per-round logging."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    uri, run_ids, rounds, names = args
+    client = MlflowClient(uri)
+    for number, run_id in enumerate(run_ids):
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(name, (number * 7919 + round_index * 104729 + i) % 1000 / 1000, now, round_index)
+            for round_index in range(1, rounds + 1) for i, name in enumerate(names)
+        ]
+        client.log_batch(run_id, metrics=batch, synchronous=True)
+    return {"mask": [], "metrics": []}
+
+
+def timed_query(uri: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    query = subprocess.run(
+        [str(Path(sys.executable).with_name("lth")), "query", "--sweep", SWEEP, "--experiment", EXPERIMENT,
+         "--tracking-uri", uri, "--format", "csv"],
+        capture_output=True, text=True, check=True, env=os.environ.copy(),
+    )
+    return time.perf_counter() - started, query.stdout.count("\n") - 1
+
+
 def describe(values: list[float]) -> str:
     ms = sorted(v * 1000 for v in values)
     p95 = ms[int(0.95 * (len(ms) - 1))]
@@ -146,6 +175,8 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--server-workers", type=int, default=2)
     parser.add_argument("--auth-cache-seconds", type=int, default=600)
+    parser.add_argument("--fill", choices=["rounds", "lineage"], default="rounds",
+                        help="rounds: log round by round as trials do (measured); lineage: one batch per lineage (fast)")
     args = parser.parse_args()
 
     server, stop_server = start_server(args.server_workers, args.auth_cache_seconds)
@@ -162,33 +193,39 @@ def main() -> None:
         shares = [run_ids[w :: args.writers] for w in range(args.writers)]
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(args.writers) as pool:
-            results = pool.map(write, [(server.url, share, args.rounds, names) for share in shares])
+            results = pool.map(write if args.fill == "rounds" else fill, [(server.url, share, args.rounds, names) for share in shares])
         logging = time.perf_counter() - started
         metrics = [t for r in results for t in r["metrics"]]
         masks = [t for r in results for t in r["mask"]]
-        rounds = len(metrics)
+        rounds = len(run_ids) * args.rounds
         print(f"logged {rounds} rounds x {len(names)} metrics with {args.writers} writers in {logging:.1f} s "
-              f"({rounds / logging:.0f} rounds/s)")
-        print(f"  per round, metrics log_batch: {describe(metrics)}")
-        print(f"  per round, mask artifact:     {describe(masks)}")
-        print(f"  per round, both (RunLogger.log_round): {describe([a + b for a, b in zip(metrics, masks)])}", flush=True)
+              f"({rounds / logging:.0f} rounds/s{', one batch per lineage' if args.fill == 'lineage' else ''})")
+        if metrics:
+            print(f"  per round, metrics log_batch: {describe(metrics)}")
+            print(f"  per round, mask artifact:     {describe(masks)}")
+            print(f"  per round, both (RunLogger.log_round): {describe([a + b for a, b in zip(metrics, masks)])}", flush=True)
 
         from analysis.query import load_sweep
 
         started = time.perf_counter()
         frame = load_sweep(SWEEP, server.url, EXPERIMENT)
         in_process = time.perf_counter() - started
-        started = time.perf_counter()
-        query = subprocess.run(
-            [str(Path(sys.executable).with_name("lth")), "query", "--sweep", SWEEP, "--experiment", EXPERIMENT,
-             "--tracking-uri", server.url, "--format", "csv"],
-            capture_output=True, text=True, check=True, env=os.environ.copy(),
-        )
-        command = time.perf_counter() - started
-        lines = query.stdout.count("\n") - 1
-        print(f"lth query --format csv: {lines} rows x {len(frame.columns)} columns in {command:.1f} s "
+        command, lines = timed_query(server.url)
+        print(f"lth query --format csv, through the server: {lines} rows x {len(frame.columns)} columns in {command:.1f} s "
               f"(of which load_sweep in-process: {in_process:.1f} s)")
         assert lines == rounds == len(frame), (lines, rounds, len(frame))
+        database = server.postgres.uri("mlflow")
+        os.environ["PGPASSWORD"] = server.postgres.db_password  # libpq reads it; never in the URI
+        started = time.perf_counter()
+        direct = load_sweep(SWEEP, database, EXPERIMENT)
+        in_process = time.perf_counter() - started
+        command, lines = timed_query(database)
+        print(f"lth query --format csv, reading the database (postgresql+psycopg2://...): {lines} rows in {command:.1f} s "
+              f"(of which load_sweep in-process: {in_process:.1f} s)")
+        assert lines == rounds
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(direct, frame, check_like=True)
     finally:
         stop_server(server)
 

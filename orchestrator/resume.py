@@ -23,6 +23,16 @@ def _filesystem(storage: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), storage
 
 
+def _as_uri(storage: str, path: str) -> str:
+    """A path from the filesystem of `storage` as `storage` spells it, options (e.g.
+    `?endpoint_override=...`) included, so that `tune.Checkpoint(uri)` finds the same place."""
+    if "://" not in storage:
+        return path
+    scheme, rest = storage.split("://", 1)
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
+
 def latest_checkpoints(storage: str, experiment: str, lineage_ids: list[str]) -> dict[str, tuple[str, int]]:
     """Lineage id -> (the checkpoint folder of its latest round, as a path or URI, that round)."""
     filesystem, root = _filesystem(storage)
@@ -39,6 +49,5 @@ def latest_checkpoints(storage: str, experiment: str, lineage_ids: list[str]) ->
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # half-written when the driver died: an older one will do
             if round_index > found.get(lineage_id, ("", 0))[1]:
-                where = info.path if "://" not in storage else f"{storage.split('://')[0]}://{info.path}"
-                found[lineage_id] = (where, round_index)
+                found[lineage_id] = (_as_uri(storage, info.path), round_index)
     return found

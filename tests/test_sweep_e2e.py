@@ -145,6 +145,18 @@ def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
     assert "no sweep named 'nope'" in capsys.readouterr().err
 
 
+def test_reading_the_database_directly_gives_the_client_s_table(sweep):
+    import pandas as pd
+
+    from analysis.query import load_sweep
+
+    workdir, _, _ = sweep
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    direct, through_client = load_sweep("e2e", uri, "e2e"), load_sweep("e2e", uri, "e2e", sql=False)
+    assert len(direct) == 4 * 3 and "xai/gradcam_rank_corr" in direct and "dense/calib/ece" in direct
+    pd.testing.assert_frame_equal(direct, through_client, check_like=True)  # the same, column order aside
+
+
 def test_logged_masks_equal_an_in_process_run_bit_for_bit(sweep):
     workdir, _, client = sweep
     plan = make_plan(load_config(workdir / "sweep.yaml"))
