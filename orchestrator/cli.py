@@ -39,12 +39,12 @@ def _sweep(args) -> int:
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    from orchestrator.ray_session import RayUnreachable
+    from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
     from orchestrator.trunks import TrunkFailed
 
     try:
         rows = run_sweep(plan, address=args.address, fmt=args.format)
-    except (RayUnreachable, TrackingUnavailable) as error:
+    except (RayUnreachable, TrackingUnavailable, ClusterTooSmall) as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrunkFailed as error:

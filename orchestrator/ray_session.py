@@ -43,3 +43,19 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # /tmp/ray/ray_current_cluster, which a bare ray.init() would silently join.
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
     return True
+
+
+class ClusterTooSmall(RuntimeError):
+    """One trial asks for more than the whole cluster has: Tune would wait for it forever."""
+
+
+def check_fits(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Stops before anything runs if no node set could ever hold one trial. (An autoscaling
+    cluster must start with one node of each kind a trial needs.)"""
+    have = ray.cluster_resources()
+    for name, wanted, field in (("CPU", cpus_per_trial, "cpus_per_trial"), ("GPU", gpus_per_trial, "gpus_per_trial")):
+        if wanted > have.get(name, 0) + 1e-9:
+            raise ClusterTooSmall(
+                f"resources.{field}: {wanted:g} {name}s per trial, but the Ray cluster has {have.get(name, 0):g}; "
+                "trials would wait forever"
+            )

@@ -14,7 +14,7 @@ from analysis.plots import accuracy_vs_sparsity
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.early_stop import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from orchestrator.progress import Console, RoundPrinter
-from orchestrator.ray_session import connect
+from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
 from orchestrator.summary import collect_rows, parent_metrics, render, succeeded
 from orchestrator.tracking import SweepTracker, check_tracking, flatten
@@ -134,6 +134,12 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
     uri = config.tracking.resolved_uri(Path.cwd())
     check_tracking(uri)  # in seconds, before Ray: MLflow's client retries an absent server for minutes
     started_ray = connect(address)  # first: an unreachable cluster must leave MLflow untouched
+    try:
+        check_fits(config.resources.cpus_per_trial, config.resources.gpus_per_trial)
+    except ClusterTooSmall:
+        if started_ray:
+            ray.shutdown()
+        raise
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
     tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
     tracker.reopen(tracker.parent_id)

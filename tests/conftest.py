@@ -10,13 +10,17 @@ from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkS
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
+#: The session's Ray, also for tests that restart it (test_mlflow_server.py). One logical GPU (no
+#: device behind it): trials and trunks that ask for a share of one are scheduled as on a GPU
+#: machine, and fall back to the CPU where torch sees no CUDA.
+RAY_INIT = dict(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
 
-    # One logical GPU (no device behind it): trials and trunks that ask for a share of one are
-    # scheduled as on a GPU machine, and fall back to the CPU where torch sees no CUDA.
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(**RAY_INIT)
     yield ray
     ray.shutdown()
 

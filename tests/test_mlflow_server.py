@@ -15,13 +15,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
+from tests.conftest import RAY_INIT
 from tests.mlflow_server import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-# The arguments of conftest's ray_session, to restart it with the credentials in its environment.
-RAY_INIT = dict(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 
 CONFIG = """
 name: on-server

@@ -246,3 +246,12 @@ def test_a_diverging_trunk_ends_the_sweep_with_a_clear_message(ray_session, tmp_
     (parent,) = runs_of(client, "sweep")
     assert trunk.info.status == "FAILED" and "diverged" in trunk.data.tags["lth.error"]
     assert parent.info.status == "FAILED"
+
+
+def test_a_trial_larger_than_the_cluster_stops_at_once_naming_the_resource(ray_session, tmp_path, monkeypatch, capsys):
+    (tmp_path / "sweep.yaml").write_text(CONFIG.replace("gpus_per_trial: 0.5", "gpus_per_trial: 2"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "sweep.yaml"]) == 2  # instead of Tune waiting forever for 2 GPUs
+    err = capsys.readouterr().err
+    assert "resources.gpus_per_trial: 2 GPUs per trial, but the Ray cluster has 1" in err and "Traceback" not in err
+    assert not (tmp_path / "mlflow.db").exists()  # nothing written
