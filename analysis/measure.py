@@ -103,11 +103,11 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
         # The corrupted sample depends on the images and the seed only: computed once per actor,
         # unless it would take much memory (large images), then every round.
         key = ("corrupted", net.data_id, len(test), tuple(names), spec.severities, net.spec.seed)
-        inputs = net.cache.get(key) or corrupted_inputs(
-            test.images, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed
-        )
-        if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
-            net.cache[key] = inputs
+        inputs = net.cache.get(key)
+        if inputs is None:
+            inputs = corrupted_inputs(test.images, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed)
+            if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
+                net.cache[key] = inputs
         errors = corruption_errors(net.model, test.images, test.labels, None, None, inputs=inputs)
         metrics["corrupt/acc"] = 1 - sum(errors.values()) / len(errors)
         for name in names:

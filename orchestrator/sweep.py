@@ -173,17 +173,17 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             }
         )
 
+    by_id = {spec.id: spec for spec in plan.lineages}
     storage = config.storage_path(Path.cwd())
     left = latest_checkpoints(storage, experiment_name(plan), [entry["lineage_id"] for entry in pending])
     for entry in pending:
         if entry["lineage_id"] in left:
             entry["resume_checkpoint"], entry["resume_round"] = left[entry["lineage_id"]]
-            name = display_name(next(s for s in plan.lineages if s.id == entry["lineage_id"]))
+            name = display_name(by_id[entry["lineage_id"]])
             console.say(f"{name}: continues after round {entry['resume_round']} (its checkpoint from an earlier run)")
             done_rounds += entry["resume_round"]
 
     # Longest first, so that no long lineage is left running alone at the end of the sweep.
-    by_id = {spec.id: spec for spec in plan.lineages}
     pending.sort(key=lambda entry: -expected_cost(by_id[entry["lineage_id"]]))
     pending_ids = {entry["lineage_id"] for entry in pending}
     pool = analysis_handles = None
