@@ -11,9 +11,10 @@ metrics in one `log_batch`), by W writer processes at once, each one a stream of
 per-round logging times (goal: metrics batch < 50 ms) and the query time (goal < 10 s), through
 the server and reading its PostgreSQL database directly (analysis/query_sql.py).
 
-The server runs as deploy/ runs it (2 workers), except for MLflow's basic-auth credential cache
-(`auth_cache_ttl_seconds`, off by default): without it every request re-hashes the password
-(scrypt, ~100 ms of server CPU); `--auth-cache-seconds 0` measures that.
+The server runs as deploy/ runs it: gunicorn with 2 threaded workers (MLflow's default uvicorn
+with several workers adds ~40 ms to every keep-alive request: uvicorn issue #3149), and MLflow's
+basic-auth credential cache (`--auth-cache-seconds 0` measures the server without it: every request
+then re-hashes the password, ~100 ms of server CPU).
 """
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ EXPERIMENT = "bench-logging"
 
 
 def start_server(workers: int, auth_cache_seconds: int):
-    """PostgreSQL from tests/mlflow_server.py, and the server as deploy/ runs it (its worker count),
-    plus the credential cache. Returns the helper's MlflowServer, stopped with its stop_server."""
-    import secrets
+    """PostgreSQL and the MLflow server as tests/mlflow_server.py runs them (deploy/'s settings),
+    with the given worker count and credential cache. Returns the server and the function that
+    stops it."""
     import tempfile
 
     from tests import mlflow_server as helpers
@@ -45,27 +46,11 @@ def start_server(workers: int, auth_cache_seconds: int):
     root = Path(tempfile.mkdtemp(prefix="lth-bench-mlflow-"))
     root.chmod(0o755)
     postgres = helpers.Postgres(root / "postgres")
-    server = helpers.MlflowServer(root / "mlflow", postgres)
+    server = helpers.MlflowServer(root / "mlflow", postgres, workers=workers, auth_cache_seconds=auth_cache_seconds)
     started = time.perf_counter()
     try:
         postgres.start()
-        server.root.mkdir(parents=True)
-        ini = server.root / "basic_auth.ini"
-        ini.write_text(
-            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {postgres.uri('mlflow_auth')}\nadmin_username = admin\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            f"auth_cache_ttl_seconds = {auth_cache_seconds}\n"
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
-        env |= {"PGPASSWORD": postgres.db_password, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-                "MLFLOW_AUTH_ADMIN_PASSWORD": server.admin_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32)}
-        command = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", "basic-auth",
-                   "--backend-store-uri", postgres.uri("mlflow"), "--serve-artifacts",
-                   "--artifacts-destination", str(server.root / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(server.port), "--workers", str(workers)]
-        with server.log.open("w") as log:
-            server.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        helpers._wait_for_http(f"{server.url}/health", server.process, server.log, 300)
+        server.start(timeout=300)
     except BaseException:
         helpers.stop_server(server)
         raise
@@ -184,7 +169,7 @@ def main() -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
         print(f"server {server.url} (PostgreSQL, basic auth with credential cache {args.auth_cache_seconds} s, artifact "
-              f"proxy, {args.server_workers} workers) up in {server.timings['total']:.1f} s; load average "
+              f"proxy, gunicorn, {args.server_workers} threaded workers) up in {server.timings['total']:.1f} s; load average "
               f"{os.getloadavg()[0]:.1f}", flush=True)
         run_ids, setup = create_runs(server.url, args.lineages, args.writers)
         print(f"{len(run_ids)} lineage runs (+ parent, trunks) created by {args.writers} threads in {setup:.1f} s "

@@ -58,7 +58,9 @@ def _ui(args) -> int:
 
     uri = Tracking().resolved_uri(Path.cwd()) if args.backend_store_uri is None else args.backend_store_uri
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    # One worker: MLflow's default (4 uvicorn workers) costs ~1 GB, and uvicorn with several workers
+    # delays every request on a kept-alive connection by ~40 ms (uvicorn issue #3149; bench/RESULTS.md).
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
     print(f"lth: MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
     # MLflow 3's UI starts GenAI job workers (~2 GB) that lth-sweep never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

@@ -29,6 +29,12 @@ PG_USER = "postgres"  # the system user Debian's package creates; postgres refus
 DB_USER = "mlflow"
 ADMIN_USER = "admin"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+# As deploy/k8s/mlflow/mlflow.yaml runs it: gunicorn with threaded workers, not MLflow's default
+# uvicorn, whose multi-worker mode leaves Nagle's algorithm on (uvicorn issue #3149): every
+# keep-alive request after a connection's first then waits ~40 ms on the client's delayed ACK.
+# gunicorn's longest request line is 4094 bytes by default; MLflow's get-history-bulk (the UI's
+# charts, `lth query`) puts up to 100 run ids in the URL, ~4.1 kB: 8190 is gunicorn's maximum.
+GUNICORN_OPTIONS = "--worker-class gthread --threads 4 --limit-request-line 8190"
 
 
 class ServerSetupError(RuntimeError):
@@ -171,6 +177,8 @@ class MlflowServer:
     port: int = field(default_factory=free_port)
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    workers: int = 2
+    auth_cache_seconds: int = 600  # deploy/'s; 0 re-hashes the password on every request
     process: subprocess.Popen | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -193,6 +201,7 @@ class MlflowServer:
             f"database_uri = {self.postgres.uri('mlflow_auth')}\n"
             f"admin_username = {ADMIN_USER}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            f"auth_cache_ttl_seconds = {self.auth_cache_seconds}\n"
         )
         env = {
             key: value for key, value in os.environ.items()
@@ -209,7 +218,8 @@ class MlflowServer:
             mlflow, "server", "--app-name", "basic-auth",
             "--backend-store-uri", self.postgres.uri("mlflow"),
             "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(self.workers), "--gunicorn-opts", GUNICORN_OPTIONS,
         ]
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -217,7 +227,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)  # the server's own process group: uvicorn and its workers
+            os.killpg(self.process.pid, 15)  # the server's own process group: gunicorn and its workers
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from orchestrator.config import expand_lineages, load_config
+from tests.mlflow_server import GUNICORN_OPTIONS, MlflowServer
 
 DEPLOY = Path(os.environ.get("LTH_DEPLOY_DIR", Path(__file__).resolve().parents[1] / "deploy"))
 REPO = Path(__file__).resolve().parents[1]
@@ -295,6 +296,19 @@ def test_mlflow_server_uses_postgres_proxied_artifacts_and_basic_auth():
     assert ini["mlflow"]["admin_username"] and "admin_password" not in ini["mlflow"]
     assert ini["mlflow"]["database_uri"].startswith("postgresql")
     assert ini["mlflow"]["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+
+
+def test_mlflow_server_runs_as_the_tested_server_does():
+    """tests/mlflow_server.py starts the server the tests (and bench/mlflow_logging.py) use with
+    these settings; a change to the manifest must be made there too, and measured."""
+    (mlflow,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "mlflow"]
+    args = server_args(mlflow)
+    assert args["--gunicorn-opts"] == GUNICORN_OPTIONS
+    assert int(args["--workers"]) == MlflowServer.workers
+    (configmap,) = [c for c in of_kind("ConfigMap") if c["metadata"]["name"] == "mlflow-auth"]
+    ini = configparser.ConfigParser()
+    ini.read_string(configmap["data"]["basic_auth.ini"])
+    assert int(ini["mlflow"]["auth_cache_ttl_seconds"]) == MlflowServer.auth_cache_seconds
 
 
 # -- no secrets, no exposure -------------------------------------------------------------------

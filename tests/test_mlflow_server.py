@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
+from analysis.query import _histories_rest
 from orchestrator.cli import main
 from tests.conftest import RAY_INIT
 from tests.mlflow_server import start_server, stop_server
@@ -92,6 +93,12 @@ def test_the_client_logs_and_reads_back_with_credentials_from_the_environment(se
     assert open(path).read() == "hello from the client"
     stored = list((server.root / "artifacts").rglob("note.txt"))
     assert len(stored) == 1  # landed in --artifacts-destination
+
+    # What the UI's charts and `lth query` send: one history request naming 100 runs, a ~4.1 kB
+    # request line (gunicorn refuses lines over 4094 bytes unless told otherwise).
+    others = [secrets.token_hex(16) for _ in range(99)]
+    rows = _histories_rest(client._tracking_client.store, [run.info.run_id, *others], "test/acc")
+    assert sorted(rows) == [(run.info.run_id, 0, 0.5), (run.info.run_id, 1, 0.6), (run.info.run_id, 2, 0.7)]
 
     clean_env.delenv("MLFLOW_TRACKING_PASSWORD")
     with pytest.raises(Exception, match="401|Unauthorized|credentials"):
