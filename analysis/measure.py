@@ -80,7 +80,7 @@ def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: 
 
 def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
     from analysis import robustness
-    from analysis.corruptions import CORRUPTIONS, corrupted_inputs, corruption_errors, mce
+    from analysis.corruptions import CORRUPTIONS, corrupted_inputs, corruption_ces, corruption_errors
 
     spec, data = net.spec.robustness, net.dataset
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
@@ -114,7 +114,10 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
             per_name = [errors[(name, s)] for s in spec.severities]
             metrics[f"corrupt/error/{name}"] = sum(per_name) / len(per_name)
         ref.corruption_errors = errors
-        metrics["corrupt/mce"] = float(mce(errors, errors if reference is None else reference.corruption_errors))
+        ces = corruption_ces(errors, errors if reference is None else reference.corruption_errors)
+        metrics["corrupt/mce_corruptions"] = len(ces)  # those the trunk errs on: the others have no CE
+        if ces:
+            metrics["corrupt/mce"] = sum(ces.values()) / len(ces)
 
 
 def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:

@@ -69,6 +69,9 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
     """A panel per metric: mean over seeds per method against weights remaining, the seeds' min-max
     shaded, the dense trunks' mean dashed (1 for consistency-with-the-trunk metrics). `frame` is the
     tidy table of `analysis.query.load_sweep`. None if the sweep measured none of `metrics`."""
+    frame = frame.copy()
+    for metric in [m for m in metrics if m in frame.columns]:  # MLflow stores an infinite value as +-1.8e308
+        frame[metric] = frame[metric].where(frame[metric].abs() < 1e300)
     metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
     if not metrics:
         return None

@@ -358,6 +358,31 @@ def test_a_lost_node_is_survived_with_trained_and_stored_trunks(tmp_path, ray_tm
         assert rounds_of(client, run.info.run_id) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_the_analysis_actor_s_node_lost_loses_no_analysis(tmp_path, ray_tmp):
+    with open(tmp_path / "actor-loss.err", "w") as err:
+        done = subprocess.run([sys.executable, "-m", "tests.test_faults", "actor-loss", str(tmp_path)], cwd=ROOT,
+                              env=child_env(ray_tmp), stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "actor-loss.err").read_text()[-5000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nanalysis actor's node lost: {json.dumps(report, indent=1)}")
+    assert report["removed_after_analyses"] >= 1 and report["actor_node_removed"]
+    assert report["actor_restarts"] >= 1 and report["actor_node_after"] != report["actor_node_before"]
+    assert all(s == "FINISHED" for s in report["status"].values())
+    # Ray's word that the trunk reference, gone with the actor's node, was rebuilt:
+    assert "lost objects by resubmitting their tasks" in (tmp_path / "actor-loss.err").read_text()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert_nothing_duplicated(client)
+    lineages = runs_of(client, "lineage")
+    assert len(lineages) == 2
+    for run in lineages:
+        assert rounds_of(client, run.info.run_id) == [1, 2, 3, 4]
+        assert rounds_of(client, run.info.run_id, "analysis/seconds") == [1, 2, 3, 4]
+        assert rounds_of(client, run.info.run_id, "xai/gradcam_rank_corr") == [1, 2, 3, 4]
+    (trunk,) = runs_of(client, "trunk")
+    assert rounds_of(client, trunk.info.run_id, "analysis/seconds") == [0]
+
+
 # --- 1. trial workers killed mid-round, several times across lineages -----------------------------
 
 #: lineage (plan order) -> the rounds after which its worker is SIGKILLed, each kill in the next round
@@ -646,5 +671,66 @@ def node_loss(workdir: Path) -> dict:
     return report
 
 
+def actor_loss(workdir: Path) -> dict:
+    """A head with no CPUs and four 1-CPU workers; the analysis actor asks for a CPU, so it lives on
+    a worker of its own, and one worker is spare once the trunk is trained. When a round's analysis
+    is in MLflow, the actor's node is removed (killed): the actor restarts on the spare node, the
+    calls it had queued are retried, and the trunk reference it computed (256 Grad-CAM maps: in its
+    node's object store, not inlined) is rebuilt by rerunning the call that made it. (Without a
+    free CPU anywhere the actor could not restart, and the trials would wait for it: README.)"""
+    import ray
+    from ray._private.state import actors as actor_table
+    from ray.cluster_utils import Cluster
+
+    import orchestrator.sweep as sweep_module
+    from orchestrator.progress import Console
+
+    os.chdir(workdir)
+    pruning = [{"rate": 0.5, "rounds": 4, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]
+    analysis = {**TINY_ANALYSIS, "gradcam": {"images": 256, "grid_images": 0}, "cpus_per_actor": 1}
+    (workdir / "sweep.yaml").write_text(sweep_yaml("actor-loss", pruning, analysis=analysis, slow=True))
+    plan = make_plan(load_config(workdir / "sweep.yaml"))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(4)]
+    cluster.wait_for_nodes()
+    report: dict = {}
+
+    def analysis_actor() -> dict:
+        (actor,) = [a for a in actor_table().values() if a["ActorClassName"] == "AnalysisActor"]
+        return actor
+
+    def lose_the_actor_s_node_once_a_round_is_analysed():
+        while True:
+            analysed = sum(len(rounds_of(client, r.info.run_id, "analysis/seconds")) for r in runs_of(client, "lineage"))
+            if analysed:
+                node_id = analysis_actor()["Address"]["NodeID"]
+                victims = [w for w in workers if w.node_id == node_id]
+                report.update(removed_after_analyses=analysed, actor_node_before=node_id, actor_node_removed=bool(victims))
+                for node in victims:
+                    cluster.remove_node(node, allow_graceful=False)
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=lose_the_actor_s_node_once_a_round_is_analysed, daemon=True).start()
+    try:
+        original_shutdown = sweep_module.AnalysisPool.shutdown
+
+        def shutdown_after_noting_the_actor(pool):  # the actor table, before the pool's actors are killed
+            actor = analysis_actor()
+            report.update(actor_restarts=actor["NumRestarts"], actor_node_after=actor["Address"]["NodeID"])
+            original_shutdown(pool)
+
+        sweep_module.AnalysisPool.shutdown = shutdown_after_noting_the_actor
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=Console())
+        report["status"] = {r["name"]: r["status"] for r in rows}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return report
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["node-loss"]:
     print(json.dumps(node_loss(Path(sys.argv[2]))), flush=True)
+if __name__ == "__main__" and sys.argv[1:2] == ["actor-loss"]:
+    print(json.dumps(actor_loss(Path(sys.argv[2]))), flush=True)

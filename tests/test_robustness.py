@@ -1,12 +1,14 @@
 """OOD AUROC, FGSM/PGD, early stopping, and the common corruptions with mCE."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.corruptions import CORRUPTIONS, corrupt, corruption_errors, mce, relative_mce
+from analysis.corruptions import CORRUPTIONS, corrupt, corruption_ces, corruption_errors, mce, relative_mce
 from analysis.robustness import (
     fgsm_accuracy,
     gaussian_noise_images,
@@ -185,3 +187,11 @@ def test_mce_by_hand():
     assert relative_mce(errors, 0.1, reference, 0.05) == pytest.approx((0.4 / 0.5 + 0.2 / 0.1) / 2)
     with pytest.raises(KeyError):
         mce({("c", 1): 0.1}, reference)
+
+
+def test_a_corruption_the_reference_never_errs_on_is_left_out_of_the_mce():
+    reference = {("a", 1): 0.2, ("a", 2): 0.4, ("b", 1): 0.0, ("b", 2): 0.0}
+    errors = {("a", 1): 0.3, ("a", 2): 0.3, ("b", 1): 0.5, ("b", 2): 0.0}
+    assert corruption_ces(errors, reference) == {"a": pytest.approx(1.0)}
+    assert mce(errors, reference) == pytest.approx(1.0)
+    assert math.isnan(mce({("b", 1): 0.5}, {("b", 1): 0.0}))
