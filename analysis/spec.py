@@ -126,6 +126,10 @@ class AnalysisSpec(Spec):
         description="iterations between validation losses for the early-stopping iteration (0: off); "
         "Frankle & Carbin validate every 100",
     )
+    early_stopping_images: int | None = Field(
+        None, ge=10,
+        description="a fixed sample of the test split those validation losses are taken on (None: all of it)",
+    )
     gradcam: GradcamSpec = GradcamSpec()
     concepts: ConceptSpec = ConceptSpec()
     lime: LimeSpec = LimeSpec()

@@ -4,6 +4,7 @@ import torch
 
 from tests.conftest import tiny_lineage, tiny_trunk
 from trainables.checkpoint import load_state, save_state
+from trainables.early_stopping import validation_split
 from trainables.lineage import fresh_initialisation, run_lineage
 from trainables.masks import MaskKeeper, apply_masks
 from trainables.training import train
@@ -95,3 +96,18 @@ def test_a_diverging_recipe_stops_with_a_clear_error():
 
     with pytest.raises(DivergedError, match="diverged at iteration"):
         train_trunk(tiny_trunk(optimizer="sgd", lr=1e8))
+
+
+def test_early_stopping_is_measured_on_a_fixed_sample_of_the_test_split(trunk):
+    test = cached_dataset(tiny_trunk().data).test
+    sample = validation_split(test, 40)
+    assert len(sample) == 40 and torch.equal(sample.images, validation_split(test, 40).images)
+    assert validation_split(test, None) is test and validation_split(test, len(test) + 1) is test
+    spec = tiny_lineage(rounds=2)
+    every = 4
+    for images, results in ((40, run_lineage(spec, trunk, validation_every=every, validation_images=40)),
+                            (len(test), run_lineage(spec, trunk, validation_every=every))):
+        for result in results:
+            assert result.metrics["train/early_stop_iteration"] % every == 0
+            correct = result.metrics["train/early_stop_acc"] * images  # accuracy on exactly `images` images
+            assert correct == pytest.approx(round(correct), abs=1e-9)

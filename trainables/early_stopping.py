@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import torch
 from torch import nn
 
+from trainables.data import make_generator
 from trainables.training import evaluate
 
 
@@ -20,6 +22,15 @@ def early_stopping_iteration(history: Sequence[Sequence[float]]) -> int | None:
     the earliest iteration, NaN losses are ignored, and no finite record gives None."""
     finite = [(float(r[1]), int(r[0])) for r in history if math.isfinite(float(r[1]))]
     return min(finite)[1] if finite else None
+
+
+def validation_split(split, images: int | None):
+    """The split the validation losses are taken on: all of `split`, or a fixed sample of `images`
+    of it (the same for every lineage and round, whatever the seeds)."""
+    if images is None or images >= len(split):
+        return split
+    order = torch.randperm(len(split), generator=make_generator(0, "early_stopping"))[:images]
+    return split.subset(order.sort().values)
 
 
 class ValidationTracker:

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from trainables.device import Runtime, cpu_state, to_device
-from trainables.early_stopping import ValidationTracker
+from trainables.early_stopping import ValidationTracker, validation_split
 from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.pruning import PRUNING_METHODS
 from trainables.pruning.base import PruneContext
@@ -112,15 +112,17 @@ def run_lineage(
     resume_from: LineageState | None = None,
     on_round: Callable[[RoundResult], None] = lambda result: None,
     validation_every: int = 0,
+    validation_images: int | None = None,
 ) -> list[RoundResult]:
     """Runs the rounds after `resume_from.round` (all of them by default).
 
     Masks come from the method (`trainables.pruning`), fed with the ticket's own history; with
     `reinit`, the reported network is a fresh initialisation trained under the same masks.
     `validation_every` > 0 tracks the reported network's validation loss for the early-stopping
-    iteration.
+    iteration, on `validation_images` of the test split (all of it by default).
     """
     dataset = cached_dataset(spec.trunk.data)
+    validation_set = validation_split(dataset.test, validation_images) if validation_every else None
     runtime = Runtime.of(spec.trunk.train)
     model = runtime.place(build_for(spec.trunk, dataset))
     scorer = build_for(spec.trunk, dataset)  # a spare model methods may score with; stays on the CPU
@@ -150,7 +152,7 @@ def run_lineage(
         def tracked(extra):
             if not validation_every:
                 return extra, None
-            tracker = ValidationTracker(model, dataset.test, validation_every, pruning.rewind_iteration)
+            tracker = ValidationTracker(model, validation_set, validation_every, pruning.rewind_iteration)
             return (*extra, tracker), tracker
 
         extra = callbacks(ctx, model, placed)

@@ -86,7 +86,8 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
 
     try:
         run_lineage(
-            spec, trunk, resume_from=resume_from, on_round=report, validation_every=config.get("validation_every", 0)
+            spec, trunk, resume_from=resume_from, on_round=report, validation_every=config.get("validation_every", 0),
+            validation_images=config.get("validation_images"),
         )
         if analyst:
             analyst.wait()  # the run is complete only once its analyses are
