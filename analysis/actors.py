@@ -64,6 +64,9 @@ class Analyzer:
         dataset = cached_dataset(trunk.data)
         model = build_for(trunk, dataset)
         model.load_state_dict(_state_dict(weights))
+        # Channels-last: convolutions and pooling on the CPU run ~2.5x faster than in the default
+        # layout here (bench/RESULTS.md); the values agree to float rounding.
+        model = model.to(memory_format=torch.channels_last)
         masks = {name: torch.as_tensor(np.asarray(mask)).clone() for name, mask in (masks or {}).items()}
         return Network(model.eval(), masks, dataset, self.spec, label, folder, self.cache, data_id=trunk.data.id)
 
