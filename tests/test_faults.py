@@ -391,8 +391,10 @@ TRUNCATED = 2  #: this lineage's checkpoint is truncated on disk just before its
 
 
 class Killer(threading.Thread):
-    """Watches MLflow; once a lineage has logged exactly round r of its plan, SIGKILLs the process
-    its run's `lth.worker` tag names (a new worker each time), 0.3 s into the next round."""
+    """Watches MLflow; once a lineage has logged round r of its plan (or a later one, when a round
+    went by between two looks, but never its last), SIGKILLs the process its run's `lth.worker` tag
+    names (a new worker each time), 0.3 s into the next round. `killed` holds the rounds logged at
+    each kill."""
 
     def __init__(self, client: MlflowClient, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None):
         super().__init__(daemon=True)
@@ -416,18 +418,19 @@ class Killer(threading.Thread):
                     continue
                 done = rounds_of(self.client, run.info.run_id)
                 worker = run.data.tags.get("lth.worker")
-                if done and (max(done) > rounds[0] or run.info.status == "FINISHED"):
+                last = int(run.data.params["pruning.rounds"])
+                if done and (max(done) >= last or run.info.status == "FINISHED"):
                     self.missed.append((lineage_id, rounds.pop(0)))
-                elif done and max(done) == rounds[0] and worker and worker not in dead:
+                elif done and max(done) >= rounds[0] and worker and worker not in dead:
                     time.sleep(0.3)
                     if self.before_kill:
                         self.before_kill(run)
                     if self._moved_on(run, worker):
-                        self.missed.append((lineage_id, rounds.pop(0)))
-                        continue
+                        continue  # looked at again in the next pass
                     kill_pid_of(worker)
                     dead.add(worker)
-                    self.killed.append((lineage_id, rounds.pop(0), worker))
+                    rounds.pop(0)
+                    self.killed.append((lineage_id, max(done), worker))
             time.sleep(0.1)
 
     def _moved_on(self, run, worker: str) -> bool:
