@@ -34,30 +34,6 @@ SWEEP = "bench-logging"
 EXPERIMENT = "bench-logging"
 
 
-def start_server(workers: int, auth_cache_seconds: int):
-    """PostgreSQL and the MLflow server as tests/mlflow_server.py runs them (deploy/'s settings),
-    with the given worker count and credential cache. Returns the server and the function that
-    stops it."""
-    import tempfile
-
-    from tests import mlflow_server as helpers
-
-    helpers.ensure_postgres()
-    root = Path(tempfile.mkdtemp(prefix="lth-bench-mlflow-"))
-    root.chmod(0o755)
-    postgres = helpers.Postgres(root / "postgres")
-    server = helpers.MlflowServer(root / "mlflow", postgres, workers=workers, auth_cache_seconds=auth_cache_seconds)
-    started = time.perf_counter()
-    try:
-        postgres.start()
-        server.start(timeout=300)
-    except BaseException:
-        helpers.stop_server(server)
-        raise
-    server.timings = {"total": time.perf_counter() - started}
-    return server, helpers.stop_server
-
-
 def metric_names(count: int) -> list[str]:
     core = ["test/acc", "test/loss", "sparsity/nominal", "sparsity/model", "weights/remaining", "time/round_seconds",
             "calib/ece", "calib/nll", "xai/gradcam_rank_corr", "xai/concept_jaccard_top3"]
@@ -164,7 +140,9 @@ def main() -> None:
                         help="rounds: log round by round as trials do (measured); lineage: one batch per lineage (fast)")
     args = parser.parse_args()
 
-    server, stop_server = start_server(args.server_workers, args.auth_cache_seconds)
+    from tests.mlflow_server import start_server, stop_server
+
+    server = start_server(workers=args.server_workers, auth_cache_seconds=args.auth_cache_seconds)
     os.environ |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": server.admin_password}
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:

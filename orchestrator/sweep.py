@@ -169,7 +169,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
                 "tracking_uri": uri,
                 "threads": max(1, int(config.resources.cpus_per_trial)),
                 "slot": slot,
-                "validation_every": analysis.early_stopping_every if analysis.enabled else 0,
+                "validation_every": plan.validation_every,
                 "validation_images": analysis.early_stopping_images,
             }
         )

@@ -235,15 +235,16 @@ class MlflowServer:
                 self.process.wait(timeout=30)
 
 
-def start_server() -> MlflowServer:
-    """PostgreSQL + MLflow; `timings` holds the seconds spent installing and starting each."""
+def start_server(**options) -> MlflowServer:
+    """PostgreSQL + MLflow (`options`: MlflowServer fields, e.g. `workers`); `timings` holds the
+    seconds spent installing and starting each."""
     start = time.monotonic()
     install = ensure_postgres()
     # Not under pytest's tmp_path: it is private to root, and PostgreSQL runs as another user.
     root = Path(tempfile.mkdtemp(prefix="lth-mlflow-server-"))
     root.chmod(0o755)
     postgres = Postgres(root / "postgres")
-    server = MlflowServer(root / "mlflow", postgres)
+    server = MlflowServer(root / "mlflow", postgres, **options)
     try:
         t0 = time.monotonic()
         postgres.start()

@@ -337,18 +337,25 @@ def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray
 
 # --- 3. a node lost ------------------------------------------------------------------------------
 
+def run_on_own_cluster(mode: str, tmp_path: Path, ray_tmp: Path) -> tuple[dict, str]:
+    """Runs `python -m tests.test_faults MODE DIR` (a sweep on its own multi-node Ray); returns its
+    report and its stderr (the sweep's log and Ray's)."""
+    log = tmp_path / f"{mode}.err"
+    with open(log, "w") as err:
+        done = subprocess.run([sys.executable, "-m", "tests.test_faults", mode, str(tmp_path)], cwd=ROOT,
+                              env=child_env(ray_tmp), stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + log.read_text()[-5000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\n{mode}: {json.dumps(report, indent=1)}")
+    return report, log.read_text()
+
+
 @pytest.mark.slow
 def test_a_lost_node_is_survived_with_trained_and_stored_trunks(tmp_path, ray_tmp):
-    with open(tmp_path / "node-loss.err", "w") as err:
-        done = subprocess.run([sys.executable, "-m", "tests.test_faults", "node-loss", str(tmp_path)], cwd=ROOT,
-                              env=child_env(ray_tmp), stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "node-loss.err").read_text()[-5000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"\nnode loss: {json.dumps(report, indent=1)}")
+    report, log = run_on_own_cluster("node-loss", tmp_path, ray_tmp)
     first, second = report["trained"], report["stored"]
     assert first["removed_after_rounds"] >= 1 and all(s == "FINISHED" for s in first["status"].values())
     assert second["trunk_only_on"] == "removed worker" and all(s == "FINISHED" for s in second["status"].values())
-    log = (tmp_path / "node-loss.err").read_text()
     assert "reused from MLflow run" in log
     # Ray's own word that the loaded trunk, gone with its node, was rebuilt by rerunning its task:
     assert "lost objects by resubmitting their tasks" in log.split("reused from MLflow run", 1)[1]
@@ -360,17 +367,12 @@ def test_a_lost_node_is_survived_with_trained_and_stored_trunks(tmp_path, ray_tm
 
 @pytest.mark.slow
 def test_the_analysis_actor_s_node_lost_loses_no_analysis(tmp_path, ray_tmp):
-    with open(tmp_path / "actor-loss.err", "w") as err:
-        done = subprocess.run([sys.executable, "-m", "tests.test_faults", "actor-loss", str(tmp_path)], cwd=ROOT,
-                              env=child_env(ray_tmp), stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + (tmp_path / "actor-loss.err").read_text()[-5000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"\nanalysis actor's node lost: {json.dumps(report, indent=1)}")
+    report, log = run_on_own_cluster("actor-loss", tmp_path, ray_tmp)
     assert report["removed_after_analyses"] >= 1 and report["actor_node_removed"]
     assert report["actor_restarts"] >= 1 and report["actor_node_after"] != report["actor_node_before"]
     assert all(s == "FINISHED" for s in report["status"].values())
     # Ray's word that the trunk reference, gone with the actor's node, was rebuilt:
-    assert "lost objects by resubmitting their tasks" in (tmp_path / "actor-loss.err").read_text()
+    assert "lost objects by resubmitting their tasks" in log
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert_nothing_duplicated(client)
     lineages = runs_of(client, "lineage")
@@ -733,7 +735,6 @@ def actor_loss(workdir: Path) -> dict:
     return report
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["node-loss"]:
-    print(json.dumps(node_loss(Path(sys.argv[2]))), flush=True)
-if __name__ == "__main__" and sys.argv[1:2] == ["actor-loss"]:
-    print(json.dumps(actor_loss(Path(sys.argv[2]))), flush=True)
+if __name__ == "__main__":
+    mode, folder = sys.argv[1:3]
+    print(json.dumps({"node-loss": node_loss, "actor-loss": actor_loss}[mode](Path(folder))), flush=True)
