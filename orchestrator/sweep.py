@@ -4,6 +4,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray
@@ -34,7 +35,8 @@ def experiment_name(plan: SweepPlan) -> str:
 
 
 def _tuner(
-    plan: SweepPlan, pending: list[dict], trunk_refs: dict, analysis: dict | None, console: Console, done_rounds: int
+    plan: SweepPlan, pending: list[dict], trunk_refs: dict, analysis: dict | None, console: Console, done_rounds: int,
+    callbacks: Sequence[tune.Callback] = (),
 ) -> tune.Tuner:
     config, resources = plan.config, plan.config.resources
     trainable = tune.with_resources(
@@ -57,7 +59,7 @@ def _tuner(
             name=experiment_name(plan),
             storage_path=config.storage_path(Path.cwd()),
             verbose=0,
-            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds)],
+            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), *callbacks],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=make_stopper(config.scheduler),
@@ -128,7 +130,12 @@ def dimension_plots(config, uri: str, parent_id: str, folder: Path) -> list[Path
     return paths
 
 
-def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None) -> list[dict]:
+def run_sweep(
+    plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None,
+    callbacks: Sequence[tune.Callback] = (),
+) -> list[dict]:
+    """Runs the sweep and returns its summary rows. `callbacks`: Tune callbacks of the caller's own,
+    told of every round's result as the progress printer is."""
     config = plan.config
     console = console or Console()
     uri = config.tracking.resolved_uri(Path.cwd())
@@ -210,7 +217,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, fmt: str = "table", c
             trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
         if pending:
             trunk_refs = {tid: ref for tid, (ref, _) in trunks.items()}
-            results = _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds).fit()
+            results = _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds, callbacks).fit()
             if pool is not None:
                 pool.drain()  # a stopped lineage's last analysis may still be running
             if config.scheduler.enabled:

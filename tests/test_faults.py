@@ -29,11 +29,14 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from ray import tune
 from safetensors.torch import load_file
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.plan import display_name, make_plan
+from orchestrator.summary import succeeded
+from orchestrator.sweep import run_sweep
 from orchestrator.trunks import trunk_name
 from tests.mlflow_server import free_port
 from trainables.checkpoint import CheckpointCorrupt, load_state, save_state
@@ -111,12 +114,6 @@ def assert_equals_uninterrupted(client: MlflowClient, run, spec, folder: Path, v
                 continue
             (metric,) = [m for m in client.get_metric_history(run.info.run_id, key) if m.step == index]
             assert metric.value == pytest.approx(value, rel=0, abs=0), f"{display_name(spec)} round {index}: {key}"
-
-
-def kill_pid_of(worker_tag: str) -> int:
-    pid = int(worker_tag.rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGKILL)
-    return pid
 
 
 def descendants(pid: int) -> list[int]:
@@ -392,56 +389,37 @@ KILLS = {0: [1, 3], 1: [2], 2: [1]}
 TRUNCATED = 2  #: this lineage's checkpoint is truncated on disk just before its worker is killed
 
 
-class Killer(threading.Thread):
-    """Watches MLflow; once a lineage has logged round r of its plan (or a later one, when a round
-    went by between two looks, but never its last), SIGKILLs the process its run's `lth.worker` tag
-    names (a new worker each time), 0.3 s into the next round. `killed` holds the rounds logged at
-    each kill."""
+class Killer(tune.Callback):
+    """A Tune callback in the driver: when a lineage reports round r of its plan (or a later one, after
+    a restart replayed past r), SIGKILLs the worker process that reported it, as soon as the round's
+    checkpoint is handed to the driver (Tune registers it right after `on_checkpoint`). That worker
+    has already been let go into round r + 1, and r is never the lineage's last round, so every kill
+    lands mid-round in a lineage with work left, however fast rounds are. `killed` holds
+    (lineage id, round reported, "host:pid"), the form of the runs' `lth.worker` tags."""
 
-    def __init__(self, client: MlflowClient, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None):
-        super().__init__(daemon=True)
-        self.client, self.before_kill = client, before_kill
+    def __init__(self, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None):
+        self.before_kill = before_kill  # (lineage id, the round's checkpoint folder) -> None
         self.todo = {plan_ids[index]: list(rounds) for index, rounds in kills.items()}
-        self.killed: list[tuple[str, int, str]] = []  # (lineage id, round, worker)
-        self.missed: list[tuple[str, int]] = []
-        self.stop = threading.Event()
+        self.due: dict[str, tuple[str, int, int, str]] = {}  # trial id -> (lineage id, round, pid, host)
+        self.killed: list[tuple[str, int, str]] = []
 
-    def run(self) -> None:
-        dead: set[str] = set()
-        while not self.stop.is_set() and any(self.todo.values()):
-            try:
-                runs = {r.data.tags["lth.id"]: r for r in runs_of(self.client, "lineage")}
-            except Exception:  # the store is being created
-                time.sleep(0.2)
-                continue
-            for lineage_id, rounds in self.todo.items():
-                run = runs.get(lineage_id)
-                if not rounds or run is None:
-                    continue
-                done = rounds_of(self.client, run.info.run_id)
-                worker = run.data.tags.get("lth.worker")
-                last = int(run.data.params["pruning.rounds"])
-                if done and (max(done) >= last or run.info.status == "FINISHED"):
-                    self.missed.append((lineage_id, rounds.pop(0)))
-                elif done and max(done) >= rounds[0] and worker and worker not in dead:
-                    time.sleep(0.3)
-                    if self.before_kill:
-                        self.before_kill(run)
-                    if self._moved_on(run, worker):
-                        continue  # looked at again in the next pass
-                    kill_pid_of(worker)
-                    dead.add(worker)
-                    rounds.pop(0)
-                    self.killed.append((lineage_id, max(done), worker))
-            time.sleep(0.1)
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        lineage_id = trial.config["trial"]["lineage_id"]
+        rounds = self.todo.get(lineage_id)
+        if not rounds or "round" not in result or result["round"] < rounds[0]:
+            return
+        assert result["round"] < trial.config["trial"]["lineage"]["pruning"]["rounds"], (lineage_id, result["round"])
+        rounds.pop(0)
+        self.due[trial.trial_id] = (lineage_id, int(result["round"]), result["pid"], result["hostname"])
 
-    def _moved_on(self, run, worker: str) -> bool:
-        """True when killing `worker` now would not land mid-round in this lineage: its last round is
-        logged (it may be finishing), or another attempt has taken over. A later round is fine."""
-        now = self.client.get_run(run.info.run_id)
-        done = rounds_of(self.client, run.info.run_id)
-        last = int(now.data.params["pruning.rounds"])
-        return now.info.status != "RUNNING" or max(done) >= last or now.data.tags.get("lth.worker") != worker
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        if trial.trial_id not in self.due:
+            return
+        lineage_id, round_index, pid, host = self.due.pop(trial.trial_id)
+        if self.before_kill:
+            self.before_kill(lineage_id, Path(checkpoint.path))
+        os.kill(pid, signal.SIGKILL)
+        self.killed.append((lineage_id, round_index, f"{host}:{pid}"))
 
 
 @pytest.mark.slow
@@ -459,29 +437,18 @@ def test_workers_killed_mid_round_change_nothing(ray_session, tmp_path, monkeypa
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     truncated: list[Path] = []
 
-    def truncate_checkpoints(run) -> None:
-        lineage_id = run.data.tags["lth.id"]
-        if lineage_id != plan.lineages[TRUNCATED].id:
-            return
-        for _ in range(100):  # the round's checkpoint is written just after its metrics
-            files = list((tmp_path / "lth-runs").rglob(f"{lineage_id}/checkpoint_*/weights.safetensors"))
-            if files:
-                break
-            time.sleep(0.05)
-        for file in files:
+    def truncate_checkpoints(lineage_id: str, checkpoint: Path) -> None:
+        if lineage_id == plan.lineages[TRUNCATED].id:
+            file = checkpoint / "weights.safetensors"
             file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
             truncated.append(file)
 
-    killer = Killer(client, [spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints)
-    killer.start()
-    try:
-        assert main(["sweep", "sweep.yaml"]) == 0
-    finally:
-        killer.stop.set()
-        killer.join()
+    killer = Killer([spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints)
+    rows = run_sweep(plan, callbacks=[killer])
+    assert all(succeeded(row) for row in rows)
     kills = len(killer.killed)
-    print(f"\nworkers killed: {kills} across {len({k[0] for k in killer.killed})} lineages; missed: {killer.missed}")
-    assert kills == 4 and len({k[0] for k in killer.killed}) == 3, (killer.killed, killer.missed)
+    print(f"\nworkers killed: {kills} across {len({k[0] for k in killer.killed})} lineages: {killer.killed}")
+    assert kills == 4 and len({k[0] for k in killer.killed}) == 3, killer.killed
     assert truncated
     notes = {r.data.tags["lth.id"]: r.data.tags.get("lth.notes", "") for r in runs_of(client, "lineage")}
     print(f"checkpoint {truncated[0].name} truncated; lth.notes: {notes[plan.lineages[TRUNCATED].id]!r}")
