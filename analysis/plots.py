@@ -12,6 +12,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def spread_ticks(remaining, count: int, digits: int = 3) -> list[float]:
+    """Up to about `count` of the weights-remaining values, far enough apart on the log axis that
+    their labels do not overlap (100, 80 and 64 would), the largest and smallest kept."""
+    values = sorted({float(f"{r:.{digits}g}") for r in remaining if r > 0}, reverse=True)
+    if len(values) < 3:
+        return values
+    gap = (np.log10(values[0]) - np.log10(values[-1])) / count
+    ticks = [values[0]]
+    for value in values[1:-1]:
+        if np.log10(ticks[-1]) - np.log10(value) >= gap and np.log10(value) - np.log10(values[-1]) >= gap:
+            ticks.append(value)
+    return ticks + [values[-1]]
+
+
 def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path:
     """`rows`: dicts with `method`, `dense_acc` and `curve` = [(sparsity, acc), ...] per round."""
     by_method, all_remaining = defaultdict(list), [100.0]
@@ -19,10 +33,14 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
         if row["curve"]:
             by_method[row["method"]].append(row["curve"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    hidden = 0
     for method, curves in sorted(by_method.items()):
         length = min(len(c) for c in curves)
         remaining = 100 * (1 - np.array([[s for s, _ in c[:length]] for c in curves]).mean(0))
         accs = np.array([[a for _, a in c[:length]] for c in curves])
+        drawable = remaining > 0  # a round that pruned every weight has no place on a log axis
+        hidden += int((~drawable).sum())
+        remaining, accs = remaining[drawable], accs[:, drawable]
         all_remaining += list(remaining)
         line = ax.plot(remaining, accs.mean(0), marker="o", ms=4, label=f"{method} (n={len(curves)})")[0]
         if len(curves) > 1:
@@ -33,9 +51,8 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
         if dense.size > 1:
             ax.axhspan(dense.min(), dense.max(), color="grey", alpha=0.12)
     ax.set_xscale("log")
-    # Ticks at the sparsities the rounds reached (thinned to ~8), axis ending just past the last.
-    ticks = sorted({float(f"{r:.3g}") for r in all_remaining}, reverse=True)
-    ticks = ticks[:: max(1, len(ticks) // 8)]
+    # Ticks at the sparsities the rounds reached (~8 that do not overlap), axis ending just past the last.
+    ticks = spread_ticks(all_remaining, 8)
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlim(110, min(all_remaining) * 0.85)
@@ -43,7 +60,12 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if hidden:
+        ax.annotate(f"{hidden} point(s) with no weights left not shown", (0.01, 0.01), xycoords="axes fraction", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no round finished", transform=ax.transAxes, ha="center", color="grey")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +104,12 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
         for label, group in frame.groupby("label", sort=True):
             by_round = group.groupby("round")
             remaining = 100 * (1 - by_round["sparsity"].mean().to_numpy())
-            mean = by_round[metric].mean().to_numpy()
-            line = ax.plot(remaining, mean, marker="o", ms=3, label=label)[0]
+            drawable = remaining > 0  # a round that pruned every weight has no place on a log axis
+            mean = by_round[metric].mean().to_numpy()[drawable]
+            line = ax.plot(remaining[drawable], mean, marker="o", ms=3, label=label)[0]
             if group["seed"].nunique() > 1:
-                ax.fill_between(remaining, by_round[metric].min(), by_round[metric].max(), color=line.get_color(), alpha=0.15)
+                low, high = by_round[metric].min().to_numpy(), by_round[metric].max().to_numpy()
+                ax.fill_between(remaining[drawable], low[drawable], high[drawable], color=line.get_color(), alpha=0.15)
         dense_column = f"dense/{metric}"
         consistency = metric.startswith(("xai/gradcam_rank_corr", "xai/gradcam_iou", "xai/gradcam_cosine", "xai/concept_jaccard", "xai/concept_kendall"))
         if consistency:
@@ -97,8 +121,7 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.minorticks_off()
-        ticks = sorted({float(f"{r:.2g}") for r in 100 * (1 - frame["sparsity"])}, reverse=True)
-        ticks = ticks[:: max(1, len(ticks) // 5)]
+        ticks = spread_ticks(100 * (1 - frame["sparsity"]), 5, digits=2)
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("weights remaining (%)", fontsize=8)
