@@ -8,7 +8,6 @@ Each sweep runs as `lth sweep` in a fresh temporary directory, timed from proces
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from quickstart_config import config_parser
 
 
 def timed_sweep(config: str, overrides: list[str], workdir: Path) -> float:
@@ -35,10 +34,7 @@ def per_round(workdir: Path, sweep: str) -> tuple[list[float], list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
+    args = config_parser().parse_args()
     import yaml
 
     name = yaml.safe_load(Path(args.config).read_text()).get("name", "quickstart")

@@ -9,36 +9,27 @@ dimension and the ten most expensive calls.
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from quickstart_config import config_parser, seed0_trunk
 
 
 def main() -> None:
     from analysis.actors import Analyzer
     from analysis.measure import measure
-    from orchestrator.config import load_config
-    from orchestrator.plan import make_plan
     from trainables.trunk import train_trunk
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    args = parser.parse_args()
+    args = config_parser().parse_args()
     torch.set_num_threads(1)  # as in a trial and an actor
-    config = load_config(args.config, ["seeds=[0]", *args.overrides])
-    (trunk, rewinds), *_ = make_plan(config).trunks.values()
+    config, trunk, rewinds = seed0_trunk(args.config, args.overrides)
     started = time.perf_counter()
-    result = train_trunk(trunk, tuple(rewinds))
+    result = train_trunk(trunk, rewinds)
     training = time.perf_counter() - started
     analyzer = Analyzer(config.analysis)
     started = time.perf_counter()
