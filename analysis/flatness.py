@@ -1,5 +1,6 @@
 """Loss-landscape geometry (Chen et al.'s "flatness" dimension): the top Hessian eigenvalue of the
-loss w.r.t. the weights and w.r.t. the inputs, and a flatness radius under weight noise.
+loss w.r.t. the weights and w.r.t. the inputs, and a flatness radius under weight noise (Jiang et
+al.'s magnitude-aware sharpness, on accuracy).
 
 The loss is the mean cross-entropy of `model` (eval mode) on `images`. Every function leaves the
 model as it found it: weights bit for bit (perturbations are undone by copying the saved tensors
@@ -172,11 +173,16 @@ def _restored(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def _mean_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    total = 0.0
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    correct = 0
     for i in range(0, len(images), batch_size):
-        total += float(F.cross_entropy(model(images[i : i + batch_size]), labels[i : i + batch_size], reduction="sum"))
-    return total / len(images)
+        correct += int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+    return correct / len(images)
+
+
+def best_constant_accuracy(labels: torch.Tensor) -> float:
+    """Accuracy on `labels` of the best constant classifier: the largest class frequency."""
+    return float(torch.bincount(labels).max()) / len(labels)
 
 
 def flatness_radius(
@@ -184,54 +190,73 @@ def flatness_radius(
     images: torch.Tensor,
     labels: torch.Tensor,
     masks: Masks | None = None,
-    threshold: float = 0.1,
+    deviation: float = 0.1,
     draws: int = 4,
     sigma_max: float = 1.0,
     bisections: int = 8,
     seed: int = 0,
     batch_size: int = 1000,
+    epsilon: float = 1e-3,
 ) -> float:
-    """Largest relative noise scale sigma in [0, sigma_max] with
-    E_z[L(w + sigma * s * z)] <= (1 + threshold) * L(w), found by bisection.
+    """Magnitude-aware flatness radius (higher = flatter): the largest sigma in [0, sigma_max] with
+    |E_u[acc(w + u)] - acc(w)| <= `deviation`, found by bisection, where acc is the accuracy on
+    (images, labels) and every kept parameter w_i is perturbed by u_i ~ N(0, sigma^2 w_i^2 + epsilon^2).
 
-    Only conv/linear weights (parameters with 2+ dimensions) are perturbed; biases and norm
-    parameters are not (as in Li et al.'s filter-normalised plots). For each such layer l,
-    s_l = ||w_l|| / sqrt(k_l) with k_l the number of *kept* entries (the layer's RMS kept weight),
-    and z ~ N(0, I) on the kept entries, 0 on pruned ones: every surviving weight is shaken in
-    proportion to its layer's typical surviving magnitude, so dense and sparse networks are
-    compared on the same relative scale. The expectation is the mean over `draws` noise draws;
-    draw d comes from a generator seeded with (seed, d) and is the same z at every sigma (common
-    random numbers: the bisection sees a smooth, deterministic function of sigma). If the loss is
-    still within the threshold at sigma_max, sigma_max is returned (a cap, not a measurement).
-    Bisection: `bisections` halvings of [0, sigma_max]; the lower end (known to pass) is returned.
+    Source: Jiang et al. 2020, "Fantastic Generalization Measures and Where to Find Them" (ICLR),
+    the magnitude-aware PAC-Bayes sharpness (their measure pacbayes.mag.flatness = 1 / sigma'^2;
+    this returns sigma'): noise proportional to each weight's magnitude plus epsilon = 1e-3, and
+    sigma' the largest scale whose expected accuracy deviates from the unperturbed one by at most
+    the absolute deviation d = 0.1 (their search over sigma in [0, 2], Monte Carlo over draws).
+    Because the noise is relative to each weight and the criterion is on accuracy, sigma' does not
+    depend on how confident the network is (scaling the logits leaves it unchanged, up to epsilon)
+    nor on rescaling a ReLU layer by a and the next by 1/a, unlike a budget relative to the loss.
+
+    As in Jiang et al., all trainable parameters are perturbed (biases and norm affines too);
+    entries that `masks` prune get no noise, so pruned weights stay at zero. The expectation is
+    the mean over `draws` draws; draw k comes from a CPU generator seeded with (seed, k) and is
+    the same standard-normal z at every sigma (common random numbers: the bisection sees a
+    deterministic function of sigma). Bisection: `bisections` halvings of [0, sigma_max], the
+    lower end (known to pass) is returned; sigma_max itself if it still passes (a cap).
+
+    NaN when acc(w) does not beat the best constant classifier (the largest class frequency in
+    `labels`) by more than `deviation`: noise cannot then be guaranteed to move the accuracy by
+    `deviation`, so the radius would be the cap and a collapsed (constant-output) network would
+    rank as the flattest. Jiang et al. only measure networks that fit their data; NaN keeps such
+    a network out of the ranking (verdicts count it as collapsed, summaries leave it out).
     """
-    names = [name for name, p in model.named_parameters() if p.ndim >= 2]
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
     masks = masks or {}
     with eval_mode(model), _restored(model):
         params = dict(model.named_parameters())
         base = {name: params[name].detach().clone() for name in names}
-        kept = {name: masks[name].to(base[name].dtype) if name in masks else torch.ones_like(base[name]) for name in names}
-        scale = {name: float(base[name].norm() / math.sqrt(max(1.0, float(kept[name].sum())))) for name in names}
-        loss0 = _mean_loss(model, images, labels, batch_size)
-        limit = (1 + threshold) * loss0
+        accuracy0 = _accuracy(model, images, labels, batch_size)
+        if accuracy0 - best_constant_accuracy(labels) <= deviation:
+            return math.nan
 
-        def expected_loss(sigma: float) -> float:
+        def expected_accuracy(sigma: float) -> float:
             total = 0.0
-            for d in range(draws):
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + d)
+            for draw in range(draws):
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + draw)
                 with torch.no_grad():
                     for name in names:
-                        z = torch.randn(base[name].shape, generator=generator, dtype=base[name].dtype)
-                        params[name].copy_(base[name] + sigma * scale[name] * z * kept[name])
-                total += _mean_loss(model, images, labels, batch_size)
+                        w = base[name]
+                        z = torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+                        noise = z * torch.sqrt((sigma * w) ** 2 + epsilon**2)
+                        if name in masks:
+                            noise = noise * masks[name].to(device=w.device, dtype=w.dtype)
+                        params[name].copy_(w + noise)
+                total += _accuracy(model, images, labels, batch_size)
             return total / draws
 
-        if expected_loss(sigma_max) <= limit:
+        def passes(sigma: float) -> bool:
+            return abs(expected_accuracy(sigma) - accuracy0) <= deviation
+
+        if passes(sigma_max):
             return sigma_max
         low, high = 0.0, sigma_max
         for _ in range(bisections):
             middle = (low + high) / 2
-            if expected_loss(middle) <= limit:
+            if passes(middle):
                 low = middle
             else:
                 high = middle
