@@ -10,6 +10,7 @@ Actors restart when their process dies and their calls are retried (`max_restart
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,9 @@ import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from analysis import metrics as registry
 from analysis.measure import Network, Reference, measure
+from analysis.noise_floor import FLOOR_PREFIX
 from analysis.spec import AnalysisSpec
 from trainables.data import Dataset
 from trainables.specs import LineageSpec, TrunkSpec
@@ -77,6 +80,20 @@ class Analyzer:
         metrics[DONE_MARKER] = time.perf_counter() - started
         return metrics, reference, folder
 
+    def floor(self, trunk: TrunkSpec, final: dict[str, np.ndarray], other: Reference) -> dict[str, float]:
+        """The noise floor's consistency side: this dense trunk measured against the reference of
+        another trunk that differs only in its seed, as `floor/<metric>` for every consistency
+        metric (what a second dense seed scores where the trunk scores 1)."""
+        folder = Path(tempfile.mkdtemp(prefix="lth-analysis-"))
+        try:
+            metrics, _ = measure(self._network(trunk, final, {}, "floor", folder), other)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {
+            f"{FLOOR_PREFIX}{key}": value for key, value in metrics.items()
+            if "/class/" not in key and registry.is_consistency(key)
+        }
+
     def analyze(
         self, lineage: LineageSpec, reference: Reference, round_index: int, weights: dict[str, np.ndarray], masks
     ) -> tuple[dict[str, float], Path]:
@@ -103,6 +120,15 @@ class AnalysisActor:
         if 0 not in analysed_steps(self.client, run_id):
             log_measurements(self.client, run_id, 0, metrics, folder)
         return reference
+
+    def floor(self, trunk: TrunkResult, other: Reference, run_id: str) -> dict[str, float]:
+        """Logs this trunk's dense-vs-dense agreement with `other` at step 0 of its run, once."""
+        if any(key.startswith(FLOOR_PREFIX) for key in self.client.get_run(run_id).data.metrics):
+            return {}
+        metrics = self.analyzer.floor(trunk.spec, trunk.final, other)
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in sorted(metrics.items())])
+        return metrics
 
     def analyze(
         self, lineage: dict, reference: Reference, round_index: int, weights: dict, masks: dict, run_id: str
@@ -133,6 +159,23 @@ class AnalysisPool:
         for index, (trunk_id, (trunk_ref, run_id)) in enumerate(trunks.items()):
             refs[trunk_id] = self.actors[index % len(self.actors)].reference.remote(trunk_ref, run_id)
         return refs
+
+    def floors(self, trunks: dict[str, tuple[ray.ObjectRef, str]], specs: dict[str, TrunkSpec], references: dict) -> int:
+        """Measures each trunk against the reference of the next seed of its configuration (a ring
+        over the seeds), for the noise floor; returns how many were submitted. Trunks without a
+        sibling (one seed) have no dense-vs-dense floor."""
+        groups: dict[str, list[str]] = {}
+        for trunk_id in trunks:
+            groups.setdefault(specs[trunk_id].model_copy(update={"seed": 0}).id, []).append(trunk_id)
+        submitted = 0
+        for members in groups.values():
+            members.sort(key=lambda trunk_id: specs[trunk_id].seed)
+            for index, trunk_id in enumerate(members if len(members) > 1 else []):
+                other = members[(index + 1) % len(members)]
+                trunk_ref, run_id = trunks[trunk_id]
+                self.actors[submitted % len(self.actors)].floor.remote(trunk_ref, references[other], run_id)
+                submitted += 1
+        return submitted
 
     def drain(self) -> None:
         """Returns once every analysis already submitted has finished (an actor runs its calls in order)."""

@@ -11,6 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from analysis import metrics as registry  # noqa: E402
+from analysis import noise_floor  # noqa: E402
+
 
 def spread_ticks(remaining, count: int, digits: int = 3) -> list[float]:
     """Up to about `count` of the weights-remaining values, far enough apart on the log axis that
@@ -74,23 +77,12 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
     return path
 
 
-#: One figure per dimension of Chen et al. (plus explanations), as in the paper's figures.
-DIMENSION_FIGURES = {
-    "generalisation": ["test/acc", "ood/auroc_heldout", "ood/auroc_noise", "corrupt/acc", "corrupt/mce", "adv/fgsm_acc", "adv/pgd_acc", "train/early_stop_iteration"],
-    "calibration": ["calib/ece", "calib/sce", "calib/nll"],
-    "explanations": [
-        "xai/gradcam_rank_corr", "xai/gradcam_iou_top10", "xai/gradcam_energy_in_object", "xai/gradcam_pointing_game",
-        "xai/concept_jaccard_top3", "xai/concept_kendall_tau", "xai/concept_recovery", "xai/concept_pcbm_acc",
-        "xai/lime_fidelity", "xai/lime_stability", "xai/mis",
-    ],
-    "geometry": ["flat/hessian_weights", "flat/hessian_inputs", "flat/radius"],
-}
-
-
 def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str) -> Path | None:
     """A panel per metric: mean over seeds per method against weights remaining, the seeds' min-max
-    shaded, the dense trunks' mean dashed (1 for consistency-with-the-trunk metrics). `frame` is the
-    tidy table of `analysis.query.load_sweep`. None if the sweep measured none of `metrics`."""
+    shaded, the dense trunks' mean dashed (1 for consistency-with-the-trunk metrics) and the noise
+    floor as a grey band (analysis/noise_floor.py: where a second dense seed lands; a method inside
+    it has not moved further than reseeding would). `frame` is the tidy table of
+    `analysis.query.load_sweep`. None if the sweep measured none of `metrics`."""
     frame = frame.copy()
     for metric in [m for m in metrics if m in frame.columns]:  # MLflow stores an infinite value as +-1.8e308
         frame[metric] = frame[metric].where(frame[metric].abs() < 1e300)
@@ -111,13 +103,15 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
                 low, high = by_round[metric].min().to_numpy(), by_round[metric].max().to_numpy()
                 ax.fill_between(remaining[drawable], low[drawable], high[drawable], color=line.get_color(), alpha=0.15)
         dense_column = f"dense/{metric}"
-        consistency = metric.startswith(("xai/gradcam_rank_corr", "xai/gradcam_iou", "xai/gradcam_cosine", "xai/concept_jaccard", "xai/concept_kendall"))
-        if consistency:
+        if registry.is_consistency(metric):
             ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         elif dense_column in frame.columns:
             dense = frame.drop_duplicates("trunk")[dense_column].dropna()
             if len(dense):
                 ax.axhline(dense.mean(), color="black", linestyle="--", linewidth=1)
+        band = noise_floor.floor(frame, metric).spread
+        if band is not None:
+            ax.axhspan(*band, color="black", alpha=0.08, linewidth=0)
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.minorticks_off()
@@ -129,8 +123,8 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], color="black", linestyle="--"))
-    labels.append("dense trunk")
+    handles += [plt.Line2D([], [], color="black", linestyle="--"), plt.Rectangle((0, 0), 1, 1, color="black", alpha=0.08)]
+    labels += ["dense trunk", "noise floor (a second dense seed)"]
     fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.02 / rows, 1, 1))

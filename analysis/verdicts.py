@@ -14,33 +14,20 @@ import math
 from fnmatch import fnmatchcase
 from typing import Sequence
 
-Curve = Sequence[tuple[float, float]]
+from analysis import metrics as registry
 
-#: metric name pattern -> higher is better; the first matching pattern wins (exact names first)
-METRIC_DIRECTIONS: dict[str, bool] = {
-    "test/acc": True,
-    "test/loss": False,
-    "val/acc": True,
-    "val/loss": False,
-    "flat/radius": True,  # flatness radius: larger = flatter
-    "corrupt/acc*": True,
-    "corrupt/mce": False,
-    "corrupt/relative_mce": False,
-    "corrupt/error*": False,
-    "ood/*": True,  # AUROC
-    "adv/*": True,  # accuracy under attack
-    "calib/*": False,  # ECE, SCE, NLL
-    "flat/*": False,  # Hessian eigenvalues: smaller = flatter
-}
+Curve = Sequence[tuple[float, float]]
 
 
 def higher_is_better(metric: str, directions: dict[str, bool] | None = None) -> bool:
-    """Direction of `metric`, looked up in `directions` (if given) then METRIC_DIRECTIONS."""
-    for table in (directions or {}, METRIC_DIRECTIONS):
-        for pattern, higher in table.items():
-            if fnmatchcase(metric, pattern):
-                return higher
-    raise KeyError(f"no direction known for metric {metric!r}; pass directions={{{metric!r}: True/False}}")
+    """Direction of `metric`: from `directions` (fnmatch patterns, if given), else the registry."""
+    for pattern, higher in (directions or {}).items():
+        if fnmatchcase(metric, pattern):
+            return higher
+    try:
+        return registry.higher_is_better(metric)
+    except registry.UnknownMetric:
+        raise KeyError(f"no direction known for metric {metric!r}; pass directions={{{metric!r}: True/False}}") from None
 
 
 def _allowance(dense_value: float, tolerance: float, relative: bool) -> float:
@@ -62,11 +49,15 @@ def no_worse(value: float, dense_value: float, higher_is_better: bool, tolerance
 def winning_ticket(
     curve: Curve, dense_value: float, higher_is_better: bool, tolerance: float = 0.0, relative: bool = False
 ) -> float | None:
-    """The highest sparsity whose value is no worse than dense within tolerance (Frankle &
-    Carbin's "matching" subnetwork at its sparsest), or None if no point is. A lower sparsity
-    failing does not disqualify a higher one that passes."""
-    passing = [s for s, v in curve if no_worse(v, dense_value, higher_is_better, tolerance, relative)]
-    return max(passing) if passing else None
+    """Frankle & Carbin's winning ticket: the sparsest point reached while every point up to it (in
+    order of sparsity) is no worse than dense within tolerance; None if the first point already
+    fails. A later point that passes after a failing one is luck, not a ticket."""
+    best = None
+    for sparsity, value in sorted(curve, key=lambda point: point[0]):
+        if not no_worse(value, dense_value, higher_is_better, tolerance, relative):
+            break
+        best = sparsity
+    return best
 
 
 def regions(

@@ -118,6 +118,21 @@ def _query(args) -> int:
     return 0
 
 
+def parse_tolerances(values: list[str], metrics: list[str]) -> dict[str, float]:
+    """`--tolerance 0.01` (every metric) or `--tolerance test/acc=0.01` (one), repeatable."""
+    out: dict[str, float] = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            tolerance = float(number)
+        except ValueError:
+            raise ValueError(f"{value!r} is not NUMBER or METRIC=NUMBER") from None
+        if not tolerance >= 0 or tolerance == float("inf"):
+            raise ValueError(f"{value!r}: a tolerance is a finite number >= 0")
+        out |= {name: tolerance} if name else {metric: tolerance for metric in metrics}
+    return out
+
+
 def _tickets(args) -> int:
     import json
 
@@ -135,7 +150,18 @@ def _tickets(args) -> int:
     if args.metric and unknown:
         print(f"lth: --metric: not measured in this sweep: {unknown}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = judge(frame, metrics, tolerance=args.tolerance, relative=args.relative)
+    from analysis.metrics import known
+
+    unregistered = [m for m in metrics if not known(m)]
+    if unregistered:
+        print(f"lth: --metric: no such metric in the registry (analysis/metrics.py): {unregistered}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        tolerance = parse_tolerances(args.tolerance or [], metrics)
+    except ValueError as error:
+        print(f"lth: --tolerance: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = judge(frame, metrics, tolerance=tolerance, relative=args.relative)
     if args.format == "json":
         print(json.dumps(result, indent=2))
     elif args.format == "csv":
@@ -180,7 +206,10 @@ def parser() -> argparse.ArgumentParser:
     tickets = commands.add_parser("tickets", help="winning tickets and LTH-PASS per method, with confidence intervals")
     _add_sweep_selector(tickets)
     tickets.add_argument("--metric", action="append", help="judge on this metric (repeatable; default: one per dimension)")
-    tickets.add_argument("--tolerance", type=float, default=0.005, help="how much worse than dense still passes")
+    tickets.add_argument(
+        "--tolerance", action="append", metavar="[METRIC=]NUMBER",
+        help="how much worse than dense still passes, for every metric or one (repeatable); default: the metric's noise floor, else its registry default",
+    )
     tickets.add_argument("--relative", action="store_true", help="tolerance as a fraction of the dense value")
     tickets.set_defaults(run=_tickets)
 

@@ -4,20 +4,29 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from fnmatch import fnmatchcase
 
 from mlflow.tracking import MlflowClient
 
+from analysis.noise_floor import FLOOR_PREFIX
 from orchestrator.early_stop import STOPPED_TAG
 from orchestrator.plan import SweepPlan, display_name
 
 
-#: Explanation drift at the last round, shown beside accuracy: (column, metric, its value for the trunk).
+#: Explanation drift at the last round, shown beside accuracy: (column, metric pattern as in the
+#: registry, its value for the trunk: 1 for a consistency with the trunk, else the trunk's own).
 DRIFT_COLUMNS = [
     ("gradcam_rho", "xai/gradcam_rank_corr", 1.0),
     ("on_object", "xai/gradcam_energy_in_object", None),
-    ("concepts_j", "xai/concept_jaccard_top3", 1.0),
+    ("concepts_j", "xai/concept_jaccard_top*", 1.0),
     ("true_concepts", "xai/concept_recovery", None),
 ]
+
+
+def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
+    """The value of the first metric matching `pattern` (a registry pattern such as `..._top*`)."""
+    return next((value for key, value in sorted(metrics.items()) if fnmatchcase(key, pattern)), default)
 
 
 def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trunk_runs: dict) -> list[dict]:
@@ -55,10 +64,12 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
                 "curve": [(sparsity[r], acc[r]) for r in rounds if r in acc],
             }
         )
+        trunk = trunk_metrics[spec.trunk.id]
         for column, metric, dense_value in DRIFT_COLUMNS:
-            rows[-1][column] = run.data.metrics.get(metric, float("nan"))
-            trunk_value = trunk_metrics[spec.trunk.id].get(metric, dense_value)
+            rows[-1][column] = _find(run.data.metrics, metric)
+            trunk_value = _find(trunk, metric, dense_value)
             rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
+            rows[-1][f"floor_{column}"] = _find(trunk, f"{FLOOR_PREFIX}{metric}")
     return rows
 
 
@@ -103,7 +114,30 @@ def render(rows: list[dict], fmt: str = "table") -> str:
             "top-3 PCBM concepts per class with the trunk's; true concepts: share of classes whose top concepts",
             "are the ones that define the class, dense -> last round.",
         ]
+    lines += noise_floor_lines(plain)
     return "\n".join(lines)
+
+
+def noise_floor_lines(rows: list[dict]) -> list[str]:
+    """What a second dense seed scores against the trunk: the drift that is not the pruning's."""
+    trunks = {row["trunk"]: row for row in rows}.values()
+    dense_acc = [row["dense_acc"] for row in trunks if math.isfinite(row["dense_acc"])]
+    parts = []
+    if len(dense_acc) >= 2:
+        mean = sum(dense_acc) / len(dense_acc)
+        std = math.sqrt(sum((a - mean) ** 2 for a in dense_acc) / (len(dense_acc) - 1))
+        parts.append(f"dense acc {mean:.4f} +- {std:.4f} (std over {len(dense_acc)} seeds)")
+    for column, label in (("gradcam_rho", "Grad-CAM rho"), ("concepts_j", "concepts J@3")):
+        values = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
+        if values:
+            parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
+    if not parts:
+        return ["", "noise floor: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
+    return [
+        "",
+        "noise floor, what a second dense seed scores against the trunk: " + "; ".join(parts) + ".",
+        "A drift smaller than this is not the pruning's doing; `lth tickets` judges every metric against it.",
+    ]
 
 
 def _from_dense(row: dict, column: str) -> str:

@@ -116,15 +116,16 @@ def _reference_line(values: dict[str, float]) -> str:
 
 def dimension_plots(config, uri: str, parent_id: str, folder: Path) -> list[Path]:
     """One figure per dimension (generalisation, calibration, explanations, geometry), from MLflow."""
-    from analysis.plots import DIMENSION_FIGURES, metrics_vs_sparsity
+    from analysis.metrics import FIGURES, in_figure
+    from analysis.plots import metrics_vs_sparsity
     from analysis.query import load_sweep
 
     frame = load_sweep(config.name, uri, config.tracking.experiment, parent_id=parent_id)
     if frame.empty:
         return []
     paths = []
-    for dimension, metrics in DIMENSION_FIGURES.items():
-        path = metrics_vs_sparsity(frame, metrics, folder / f"{dimension}_vs_sparsity.png", f"{config.name}: {dimension}")
+    for dimension in FIGURES:
+        path = metrics_vs_sparsity(frame, in_figure(dimension, frame.columns), folder / f"{dimension}_vs_sparsity.png", f"{config.name}: {dimension}")
         if path is not None:
             paths.append(path)
     return paths
@@ -209,6 +210,8 @@ def run_sweep(
                 tracker.fail(entry["run_id"], failed_trunks[by_id[entry["lineage_id"]].trunk.id])
             if pending and pool is not None:
                 analysis_handles = {"actors": pool.actors, "references": references(pool, trunks, console)}
+                specs = {tid: spec for tid, (spec, _) in plan.trunks.items()}
+                pool.floors(trunks, specs, analysis_handles["references"])  # the noise floor, behind the references
         except TrunkFailed:
             tracker.client.set_terminated(tracker.parent_id, "FAILED")
             raise

@@ -113,6 +113,11 @@ def test_every_round_of_every_lineage_is_analysed_against_its_trunk(sweep):
     for trunk in runs_of(client, "trunk"):  # the dense reference, at step 0
         assert [m.step for m in client.get_metric_history(trunk.info.run_id, "xai/gradcam_energy_in_object")] == [0]
         assert trunk.data.metrics["corrupt/mce"] == 1.0
+        # the noise floor: each trunk measured against the other seed's reference, once, at step 0
+        floor = {key: value for key, value in trunk.data.metrics.items() if key.startswith("floor/")}
+        assert set(floor) >= {"floor/xai/gradcam_rank_corr", "floor/xai/concept_jaccard_top3"}
+        assert [m.step for m in client.get_metric_history(trunk.info.run_id, "floor/xai/gradcam_rank_corr")] == [0]
+        assert -1 <= floor["floor/xai/gradcam_rank_corr"] < 1  # two seeds never agree perfectly
 
 
 def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
@@ -139,8 +144,22 @@ def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
     assert set(verdicts["lth_pass"]) == {"imp", "imp@3"}
     acc = {row["method"]: row for row in verdicts["metrics"]["test/acc"]}
     assert acc["imp"]["seeds"] == 2 and len(acc["imp"]["regions"].split()) == 3
+    # two seeds: no confidence is claimed anywhere, and every verdict says why
+    for rows in verdicts["metrics"].values():
+        for row in rows:
+            assert row["confident_sparsity"] is None and row["not_confident_because"] == "2 seed(s): confidence needs 3+"
+    assert all(not v["confident_sparsities"] for v in verdicts["lth_pass"].values())
+    energy = verdicts["floors"]["xai/gradcam_energy_in_object"]
+    assert energy["trunks"] == 2 and "2 dense seeds" in energy["source"]
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--metric", "xai/gradcam_rank_corr", "--format", "json"]) == 0
+    consistency = json.loads(capsys.readouterr().out)
+    assert consistency["floors"]["xai/gradcam_rank_corr"]["source"] == "dense vs dense over 2 trunk pair(s)"
+    assert consistency["tolerances"]["xai/gradcam_rank_corr"]["source"] == "noise floor"
     assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri]) == 0
-    assert "LTH-PASS" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "LTH-PASS" in text and "no confidence claimed: 2 seed(s): confidence needs 3+" in text
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--tolerance", "test/acc=abc"]) == 2
+    assert "--tolerance" in capsys.readouterr().err
     assert main(["query", "--sweep", "nope", "--tracking-uri", uri]) == 2
     assert "no sweep named 'nope'" in capsys.readouterr().err
 

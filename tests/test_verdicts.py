@@ -16,12 +16,19 @@ ECE = [(0.2, 0.030), (0.36, 0.035), (0.49, 0.045), (0.59, 0.050), (0.67, 0.060),
 
 
 def test_directions():
-    assert higher_is_better("test/acc") and higher_is_better("ood/auroc") and higher_is_better("adv/fgsm_acc")
+    assert higher_is_better("test/acc") and higher_is_better("ood/auroc_noise") and higher_is_better("adv/fgsm_acc")
     assert not higher_is_better("calib/ece") and not higher_is_better("corrupt/mce")
     assert not higher_is_better("flat/hessian_weights") and higher_is_better("flat/radius")
     assert higher_is_better("xai/thing", {"xai/*": True})
     with pytest.raises(KeyError):
         higher_is_better("xai/unknown")
+
+
+def test_winning_ticket_stops_at_the_first_failing_round():
+    # Frankle & Carbin: a pass after a failing round is luck, not a ticket.
+    lucky = [(0.2, 0.90), (0.36, 0.85), (0.49, 0.91), (0.59, 0.80)]
+    assert winning_ticket(lucky, 0.90, True) == 0.2
+    assert winning_ticket([(0.2, 0.80), (0.36, 0.95)], 0.90, True) is None
 
 
 def test_winning_ticket_absolute_and_relative_tolerance():
@@ -76,7 +83,7 @@ def test_summarise_degenerate_cases():
     assert one.mean == 0.7 and one.n == 1 and math.isnan(one.std) and math.isnan(one.ci_low)
     assert summarise([]).n == 0 and math.isnan(summarise([]).mean)
     flat = summarise([0.5, 0.5, 0.5])
-    assert (flat.std, flat.ci_low, flat.ci_high) == (0.0, 0.5, 0.5)
+    assert flat.std == 0.0 and math.isnan(flat.ci_low) and math.isnan(flat.ci_high)  # no zero-width interval
     assert summarise([0.5, math.nan, 0.7]).n == 2
 
 
@@ -119,3 +126,46 @@ def test_ticket_table_and_winning_tickets():
     assert winning_tickets(table, "confident_ticket").sparsity.item() == pytest.approx(0.2)
     with pytest.raises(KeyError):
         ticket_table(pd.DataFrame(rows), "calib/ece")
+
+
+def test_winning_tickets_of_a_table_stop_at_the_first_failing_round():
+    rows = []
+    for seed in range(3):
+        for rnd, (sparsity, delta) in enumerate([(0.2, 0.0), (0.36, -0.05), (0.49, 0.0)], start=1):
+            rows.append({"method": "random", "seed": seed, "round": rnd, "sparsity": sparsity,
+                         "test/acc": 0.9 + delta + 0.003 * seed, "dense_test/acc": 0.9 + 0.001 * seed})
+    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.01)
+    assert list(table.ticket) == [True, False, True]
+    assert winning_tickets(table).sparsity.item() == pytest.approx(0.2)
+
+
+def test_no_confidence_from_a_zero_spread_difference():
+    # Accuracies move in steps of 1/359: two or three seeds' differences can coincide exactly.
+    step = 1 / 359
+    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.95 + seed * step,
+             "dense_test/acc": 0.95 + seed * step + step} for seed in range(4)]
+    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.005)
+    assert table.diff_std.item() == 0.0
+    assert bool(table.ticket.item()) and not bool(table.confident_ticket.item())
+    assert "no spread" in table.not_confident_because.item()
+
+
+def test_two_seeds_never_claim_confidence():
+    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.95 + 0.001 * seed,
+             "dense_test/acc": 0.94} for seed in range(2)]
+    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.005)
+    assert bool(table.ticket.item()) and not bool(table.confident_ticket.item())
+    assert table.not_confident_because.item() == "2 seed(s): confidence needs 3+"
+
+
+def test_intervals_include_the_sampling_error():
+    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.90 + 0.002 * seed,
+             "dense_test/acc": 0.90 + 0.001 * seed} for seed in range(4)]
+    without = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.01)
+    frame = pd.DataFrame(rows).assign(**{"se_test/acc": 0.01, "dense_se_test/acc": 0.01})
+    with_se = ticket_table(frame, "test/acc", tolerance=0.01)
+    seeds_only = stats.t.ppf(0.975, 3) * np.std([0.0, 0.001, 0.002, 0.003], ddof=1) / 2
+    assert without.diff_ci_high.item() - without.diff_mean.item() == pytest.approx(seeds_only)
+    half = stats.t.ppf(0.975, 3) * math.sqrt((seeds_only / stats.t.ppf(0.975, 3)) ** 2 + 2 * 0.01**2)
+    assert with_se.diff_ci_high.item() - with_se.diff_mean.item() == pytest.approx(half)
+    assert bool(without.confident_ticket.item()) and not bool(with_se.confident_ticket.item())

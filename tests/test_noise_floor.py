@@ -1,0 +1,133 @@
+"""The metric registry, the noise floor and the verdicts `lth tickets` draws from them, on tidy
+tables shaped like `analysis.query.load_sweep`'s."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import metrics as registry
+from analysis.noise_floor import floor, tolerance
+from analysis.tickets import judge, render
+
+SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875}
+
+
+def sweep_table(seeds=(0, 1, 2), **per_metric) -> pd.DataFrame:
+    """One row per (label, seed, round); `per_metric[name] = (dense_by_seed, value(label, seed, round))`."""
+    rows = []
+    for label in ("imp", "random"):
+        for seed in seeds:
+            for rnd, sparsity in SPARSITY.items():
+                row = {"label": label, "method": label, "seed": seed, "trunk": f"t{seed}", "round": rnd, "sparsity": sparsity}
+                for metric, (dense, value) in per_metric.items():
+                    row[metric] = value(label, seed, rnd)
+                    if dense is not None:
+                        row[f"dense/{metric}"] = dense(seed)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_a_consistency_floor_is_what_a_second_dense_seed_scores():
+    frame = sweep_table(**{"xai/gradcam_rank_corr": (None, lambda label, seed, rnd: 0.9 - 0.1 * rnd)})
+    frame["dense/floor/xai/gradcam_rank_corr"] = frame["seed"].map({0: 0.70, 1: 0.80, 2: 0.75})
+    measured = floor(frame, "xai/gradcam_rank_corr")
+    assert measured.value == pytest.approx(0.25) and measured.trunks == 3 and measured.spread == (0.70, 0.80)
+    result = judge(frame, ["xai/gradcam_rank_corr"])
+    assert result["tolerances"]["xai/gradcam_rank_corr"] == {"value": pytest.approx(0.25), "source": "noise floor"}
+    imp = {r["method"]: r for r in result["metrics"]["xai/gradcam_rank_corr"]}["imp"]
+    # 0.8, 0.7, 0.6 against 1: drifts of 0.2, 0.3, 0.4 = 0.8, 1.2, 1.6 floors; only round 1 is inside it
+    assert imp["drift_in_floors"] == [0.8, 1.2, 1.6]
+    assert imp["ticket_round"] == 1
+
+
+def test_a_dense_floor_is_the_seeds_spread_plus_the_sampling_error():
+    dense = {0: 0.90, 1: 0.92, 2: 0.94}
+    frame = sweep_table(**{"test/acc": (dense.get, lambda label, seed, rnd: dense[seed] - 0.01 * rnd)})
+    assert floor(frame, "test/acc").value == pytest.approx(0.02)  # std of 0.90, 0.92, 0.94
+    frame["dense/se/test/acc"] = 0.015
+    assert floor(frame, "test/acc").value == pytest.approx(0.025)  # sqrt(0.02^2 + 0.015^2)
+    assert "sampling error" in floor(frame, "test/acc").source
+
+
+def test_without_a_floor_each_metric_has_its_own_scale_of_tolerance():
+    one_seed = sweep_table(
+        seeds=(0,),
+        **{
+            "test/acc": (lambda s: 0.9, lambda *_: 0.9),
+            "flat/hessian_weights": (lambda s: 40.0, lambda *_: 41.0),
+            "xai/lime_fidelity": (lambda s: 1e-4, lambda *_: 1.1e-4),
+        },
+    )
+    result = judge(one_seed, ["test/acc", "flat/hessian_weights", "xai/lime_fidelity"])
+    tolerances = {metric: t["value"] for metric, t in result["tolerances"].items()}
+    assert all(t["source"] == "default" for t in result["tolerances"].values())
+    assert tolerances == {"test/acc": 0.005, "flat/hessian_weights": pytest.approx(4.0), "xai/lime_fidelity": pytest.approx(2e-5)}
+    # A Hessian eigenvalue 1 above 40 is within 10% of dense; an absolute 0.005 would have failed it.
+    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["flat/hessian_weights"]} == {"imp": 3, "random": 3}
+    assert tolerance("test/acc", floor(one_seed, "test/acc"), 0.9, override=0.02).source == "user"
+
+
+def test_a_saturated_metric_gets_no_verdict():
+    frame = sweep_table(**{"test/acc": (lambda s: 1.0, lambda *_: 1.0), "calib/ece": (lambda s: 0.02, lambda *_: 0.03)})
+    result = judge(frame, ["test/acc", "calib/ece"])
+    assert result["saturated"] == ["test/acc"] and "test/acc" not in result["metrics"]
+    assert "saturated (every network at the metric's bound" in render(result)
+
+
+def test_three_seeds_with_spread_can_be_confident_two_cannot():
+    def value(label, seed, rnd):
+        return 0.9 + 0.006 * seed + (0.0 if label == "imp" else -0.05 * rnd)
+
+    # floor: the dense seeds' spread, 0.005; imp's paired differences 0, 0.001, 0.002: CI well inside it
+    three = judge(sweep_table(**{"test/acc": (lambda s: 0.9 + 0.005 * s, value)}), ["test/acc"])
+    imp = {r["method"]: r for r in three["metrics"]["test/acc"]}["imp"]
+    assert imp["confident_sparsity"] == 0.875 and imp["not_confident_because"] is None
+    two = judge(sweep_table(seeds=(0, 1), **{"test/acc": (lambda s: 0.9 + 0.005 * s, value)}), ["test/acc"])
+    for row in two["metrics"]["test/acc"]:
+        assert row["confident_sparsity"] is None and row["not_confident_because"] == "2 seed(s): confidence needs 3+"
+    assert "no confidence claimed: 2 seed(s): confidence needs 3+" in render(two)
+
+
+def test_a_winning_ticket_on_accuracy_also_learns_no_slower_than_dense():
+    frame = sweep_table(
+        **{
+            "test/acc": (lambda s: 0.9, lambda label, seed, rnd: 0.9 + 0.001 * seed),
+            "train/early_stop_iteration": (lambda s: 400.0, lambda label, seed, rnd: 300.0 + 100 * rnd),
+        }
+    )
+    result = judge(frame, ["test/acc"])
+    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["test/acc"]} == {"imp": 1, "random": 1}
+    assert "no later than dense" in result["early_stopping"]
+    frame = frame.drop(columns=["train/early_stop_iteration", "dense/train/early_stop_iteration"])
+    frame["dense/train/early_stop_saturated"] = 1.0
+    result = judge(frame, ["test/acc"])
+    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["test/acc"]} == {"imp": 3, "random": 3}
+    assert "saturated for the dense trunk" in result["early_stopping"]
+
+
+def test_the_registry_follows_a_parameter_into_the_metric_name():
+    columns = ["test/acc", "xai/gradcam_iou_top20", "xai/concept_jaccard_top5", "xai/gradcam_rank_corr/class/red",
+               "dense/xai/gradcam_iou_top20", "se/xai/gradcam_iou_top20", "floor/xai/concept_jaccard_top5"]
+    assert registry.in_figure("explanations", columns) == ["xai/gradcam_iou_top20", "xai/concept_jaccard_top5"]
+    assert registry.is_consistency("xai/concept_jaccard_top5") and not registry.is_consistency("xai/concept_recovery")
+    assert registry.lookup("xai/gradcam_rank_corr/class/red").pattern == "xai/gradcam_rank_corr"
+    assert registry.higher_is_better("flat/radius") and not registry.higher_is_better("calib/ece")
+    with pytest.raises(registry.UnknownMetric):
+        registry.lookup("xai/unknown")
+    assert math.isnan(floor(sweep_table(seeds=(0,), **{"test/acc": (lambda s: 0.9, lambda *_: 0.9)}), "test/acc").value)
+
+
+def test_methods_closer_than_the_noise_are_not_resolvable():
+    def close(label, seed, rnd):
+        return 0.5 + 0.05 * ((seed * 7 + rnd * 3 + (label == "imp")) % 3) + (0.001 if label == "imp" else 0.0)
+
+    def apart(label, seed, rnd):
+        return 0.9 + 0.001 * seed - (0.1 * rnd if label == "random" else 0.0)
+
+    frame = sweep_table(**{"xai/mis": (lambda s: 0.5, close), "test/acc": (lambda s: 0.9, apart)})
+    result = judge(frame, ["xai/mis", "test/acc"])
+    assert result["separation"]["xai/mis"]["resolvable"] is False
+    assert result["separation"]["test/acc"]["resolvable"] is True
+    assert "xai/mis" in render(result).split("NOT RESOLVABLE")[0].splitlines()[-2]
