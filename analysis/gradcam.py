@@ -71,15 +71,29 @@ def _agreement(u: Tensor, v: Tensor) -> Tensor:
 
 
 def _top_sets(x: Tensor, k: int) -> Tensor:
-    """Bool (N, P): the k largest pixels of each row; ties go to the lower pixel index."""
-    order = torch.sort(x, dim=1, descending=True, stable=True).indices[:, :k]
-    return torch.zeros_like(x, dtype=torch.bool).scatter_(1, order, True)
+    """Bool (N, P): each row's positive pixels at or above its k-th largest value.
+
+    Tie-aware, so the set depends on the values only, never on pixel order: pixels tied at the
+    threshold are all in (a set can exceed k), and pixels <= 0 (Grad-CAM's ReLU'd background) never
+    are, so a row with fewer than k positive pixels contributes just those. Breaking ties by index
+    put the same lowest-index zero pixels in both sets: maps with disjoint supports scored over 0.6.
+    """
+    threshold = x.topk(k, dim=1).values[:, -1:]
+    return (x >= threshold) & (x > 0)
+
+
+def _iou(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise |a & b| / |a | b| of bool rows; two empty sets are equal (1.0)."""
+    inter = (a & b).sum(1).double()
+    union = (a | b).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
 def consistency(reference_maps: Tensor, maps: Tensor, top_percent: float = 10.0) -> dict[str, Tensor]:
     """Per-image agreement of `maps` with `reference_maps` (same shape, (N, H, W)):
     `rank_corr` (Spearman, average ranks for ties), `iou_top` (IoU of the top `top_percent`%
-    pixels) and `cosine`. A map compared with itself scores exactly 1.0 on all three."""
+    pixels, tie-aware as `_top_sets`: maps with disjoint supports score 0) and `cosine`. A map
+    compared with itself scores exactly 1.0 on all three."""
     if reference_maps.shape != maps.shape:
         raise ValueError(f"map shapes differ: {tuple(reference_maps.shape)} vs {tuple(maps.shape)}")
     if not 0 < top_percent <= 100:
@@ -95,9 +109,7 @@ def consistency(reference_maps: Tensor, maps: Tensor, top_percent: float = 10.0)
     )
     cosine = _agreement(_unit_rows(ref), _unit_rows(cur))
     k = max(1, math.ceil(pixels * top_percent / 100))
-    ref_top, cur_top = _top_sets(ref, k), _top_sets(cur, k)
-    inter = (ref_top & cur_top).sum(1).double()
-    iou_top = inter / (2 * k - inter)
+    iou_top = _iou(_top_sets(ref, k), _top_sets(cur, k))
 
     ref_const = (ref == ref[:, :1]).all(1)
     cur_const = (cur == cur[:, :1]).all(1)
@@ -152,13 +164,16 @@ def metric_safe(name: str) -> str:
 
 
 def summarise(per_image: dict[str, Tensor], labels: Tensor, class_names: list[str], prefix: str) -> dict[str, float]:
-    """`<prefix><name>`: mean over images; `<prefix><name>/class/<class>`: mean over the images of
-    each class present in `labels`."""
+    """`<prefix><name>`: mean over images; `se/<prefix><name>`: its sampling standard error,
+    std / sqrt(n) with the sample std (n - 1), for two images or more; `<prefix><name>/class/<class>`:
+    mean over the images of each class present in `labels`."""
     labels = torch.as_tensor(labels)
     out: dict[str, float] = {}
     for name, values in per_image.items():
         values = values.double()
         out[f"{prefix}{name}"] = float(values.mean()) if values.numel() else float("nan")
+        if values.numel() > 1:
+            out[f"se/{prefix}{name}"] = float(values.std() / math.sqrt(values.numel()))
         for index, class_name in enumerate(class_names):
             chosen = labels == index
             if chosen.any():

@@ -76,11 +76,16 @@ def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: 
     metrics["calib/ece"] = float(calibration.ece(probs, labels, bins=bins))
     metrics["calib/sce"] = float(calibration.sce(probs, labels, bins=bins))
     metrics["calib/nll"] = float(calibration.nll(probs, labels))
+    # Sampling errors for the verdicts (analysis/noise_floor.py): binomial for the accuracy on this
+    # split, a seeded bootstrap over images for the ECE (no closed form).
+    accuracy = float((probs.argmax(1) == labels).float().mean())
+    metrics["se/test/acc"] = (accuracy * (1 - accuracy) / len(labels)) ** 0.5
+    metrics["se/calib/ece"] = calibration.bootstrap_se(calibration.ece, probs, labels, bins=bins, seed=net.spec.seed)
 
 
 def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
     from analysis import robustness
-    from analysis.corruptions import CORRUPTIONS, corrupted_inputs, corruption_ces, corruption_errors
+    from analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, corruption_errors, mce, mistakes
 
     spec, data = net.spec.robustness, net.dataset
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
@@ -109,15 +114,22 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
             if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
                 net.cache[key] = inputs
         errors = corruption_errors(net.model, test.images, test.labels, None, None, inputs=inputs)
-        metrics["corrupt/acc"] = 1 - sum(errors.values()) / len(errors)
+        accuracy = 1 - sum(errors.values()) / len(errors)
+        metrics["corrupt/acc"] = accuracy
+        # Binomial with N the distinct images, not every (image, corruption, severity): one image's
+        # evaluations are correlated, and the variance of its mean accuracy over them is at most
+        # p(1 - p) whatever the correlation, so this bounds the standard error from above.
+        metrics["se/corrupt/acc"] = (max(0.0, accuracy * (1 - accuracy)) / len(test)) ** 0.5
         for name in names:
             per_name = [errors[(name, s)] for s in spec.severities]
             metrics[f"corrupt/error/{name}"] = sum(per_name) / len(per_name)
         ref.corruption_errors = errors
-        ces = corruption_ces(errors, errors if reference is None else reference.corruption_errors)
-        metrics["corrupt/mce_corruptions"] = len(ces)  # those the trunk errs on: the others have no CE
-        if ces:
-            metrics["corrupt/mce"] = sum(ces.values()) / len(ces)
+        trunk_errors = errors if reference is None else reference.corruption_errors
+        trunk_mistakes = mistakes(trunk_errors, len(test))
+        metrics["corrupt/mce_corruptions"] = len(names)  # pooled: every corruption always counts
+        metrics["corrupt/mce_trunk_errors"] = trunk_mistakes  # the mCE's denominator, in mistakes
+        if trunk_mistakes >= MIN_TRUNK_MISTAKES:  # fewer: undefined, not logged
+            metrics["corrupt/mce"] = mce(errors, trunk_errors)
 
 
 def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:

@@ -120,6 +120,33 @@ def test_consistency_of_constant_and_tied_maps():
     assert -1.0 <= scores["rank_corr"].item() < 0.0  # one pixel up, another down: negative Spearman
 
 
+def test_maps_with_disjoint_supports_share_no_top_pixels():
+    """Each map is positive on 5 pixels of 256; the top 10% is 26 pixels. Filling the other 21 by
+    pixel index gave both the same zero pixels: IoU 0.68 for maps that share nothing."""
+    left, right = torch.zeros(1, 16, 16), torch.zeros(1, 16, 16)
+    left[0, 12, 1:6] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    right[0, 3, 9:14] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    scores = consistency(left, right, top_percent=10)
+    assert scores["iou_top"].item() == 0.0 and scores["cosine"].item() == 0.0
+    assert consistency(left, left.clone(), top_percent=10)["iou_top"].item() == 1.0
+    grown = left.clone()
+    grown[0, 13, 1:4] = 0.5  # 3 more positive pixels, below all of left's: still under 26
+    assert consistency(left, grown, top_percent=10)["iou_top"].item() == pytest.approx(5 / 8)
+
+
+def test_top_pixels_tied_at_the_threshold_are_all_in_wherever_they_lie():
+    """Two pixels tie for a one-pixel top set: both are in, so the IoU with a map that peaks at one
+    of them is 1/2 whichever comes first in raster order (index order gave 1 or 0)."""
+    for first, second in [((0, 0), (3, 3)), ((3, 3), (0, 0))]:
+        tied, single = torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)
+        tied[0, 0, 0] = tied[0, 3, 3] = 1.0
+        tied[0, 1, 1] = 0.2
+        single[0][first] = 1.0
+        single[0, 1, 1] = 0.2
+        for a, b in [(tied, single), (single, tied), (tied.transpose(1, 2), single.transpose(1, 2))]:
+            assert consistency(a, b, top_percent=100 / 16)["iou_top"].item() == 0.5, (first, second)
+
+
 def test_localisation_edge_cases():
     masks = torch.zeros(2, 16, 16, dtype=torch.bool)
     masks[:, 4:8, 4:8] = True
@@ -142,6 +169,15 @@ def test_summarise_names_are_mlflow_safe():
     assert not any("a_b" in key for key in out)  # no images of that class: no metric
     assert metric_safe("green triangle") == "green_triangle"
     assert all(math.isfinite(v) for v in out.values())
+
+
+def test_summarise_gives_the_standard_error_of_each_overall_mean():
+    per_image = {"iou_top10": torch.tensor([1.0, 0.0, 0.5]), "cosine": torch.tensor([0.2, 0.2, 0.2])}
+    out = summarise(per_image, torch.tensor([0, 0, 2]), ["a", "b", "c"], "xai/gradcam_")
+    assert out["se/xai/gradcam_iou_top10"] == pytest.approx(0.5 / math.sqrt(3))  # sample std 0.5
+    assert out["se/xai/gradcam_cosine"] == 0.0
+    assert not any(key.startswith("se/") and "/class/" in key for key in out)  # overall keys only
+    assert "se/xai/gradcam_x" not in summarise({"x": torch.tensor([0.5])}, torch.tensor([0]), ["a"], "xai/gradcam_")
 
 
 def test_overlay_grid_writes_a_png(tmp_path, trained, maps):

@@ -8,7 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.corruptions import CORRUPTIONS, corrupt, corruption_ces, corruption_errors, mce, relative_mce
+from analysis.corruptions import (
+    CORRUPTIONS,
+    MIN_TRUNK_MISTAKES,
+    corrupt,
+    corruption_ces,
+    corruption_errors,
+    mce,
+    mistakes,
+    relative_mce,
+)
+from analysis.measure import Network, Reference, _robustness, sample
+from analysis.spec import AnalysisSpec
 from analysis.robustness import (
     fgsm_accuracy,
     gaussian_noise_images,
@@ -16,9 +27,9 @@ from analysis.robustness import (
     pgd_accuracy,
     predict_probs,
 )
-from trainables.data import ImageSplit, make_generator
+from trainables.data import Dataset, ImageSplit, make_generator
 from trainables.early_stopping import ValidationTracker, early_stopping_iteration
-from trainables.data.shapes import generate
+from trainables.data.shapes import CLASS_NAMES, generate
 
 MEAN, STD = 0.5, 0.25
 
@@ -183,15 +194,80 @@ def test_mce_of_the_reference_against_itself_is_exactly_one(trained):
 def test_mce_by_hand():
     reference = {("a", 1): 0.2, ("a", 2): 0.4, ("b", 1): 0.1, ("b", 2): 0.1}
     errors = {("a", 1): 0.3, ("a", 2): 0.3, ("b", 1): 0.2, ("b", 2): 0.2}
-    assert mce(errors, reference) == pytest.approx((0.6 / 0.6 + 0.4 / 0.2) / 2)
-    assert relative_mce(errors, 0.1, reference, 0.05) == pytest.approx((0.4 / 0.5 + 0.2 / 0.1) / 2)
+    # pooled: every error over every trunk error, not Hendrycks & Dietterich's mean of per-corruption ratios
+    assert mce(errors, reference) == pytest.approx((0.3 + 0.3 + 0.2 + 0.2) / (0.2 + 0.4 + 0.1 + 0.1))
+    assert corruption_ces(errors, reference) == {"a": pytest.approx(0.6 / 0.6), "b": pytest.approx(0.4 / 0.2)}
+    assert relative_mce(errors, 0.1, reference, 0.05) == pytest.approx((1.0 - 4 * 0.1) / (0.8 - 4 * 0.05))
     with pytest.raises(KeyError):
         mce({("c", 1): 0.1}, reference)
-
-
-def test_a_corruption_the_reference_never_errs_on_is_left_out_of_the_mce():
-    reference = {("a", 1): 0.2, ("a", 2): 0.4, ("b", 1): 0.0, ("b", 2): 0.0}
-    errors = {("a", 1): 0.3, ("a", 2): 0.3, ("b", 1): 0.5, ("b", 2): 0.0}
-    assert corruption_ces(errors, reference) == {"a": pytest.approx(1.0)}
-    assert mce(errors, reference) == pytest.approx(1.0)
     assert math.isnan(mce({("b", 1): 0.5}, {("b", 1): 0.0}))
+
+
+def test_every_corruption_counts_in_the_mce_whichever_ones_the_trunk_errs_on():
+    """Two seeds whose trunks err on different corruptions: both mCEs pool the same set, {a, b}.
+    The old per-corruption mean dropped the corruption the trunk never erred on, so seed 0 averaged
+    {a} and seed 1 {b}, and the network's failures on the dropped one vanished."""
+    network = {("a", 1): 0.3, ("a", 2): 0.3, ("b", 1): 0.5, ("b", 2): 0.1}
+    trunks = {
+        0: {("a", 1): 0.2, ("a", 2): 0.4, ("b", 1): 0.0, ("b", 2): 0.0},
+        1: {("a", 1): 0.0, ("a", 2): 0.0, ("b", 1): 0.3, ("b", 2): 0.3},
+    }
+    for trunk in trunks.values():
+        assert set(corruption_ces(network, trunk)) == {"a", "b"}  # undefined ones are NaN, not dropped
+        assert mce(network, trunk) == pytest.approx(1.2 / sum(trunk.values()))
+    assert mce(network, trunks[0]) == pytest.approx(2.0)  # the old mean over {a} alone: 1.0
+    assert math.isnan(corruption_ces(network, trunks[0])["b"])
+    assert mistakes(trunks[0], images=10) == 6
+
+
+def _network(model, split, seed, robustness, tmp_path) -> Network:
+    dataset = Dataset(
+        name="shapes", train=split, test=split, ood=None, class_names=list(CLASS_NAMES), concept_names=[],
+        class_concepts=[], mean=(MEAN,), std=(STD,),
+    )
+    spec = AnalysisSpec.model_validate({"seed": seed, "robustness": {"fgsm_eps": 0, "ood_noise": False, **robustness}})
+    return Network(model, {}, dataset, spec, "round_01", tmp_path, data_id="shapes-test")
+
+
+def _measure_robustness(net: Network, reference: Reference | None) -> tuple[dict, Reference]:
+    metrics, own = {}, Reference()
+    _robustness(net, reference, metrics, own)
+    return metrics, own
+
+
+@pytest.fixture(scope="module")
+def pruned(trained):
+    """The trained MLP with the 90% smallest first-layer weights zeroed: worse under corruption."""
+    model, _ = trained
+    copy = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 9))
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        weight = copy[1].weight
+        weight[weight.abs() < weight.abs().flatten().quantile(0.9)] = 0
+    return copy
+
+
+def test_measured_mce_pools_every_corruption_for_every_seed(trained, pruned, tmp_path):
+    model, test = trained
+    names = ["gaussian_noise", "brightness", "contrast", "pixelate"]
+    robustness = {"images": 40, "corruptions": names, "severities": [1, 5]}
+    for seed in (0, 1, 2):
+        dense, reference = _measure_robustness(_network(model, test, seed, robustness, tmp_path), None)
+        metrics, _ = _measure_robustness(_network(pruned, test, seed, robustness, tmp_path), reference)
+        assert dense["corrupt/mce_corruptions"] == metrics["corrupt/mce_corruptions"] == len(names)
+        assert metrics["corrupt/mce_trunk_errors"] == mistakes(reference.corruption_errors, 40) >= MIN_TRUNK_MISTAKES
+        assert dense["corrupt/mce"] == 1.0
+        chosen = sample(test, 40, seed, "robustness")  # the images _robustness corrupts
+        ours = corruption_errors(pruned, chosen.images, chosen.labels, to_pixels, from_pixels, names, (1, 5), seed=seed)
+        assert metrics["corrupt/mce"] == pytest.approx(sum(ours.values()) / sum(reference.corruption_errors.values()))
+        p = metrics["corrupt/acc"]
+        assert metrics["se/corrupt/acc"] == pytest.approx(math.sqrt(p * (1 - p) / 40))  # N = distinct images
+
+
+def test_mce_is_undefined_when_the_trunk_makes_too_few_mistakes(trained, tmp_path):
+    model, test = trained
+    robustness = {"images": 10, "corruptions": ["brightness"], "severities": [1]}  # 10 evaluations at most
+    dense, _ = _measure_robustness(_network(model, test, 0, robustness, tmp_path), None)
+    assert dense["corrupt/mce_trunk_errors"] == round(10 * (1 - dense["corrupt/acc"])) < MIN_TRUNK_MISTAKES
+    assert "corrupt/mce" not in dense
+    assert "se/corrupt/acc" in dense
