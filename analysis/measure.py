@@ -68,7 +68,7 @@ def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 
 
 
 def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
-    from analysis import calibration
+    from analysis import calibration, robustness
 
     test = sample(net.dataset.test, len(net.dataset.test), net.spec.seed, "test")  # all of it, for file-backed too
     probs, labels = probabilities(net.model, test.images), test.labels
@@ -79,7 +79,7 @@ def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: 
     # Sampling errors for the verdicts (analysis/noise_floor.py): binomial for the accuracy on this
     # split, a seeded bootstrap over images for the ECE (no closed form).
     accuracy = float((probs.argmax(1) == labels).float().mean())
-    metrics["se/test/acc"] = (accuracy * (1 - accuracy) / len(labels)) ** 0.5
+    metrics["se/test/acc"] = robustness.binomial_se(accuracy, len(labels))
     metrics["se/calib/ece"] = calibration.bootstrap_se(calibration.ece, probs, labels, bins=bins, seed=net.spec.seed)
 
 
@@ -93,9 +93,11 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
     if data.ood is not None:
         out_probs = probabilities(net.model, sample(data.ood, spec.images, net.spec.seed, "ood").images)
         metrics["ood/auroc_heldout"] = float(robustness.ood_auroc(in_probs, out_probs))
+        metrics["se/ood/auroc_heldout"] = robustness.auroc_se(metrics["ood/auroc_heldout"], len(in_probs), len(out_probs))
     if spec.ood_noise:
         noise = robustness.gaussian_noise_images(test.images, data.to_pixels, data.from_pixels, seed=net.spec.seed)
         metrics["ood/auroc_noise"] = float(robustness.ood_auroc(in_probs, probabilities(net.model, noise)))
+        metrics["se/ood/auroc_noise"] = robustness.auroc_se(metrics["ood/auroc_noise"], len(in_probs), len(noise))
     if spec.fgsm_eps > 0:
         attack = (net.model, test.images, test.labels, data.to_pixels, data.from_pixels)
         metrics["adv/fgsm_acc"] = float(robustness.fgsm_accuracy(*attack, eps=spec.fgsm_eps))
@@ -103,6 +105,8 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
             metrics["adv/pgd_acc"] = float(
                 robustness.pgd_accuracy(*attack, eps=spec.fgsm_eps, steps=spec.pgd_steps, seed=net.spec.seed)
             )
+        for key in [k for k in ("adv/fgsm_acc", "adv/pgd_acc") if k in metrics]:
+            metrics[f"se/{key}"] = robustness.binomial_se(metrics[key], len(test))
     names = list(CORRUPTIONS if spec.corruptions == ("all",) else spec.corruptions)
     if names:
         # The corrupted sample depends on the images and the seed only: computed once per actor,

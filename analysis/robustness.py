@@ -141,3 +141,17 @@ def pgd_accuracy(
                 alive &= model(from_pixels(clean)).argmax(1) == y
             robust += int(alive.sum())
     return robust / len(images)
+
+
+def auroc_se(auroc: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUROC from its sample sizes (Hanley & McNeil 1982, eq. 2):
+    SE^2 = (A(1-A) + (n_p - 1)(Q1 - A^2) + (n_n - 1)(Q2 - A^2)) / (n_p n_n), Q1 = A/(2-A), Q2 = 2A^2/(1+A)."""
+    a = auroc
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (positives * negatives)
+    return max(variance, 0.0) ** 0.5
+
+
+def binomial_se(proportion: float, count: int) -> float:
+    """Standard error of a proportion measured on `count` independent images."""
+    return (proportion * (1 - proportion) / count) ** 0.5 if count else float("nan")

@@ -271,3 +271,12 @@ def test_mce_is_undefined_when_the_trunk_makes_too_few_mistakes(trained, tmp_pat
     assert dense["corrupt/mce_trunk_errors"] == round(10 * (1 - dense["corrupt/acc"])) < MIN_TRUNK_MISTAKES
     assert "corrupt/mce" not in dense
     assert "se/corrupt/acc" in dense
+
+
+def test_auroc_standard_error_is_hanley_and_mcneil_s():
+    from analysis.robustness import auroc_se
+
+    # At A = 0.5 it is the Mann-Whitney statistic's null variance, (n_p + n_n + 1) / (12 n_p n_n).
+    assert auroc_se(0.5, 40, 60) == pytest.approx(((40 + 60 + 1) / (12 * 40 * 60)) ** 0.5)
+    assert auroc_se(0.9, 500, 500) < auroc_se(0.9, 50, 50)
+    assert auroc_se(1.0, 50, 50) == 0.0
