@@ -14,6 +14,7 @@ networks whose banks skipped different concepts still rank in the same order.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -36,6 +37,20 @@ DEFAULT_C = 0.1
 # non-zero on shapes), a little L2 so that the optimum is unique among correlated concepts.
 DEFAULT_PCBM_C = 0.05
 DEFAULT_L1_RATIO = 0.9
+
+
+def _elastic_net(l1_ratio: float) -> dict:
+    """LogisticRegression arguments for an elastic net with this L1 share, on every scikit-learn >= 1.3.
+
+    Up to 1.7 `penalty` defaults to "l2" and `l1_ratio` is ignored (with only a UserWarning) unless
+    penalty="elasticnet": a dense L2 fit. 1.8 deprecated `penalty` (FutureWarning; removed in 1.10)
+    and lets `l1_ratio` alone choose the penalty. The signature tells the two apart: 1.8 and 1.9
+    default `penalty` to "deprecated", 1.10 has none.
+    """
+    penalty = inspect.signature(LogisticRegression).parameters.get("penalty")
+    if penalty is not None and penalty.default == "l2":
+        return {"penalty": "elasticnet", "l1_ratio": l1_ratio}
+    return {"l1_ratio": l1_ratio}
 
 
 @torch.no_grad()
@@ -185,7 +200,7 @@ def fit_pcbm(
     x = np.asarray(train_proj, dtype=np.float64)
     mean, scale = x.mean(0), x.std(0)
     scale[scale < 1e-12] = 1.0
-    model = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-4, max_iter=2000, random_state=seed)
+    model = LogisticRegression(C=C, **_elastic_net(l1_ratio), solver="saga", tol=1e-4, max_iter=2000, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit((x - mean) / scale, np.asarray(train_labels))
@@ -283,6 +298,49 @@ def recovered_classes(
 def recovery(pcbm: PCBM, concept_names: Sequence[str], class_concepts: Sequence[Sequence[str | int]]) -> float:
     """Share of classes whose top-|T_c| concepts are exactly their true concepts T_c."""
     return float(np.mean(recovered_classes(pcbm, concept_names, class_concepts)))
+
+
+def recovery_margins(
+    pcbm: PCBM, concept_names: Sequence[str], class_concepts: Sequence[Sequence[str | int]]
+) -> list[float]:
+    """Per class label c: by how much its true concepts T_c lead its weight row w_c, relative to the
+    row's largest weight,
+
+        m_c = (min_{t in T_c} w_ct - max(0, max_{j not in T_c} w_cj)) / max_j |w_cj|,
+
+    in [-2, 1]. A continuous version of `recovered_classes` (top concepts only count with positive
+    weights, hence the floor at 0): m_c > 0 exactly when the class is recovered, barring exact ties.
+    A concept the bank skipped weighs 0; an all-zero row, or a class the PCBM never saw, scores 0.
+    Our own measure: the PCBM paper (Yuksekgonul et al. 2023) only lists top concepts.
+    """
+    weights = _vocabulary_weights(pcbm, concept_names)
+    margins = []
+    for label, truth in enumerate(class_concepts):
+        row = weights.get(label, np.zeros(len(concept_names)))
+        true = [concept_names.index(t) if isinstance(t, str) else int(t) for t in truth]
+        others = np.delete(row, true)
+        largest = np.abs(row).max(initial=0.0)
+        lead = row[true].min() - max(0.0, others.max(initial=0.0))
+        margins.append(float(lead / largest) if largest > 0 else 0.0)
+    return margins
+
+
+def recovery_margin(
+    pcbm: PCBM, concept_names: Sequence[str], class_concepts: Sequence[Sequence[str | int]]
+) -> float:
+    """Mean over classes of `recovery_margins`. Unlike `recovery` (steps of 1/|classes|) it also sees
+    how far the true concepts lead: a network whose shape concepts are barely decodable can still
+    rank them first, with small weights."""
+    return float(np.mean(recovery_margins(pcbm, concept_names, class_concepts)))
+
+
+def _vocabulary_weights(pcbm: PCBM, concept_names: Sequence[str]) -> dict:
+    """Class label -> weight row over the whole vocabulary (0 for concepts the bank skipped)."""
+    columns = {name: i for i, name in enumerate(pcbm.concept_names)}
+    rows = {}
+    for label, row in zip(pcbm.classes.tolist(), pcbm.weights):
+        rows[label] = np.array([row[columns[name]] if name in columns else 0.0 for name in concept_names])
+    return rows
 
 
 def concept_table(

@@ -18,6 +18,8 @@ from analysis.concepts import (
     project,
     recovered_classes,
     recovery,
+    recovery_margin,
+    recovery_margins,
     top_concepts,
 )
 from trainables.data import load_dataset
@@ -118,14 +120,56 @@ def test_concept_vectors_learn_the_true_concepts(dense, shapes):
 
 def test_pcbm_is_accurate_and_finds_the_defining_concepts(dense, shapes):
     _, pcbm = dense
-    assert pcbm.accuracy > 0.9  # measured 0.94; the network itself: 0.945
+    assert pcbm.accuracy > 0.85  # measured 0.934; the network itself: 0.923
     assert (pcbm.weights == 0).mean() > 0.5  # sparse: measured 74% zeros
-    # Measured 9/9: every class's top-2 concepts are its shape and its colour.
-    assert recovery(pcbm, shapes.concept_names, shapes.class_concepts) >= 8 / 9
+    # Measured 8/9: every class's top-2 concepts are its shape and its colour, but green triangle's
+    # (it leans on "not square"). Recovery moves in steps of 1/9, so the margin (continuous) carries
+    # the claim: trained networks 0.52-0.88 over 20 seed settings, shuffled ones at most 0.36.
+    assert recovery(pcbm, shapes.concept_names, shapes.class_concepts) >= 7 / 9
+    assert recovery_margin(pcbm, shapes.concept_names, shapes.class_concepts) > 0.4  # measured 0.63
     as_names = [[shapes.concept_names[i] for i in c] for c in shapes.class_concepts]
     assert recovered_classes(pcbm, shapes.concept_names, as_names) == recovered_classes(
         pcbm, shapes.concept_names, shapes.class_concepts
     )
+
+
+def dense_projections(trained, shapes, bank):
+    proj = project(embeddings(trained, shapes.test.images), bank)
+    labels = shapes.test.labels.numpy()
+    return proj[:FIT], labels[:FIT], proj[FIT:], labels[FIT:]
+
+
+@pytest.mark.filterwarnings("error")  # the old dense fit warned (UserWarning), the deprecated `penalty` would too
+def test_pcbm_is_an_elastic_net_on_the_installed_scikit_learn(trained, dense, shapes):
+    """Before scikit-learn 1.8, `l1_ratio` without penalty="elasticnet" silently fitted a dense L2 model."""
+    bank, _ = dense
+    split = dense_projections(trained, shapes, bank)
+    zeros = {
+        l1_ratio: (fit_pcbm(*split, concept_names=bank.names, l1_ratio=l1_ratio).weights == 0).mean()
+        for l1_ratio in (0.0, 0.9, 1.0)
+    }
+    # Measured: 0% zeros for pure L2, 74% at the default 0.9, 75% for pure L1.
+    assert zeros[0.0] == 0
+    assert zeros[0.9] > 0.5 and zeros[1.0] >= zeros[0.9]
+
+
+def test_recovery_margin_is_positive_exactly_for_recovered_classes():
+    names = ["a", "b", "c", "d"]
+    pcbm = PCBM(
+        concept_names=["a", "b", "c"],  # "d" skipped by the bank
+        classes=np.array([0, 1, 2, 3]),
+        weights=np.array([[2.0, 1.0, 0.5], [2.0, 0.0, -1.0], [-1.0, -2.0, -0.5], [0.0, 0.0, 0.0]]),
+        bias=np.zeros(4),
+        mean=np.zeros(3),
+        scale=np.ones(3),
+        accuracy=1.0,
+    )
+    truths = [["a", "b"], ["a", "b"], ["a", "b"], [0], ["a", "d"]]  # class 4: never seen
+    # (1 - 0.5) / 2; (0 - 0) / 2; (-2 - 0) / 2; all-zero row; unseen class
+    assert recovery_margins(pcbm, names, truths) == [0.25, 0.0, -1.0, 0.0, 0.0]
+    assert recovered_classes(pcbm, names, truths) == [True, False, False, False, False]
+    assert recovery_margin(pcbm, names, truths) == pytest.approx(-0.75 / 5)
+    assert recovery_margins(pcbm, names, [["c"], ["d"]]) == [-0.75, -1.0]  # "d" weighs 0, "a" leads
 
 
 def test_a_network_compared_with_itself_is_perfectly_consistent(dense, shapes):
@@ -135,14 +179,22 @@ def test_a_network_compared_with_itself_is_perfectly_consistent(dense, shapes):
     assert scores["mean_jaccard"] == 1.0 and scores["mean_kendall_tau"] == 1.0
 
 
-def test_a_network_without_learnt_structure_loses_the_concepts(dense, random_structure, shapes):
-    _, reference = dense
-    _, pcbm = random_structure
-    assert pcbm.accuracy < 0.6  # measured 0.37
-    # Measured: recovery 1.0 (trained) vs 0.56 (shuffled); against the trained: Jaccard 0.69, tau 0.57.
-    assert recovery(pcbm, shapes.concept_names, shapes.class_concepts) <= 7 / 9
-    scores = consistency(reference, pcbm, shapes.concept_names, k=3)
-    assert scores["mean_jaccard"] < 0.8 and scores["mean_kendall_tau"] < 0.8
+def test_a_network_without_learnt_structure_loses_the_concepts(random_structure, shapes):
+    bank, pcbm = random_structure
+    # Colour survives random weights (a pixel-wise property); shape, which needs learnt filters, does
+    # not. Measured over 20 (data, training, shuffle) seeds: shape CAVs at most 0.68 balanced accuracy
+    # (trained: 0.85-0.97 wherever the network passes its 0.85 check), PCBM accuracy 0.29-0.42 (colour
+    # alone gives 1/3). Here: 0.64 and 0.36.
+    accuracy = dict(zip(bank.names, bank.balanced_accuracies))
+    assert max(accuracy[name] for name in SHAPES) < 0.75
+    assert pcbm.accuracy < 0.6
+    # The sparse PCBM still ranks the weak shape concepts first, so `recovery` (steps of 1/9) does not
+    # tell this network from a trained one (same seeds: shuffled 0.44-0.89, trained 0.67-1.0), nor do
+    # top-3 Jaccard and tau against the trained PCBM (shuffled 0.63-0.91 and 0.61-0.80; two trained
+    # seeds 0.81-0.93 and 0.75-0.86). How far the true concepts lead does: shuffled 0.01-0.30 (0.36
+    # under a parent at 74% accuracy), trained 0.52-0.88 wherever its PCBM is over 90% accurate.
+    # Here: 0.15 (trained 0.63).
+    assert recovery_margin(pcbm, shapes.concept_names, shapes.class_concepts) < 0.4
 
 
 def test_same_seed_gives_the_identical_bank_and_pcbm(trained, dense, shapes):
