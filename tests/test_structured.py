@@ -4,13 +4,18 @@ allowed, and the same way every time."""
 import pytest
 import torch
 
+from tests.conftest import tiny_lineage, tiny_trunk
 from trainables.data import ImageSplit
-from trainables.masks import dense_masks
+from trainables.lineage import run_lineage
+from trainables.masks import apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.models import build_model
+from trainables.models.base import PrunableModel
 from trainables.pruning import channel_in, filter
 from trainables.pruning.base import PruneContext
+from trainables.pruning.selection import prune_to_sparsity
 from trainables.pruning.structured import channel_scores, prune_channels
 from trainables.specs import ModelSpec
+from trainables.trunk import train_trunk
 
 METHODS = {"filter": (filter, 0), "channel_in": (channel_in, 1)}  # module, channel dim
 MODELS = [("conv2", 8), ("resnet20", 4)]
@@ -224,3 +229,115 @@ def test_options_and_labels():
     assert channel_in.Spec(norm="l2", schedule="oneshot").label == "channel_in-l2-oneshot"
     with pytest.raises(ValueError):
         filter.Spec(norm="l3")
+
+
+# Effective sparsity: weights cut off by a removed channel count as pruned. Conv-2 at width 4 on
+# 16 px RGB: features.0 (4, 3, 3, 3) = 108, features.2 (4, 4, 3, 3) = 144, then 2x2 pooling and
+# classifier.1 (16, 4 * 8 * 8) = 4096, classifier.3 (16, 16) = 256, fc (9, 16) = 144: 4748 weights.
+CONV2_WEIGHTS = 108 + 144 + 4096 + 256 + 144
+EXAMPLE = torch.zeros(1, 3, 16, 16)  # only its shape matters
+
+
+def pruned(model_name, width, removed: dict[str, tuple], companions=True):
+    """`model` with the named mask slices (index tuples) removed the way the lineage removes them:
+    weights zeroed, and for whole filters (companions=True) their biases and norms too."""
+    model, _, masks = build(model_name, width)
+    for name, index in removed.items():
+        masks[name][index] = False
+    apply_masks(model, {**masks, **(companion_masks(model, masks) if companions else {})})
+    return model, masks
+
+
+def test_a_removed_filter_also_removes_the_next_layers_weights_that_read_it():
+    # filter 1 of the first conv (27 weights) and filter 2 of the second (36) go, with their biases
+    model, masks = pruned("conv2", 4, {"features.0.weight": (1,), "features.2.weight": (2,)})
+    report = sparsity_report(model, masks, nominal=0.0, example=EXAMPLE)
+    # read by nobody now: the second conv's 3 other filters' slices on input 1 (3 x 9), and the 64
+    # flattened 8x8 features of channel 2 in each of the 16 rows of classifier.1 (64 x 16)
+    dead = {"features.0.weight": 27, "features.2.weight": 36 + 27, "classifier.1.weight": 1024}
+    assert report["sparsity/masked"] == (27 + 36) / CONV2_WEIGHTS
+    assert report["sparsity"] == sum(dead.values()) / CONV2_WEIGHTS
+    assert report["weights/remaining"] == CONV2_WEIGHTS - sum(dead.values())
+    assert report["sparsity/probed"] == 1.0
+    for name in masks:
+        assert report[f"sparsity/layer/{name}"] == dead.get(name, 0) / masks[name].numel(), name
+
+
+def test_a_channel_nobody_reads_takes_the_filter_that_writes_it():
+    # input channel 1 of the second conv (4 x 9) and input 5 of classifier.3 (16) go
+    model, masks = pruned(
+        "conv2", 4, {"features.2.weight": (slice(None), 1), "classifier.3.weight": (slice(None), 5)}, companions=False
+    )
+    report = sparsity_report(model, masks, nominal=0.0, example=EXAMPLE)
+    # now written for nobody: filter 1 of the first conv (27) and row 5 of classifier.1 (256)
+    assert report["sparsity/masked"] == (36 + 16) / CONV2_WEIGHTS
+    assert report["sparsity"] == (36 + 16 + 27 + 256) / CONV2_WEIGHTS
+
+
+def test_a_zeroed_filter_whose_bias_survives_still_feeds_the_next_layer():
+    # what an unstructured method can do: all of a filter's weights gone, its bias kept, so the
+    # channel emits a constant that the next layer still reads
+    model, masks = pruned("conv2", 4, {"features.0.weight": (1,)}, companions=False)
+    report = sparsity_report(model, masks, nominal=0.0, example=EXAMPLE)
+    assert report["sparsity"] == report["sparsity/masked"] == 27 / CONV2_WEIGHTS
+
+
+def test_residual_sums_keep_a_removed_filters_channel_alive_through_the_shortcut():
+    # ResNet-20 at width 4, first block: removing filter 2 of conv1 (with bn1's entries) cuts
+    # conv2's input channel 2 (4 x 9); removing filter 1 of conv2 (with bn2's) does not cut the next
+    # block's input channel 1, which the identity shortcut still carries
+    model, masks = pruned("resnet20", 4, {"blocks.0.conv1.weight": (2,), "blocks.0.conv2.weight": (1,)})
+    report = sparsity_report(model, masks, nominal=0.0, example=EXAMPLE)
+    total = sum(mask.numel() for mask in masks.values())
+    assert report["sparsity/masked"] == 72 / total
+    assert report["sparsity"] == (72 + 36 - 9) / total  # conv2's weight [1, 2] was already masked
+    assert report["sparsity/layer/blocks.1.conv1.weight"] == 0
+
+
+def test_unstructured_sparsity_is_the_share_of_zero_weights_as_before():
+    model, masks = pruned("conv2", 8, {})
+    magnitudes = {name: model.get_parameter(name).detach().abs() for name in masks}
+    masks, _ = prune_to_sparsity(magnitudes, masks, 0.8, "global")
+    apply_masks(model, masks)
+    report = sparsity_report(model, masks, nominal=0.8, example=EXAMPLE)
+    zeros = sum(int((model.get_parameter(name) == 0).sum()) for name in masks)
+    assert report["sparsity"] == report["sparsity/masked"] == zeros / sum(m.numel() for m in masks.values())
+    assert report["sparsity"] == pytest.approx(0.8, abs=1e-3) and report["sparsity/probed"] == 1.0
+
+
+class _WithLayerNorm(PrunableModel):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 6), torch.nn.LayerNorm(6))
+        self.fc = torch.nn.Linear(6, 3)
+
+    def embed(self, x):
+        return self.body(x)
+
+
+def test_a_model_the_probe_cannot_trace_falls_back_to_counting_zeros():
+    model = _WithLayerNorm()
+    masks = dense_masks(model, model.pruned_weights())
+    masks["body.1.weight"][2] = False  # a whole output neuron: dead downstream, were it provable
+    apply_masks(model, masks)
+    report = sparsity_report(model, masks, nominal=0.0, example=torch.zeros(1, 3, 2, 2))
+    assert report["sparsity/probed"] == 0.0
+    assert report["sparsity"] == report["sparsity/masked"] == 12 / (72 + 18)
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    return train_trunk(tiny_trunk())
+
+
+def test_a_filter_lineage_reports_effective_sparsity_and_an_unstructured_one_its_zeros(trunk):
+    # Layerwise, rate 0.5: every pruned layer of the tiny Conv-2 loses half its filters (fc keeps its
+    # logits). A layer with O outputs, I inputs of k weights each, r removed filters and d dead
+    # inputs has r*I*k + (O - r)*d*k dead weights.
+    (structured,) = run_lineage(tiny_lineage(method="filter", rate=0.5, rounds=1, scope="layerwise"), trunk)
+    masked = 2 * 27 + 2 * 36 + 8 * 256 + 8 * 16
+    dead = 2 * 27 + (2 * 36 + 2 * 2 * 9) + (8 * 256 + 8 * 128) + (8 * 16 + 8 * 8) + 9 * 8
+    assert structured.metrics["sparsity/masked"] == masked / CONV2_WEIGHTS
+    assert structured.metrics["sparsity"] == dead / CONV2_WEIGHTS  # 73.7%, not 48.5%
+    (unstructured,) = run_lineage(tiny_lineage(method="imp", rate=0.5, rounds=1), trunk)
+    assert unstructured.metrics["sparsity"] == unstructured.metrics["sparsity/masked"]
