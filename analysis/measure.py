@@ -220,6 +220,7 @@ def _concepts(net: Network, reference: Reference | None, metrics: dict, ref: Ref
     truth = [list(defining) for defining in data.class_concepts]
     if any(truth):
         metrics["xai/concept_recovery"] = float(concepts.recovery(pcbm, names, truth))
+        metrics["xai/concept_recovery_margin"] = float(concepts.recovery_margin(pcbm, names, truth))
     reference_pcbm = pcbm if reference is None or reference.pcbm is None else reference.pcbm
     if reference is not None and reference.pcbm is not None:
         agreement = concepts.consistency(reference.pcbm, pcbm, names, k=spec.top_k)

@@ -128,7 +128,8 @@ class AnalysisSpec(Spec):
     )
     early_stopping_images: int | None = Field(
         None, ge=10,
-        description="a fixed sample of the test split those validation losses are taken on (None: all of it)",
+        description="size of the validation split those losses are taken on, when data.validation_size is not set: "
+        "generated apart for shapes, held out of train (at most 10%) otherwise; never the test split (None: the test split's size)",
     )
     gradcam: GradcamSpec = GradcamSpec()
     concepts: ConceptSpec = ConceptSpec()

@@ -108,7 +108,7 @@ def _early_stopping(frame: pd.DataFrame) -> dict:
     dense_column = f"dense/{EARLY_STOP}"
     if EARLY_STOP not in frame.columns or dense_column not in frame.columns or frame[dense_column].isna().all():
         saturated = "dense/train/early_stop_saturated" in frame.columns and (frame["dense/train/early_stop_saturated"] == 1).any()
-        why = "saturated for the dense trunk (its minimum is at the last evaluation)" if saturated else "not measured for the trunks"
+        why = "saturated for the dense trunk (its minimum is at the first or last evaluation)" if saturated else "not measured for the trunks"
         return {"faster": None, "note": f"early-stopping iteration {why}: winning tickets judged on accuracy alone"}
     grouped = frame.groupby(["label", "round"])
     faster = (grouped[EARLY_STOP].mean() <= grouped[dense_column].mean()).to_dict()

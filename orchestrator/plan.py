@@ -30,8 +30,7 @@ class SweepPlan:
 
     @property
     def validation_every(self) -> int:
-        analysis = self.config.analysis
-        return analysis.early_stopping_every if analysis.enabled else 0
+        return validation_every(self.config)
 
     def describe(self) -> str:
         """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate."""
@@ -86,8 +85,27 @@ def check_devices(config: SweepConfig, lineages: list[LineageSpec]) -> None:
         )
 
 
+def validation_every(config: SweepConfig) -> int:
+    """Iterations between validation losses of the early-stopping measure (0: not measured)."""
+    analysis = config.analysis
+    return analysis.early_stopping_every if analysis.enabled else 0
+
+
+def with_validation(spec: LineageSpec, config: SweepConfig) -> LineageSpec:
+    """The lineage whose data has a validation split for the early-stopping measure, of
+    `analysis.early_stopping_images` (the test split's size if unset) images, unless the config
+    sized it itself (`data.validation_size`). Held out of train, it is part of the trunk's id."""
+    data = spec.trunk.data
+    if data.validation_size:
+        return spec
+    data = data.model_copy(update={"validation_size": config.analysis.early_stopping_images or data.test_size})
+    return spec.model_copy(update={"trunk": spec.trunk.model_copy(update={"data": data})})
+
+
 def make_plan(config: SweepConfig, check_paths: bool = True) -> SweepPlan:
     """`check_paths=False` (a dry run) plans without the data or weights files being there."""
     lineages = expand_lineages(config, check_paths=check_paths)
+    if validation_every(config):
+        lineages = [with_validation(spec, config) for spec in lineages]
     check_devices(config, lineages)
     return SweepPlan(config, lineages, unique_trunks(lineages))

@@ -203,7 +203,8 @@ def run_sweep(
         trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
         try:
             trunks, failed_trunks = provide_trunks(
-                trunk_plan, tracker, config.resources.cpus_per_trial, console.say, gpus=config.resources.gpus_per_trial
+                trunk_plan, tracker, config.resources.cpus_per_trial, console.say, gpus=config.resources.gpus_per_trial,
+                validation_every=plan.validation_every, validation_images=analysis.early_stopping_images,
             )
             for entry in [e for e in pending if by_id[e["lineage_id"]].trunk.id in failed_trunks]:
                 pending.remove(entry)  # a failed trunk fails its own lineages, not the sweep

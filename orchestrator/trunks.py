@@ -41,9 +41,11 @@ class TrunkUnusable(RuntimeError):
 
 
 @ray.remote
-def _train_trunk_task(spec: TrunkSpec, rewinds: tuple[int, ...], threads: int) -> TrunkResult:
+def _train_trunk_task(
+    spec: TrunkSpec, rewinds: tuple[int, ...], threads: int, validation_every: int = 0, validation_images: int | None = None
+) -> TrunkResult:
     torch.set_num_threads(threads)
-    return train_trunk(spec, rewinds)
+    return train_trunk(spec, rewinds, validation_every, validation_images)
 
 
 @ray.remote(num_returns=2)
@@ -120,16 +122,19 @@ def _worker_nodes() -> list[str]:
 
 
 def provide_trunks(
-    plan: dict, tracker: SweepTracker, cpus: float, say, gpus: float = 0
+    plan: dict, tracker: SweepTracker, cpus: float, say, gpus: float = 0,
+    validation_every: int = 0, validation_images: int | None = None,
 ) -> tuple[dict[str, tuple[ray.ObjectRef, str]], dict[str, str]]:
     """(trunk id -> (object ref of its TrunkResult, its MLflow run id), trunk id -> why it failed).
     A trunk that fails fails its own lineages only; the caller decides what that means.
-    Trunks train with the resources of one trial (`cpus`, `gpus`), so a GPU sweep trains them on a GPU."""
+    Trunks train with the resources of one trial (`cpus`, `gpus`), so a GPU sweep trains them on a GPU,
+    and measure the early-stopping iteration as the lineages do (`validation_every`, `validation_images`)."""
     provided, failed, loading, training = {}, {}, {}, {}
 
     def train(trunk_id: str, spec: TrunkSpec, rewinds: tuple[int, ...], run_id: str) -> None:
         tracker.reopen(run_id)
-        ref = _train_trunk_task.options(num_cpus=cpus, num_gpus=gpus).remote(spec, rewinds, max(1, int(cpus)))
+        task = _train_trunk_task.options(num_cpus=cpus, num_gpus=gpus)
+        ref = task.remote(spec, rewinds, max(1, int(cpus)), validation_every, validation_images)
         training[ref] = (trunk_id, spec, run_id)
         say(f"trunk {trunk_id} ({trunk_name(spec)}): training")
 

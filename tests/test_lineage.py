@@ -79,6 +79,26 @@ def test_reinit_control_trains_a_fresh_init_under_the_tickets_mask(trunk):
     assert not any(torch.equal(fresh[k], as_tensors(trunk.init)[k]) for k in ticket[0].state.masks)
 
 
+def test_shuffle_control_reports_a_shuffled_network_while_the_lineage_carries_the_ticket(trunk, tmp_path):
+    ticket = run_lineage(tiny_lineage(rounds=3), trunk)
+    control = run_lineage(tiny_lineage(rounds=3, shuffle=True), trunk)
+    for t, c in zip(ticket, control):
+        # the state the next round prunes (and a checkpoint saves) is the unshuffled method's, bit for bit
+        assert equal_states(t.state.masks, c.state.masks) and equal_states(t.state.weights, c.state.weights)
+        assert equal_states(t.evaluated_masks, t.state.masks)
+        for name, mask in c.state.masks.items():
+            shown = c.evaluated_masks[name]
+            assert int(shown.sum()) == int(mask.sum()) and not torch.equal(shown, mask), name  # a permutation
+            assert (c.evaluated[name][~shown] == 0).all() and (c.evaluated[name][shown] != 0).any(), name
+        assert not equal_states(c.evaluated, c.state.weights)
+    save_state(tmp_path, control[0].state, evaluated=control[0].evaluated)
+    state, _ = load_state(tmp_path)
+    assert equal_states(state.masks, ticket[0].state.masks) and equal_states(state.weights, ticket[0].state.weights)
+    resumed = run_lineage(tiny_lineage(rounds=3, shuffle=True), trunk, resume_from=state)
+    for a, b in zip(resumed, control[1:]):
+        assert equal_states(a.evaluated_masks, b.evaluated_masks) and equal_states(a.evaluated, b.evaluated)
+
+
 def test_resuming_from_a_checkpoint_continues_exactly(trunk, tmp_path):
     spec = tiny_lineage(rounds=3)
     straight = run_lineage(spec, trunk)
@@ -98,16 +118,22 @@ def test_a_diverging_recipe_stops_with_a_clear_error():
         train_trunk(tiny_trunk(optimizer="sgd", lr=1e8))
 
 
-def test_early_stopping_is_measured_on_a_fixed_sample_of_the_test_split(trunk):
-    test = cached_dataset(tiny_trunk().data).test
-    sample = validation_split(test, 40)
-    assert len(sample) == 40 and torch.equal(sample.images, validation_split(test, 40).images)
-    assert validation_split(test, None) is test and validation_split(test, len(test) + 1) is test
+def test_early_stopping_selects_on_a_fixed_sample_of_the_validation_split_and_reports_test_accuracy():
     spec = tiny_lineage(rounds=2)
-    every = 4
-    for images, results in ((40, run_lineage(spec, trunk, validation_every=every, validation_images=40)),
-                            (len(test), run_lineage(spec, trunk, validation_every=every))):
+    data = spec.trunk.data.model_copy(update={"validation_size": 50})
+    spec = spec.model_copy(update={"trunk": spec.trunk.model_copy(update={"data": data})})
+    assert spec.id == tiny_lineage(rounds=2).id  # shapes generates its validation split apart
+    dataset = cached_dataset(data)
+    sample = validation_split(dataset, 40)
+    assert len(sample) == 40 and torch.equal(sample.images, validation_split(dataset, 40).images)
+    assert validation_split(dataset) is dataset.validation and validation_split(dataset, 51) is dataset.validation
+    trunk = train_trunk(spec.trunk, rewind_iterations=(REWIND,))
+    every, test = 4, len(dataset.test)
+    for results in (run_lineage(spec, trunk, validation_every=every, validation_images=40),
+                    run_lineage(spec, trunk, validation_every=every)):
         for result in results:
-            assert result.metrics["train/early_stop_iteration"] % every == 0
-            correct = result.metrics["train/early_stop_acc"] * images  # accuracy on exactly `images` images
+            saturated = result.metrics["train/early_stop_saturated"]
+            assert saturated in (0, 1) and ("train/early_stop_iteration" in result.metrics) == (saturated == 0)
+            assert result.metrics.get("train/early_stop_iteration", 0) % every == 0
+            correct = result.metrics["train/early_stop_acc"] * test  # accuracy on the 128 test images
             assert correct == pytest.approx(round(correct), abs=1e-9)

@@ -28,10 +28,12 @@ def sha256(path: str | Path) -> str:
 
 
 def save_state(
-    directory: str | Path, state: LineageState, extra: dict | None = None, evaluated: dict[str, torch.Tensor] | None = None
+    directory: str | Path, state: LineageState, extra: dict | None = None, evaluated: dict[str, torch.Tensor] | None = None,
+    evaluated_masks: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """`evaluated`: the network the round's metrics describe, when it is not the ticket itself (the
-    reinit control); kept so a restarted trial can still hand that round to the analysis."""
+    """`evaluated` and `evaluated_masks`: the network the round's metrics describe and its masks,
+    when it is not the ticket itself (the reinit and shuffle controls); kept so a restarted trial
+    can still hand that round to the analysis."""
     directory = Path(directory)
     files = {
         "weights.safetensors": state.weights,
@@ -40,6 +42,8 @@ def save_state(
     }
     if evaluated is not None and evaluated is not state.weights:
         files["evaluated.safetensors"] = evaluated
+    if evaluated_masks is not None and evaluated_masks is not state.masks:
+        files["evaluated_masks.safetensors"] = evaluated_masks
     for name, tensors in files.items():
         save_file({k: v.contiguous() for k, v in tensors.items()}, directory / name)
     digests = {name: sha256(directory / name) for name in files}
@@ -62,10 +66,14 @@ def _verified_meta(directory: Path) -> dict:
     return meta
 
 
-def load_evaluated(directory: str | Path, state: LineageState) -> dict[str, torch.Tensor]:
-    """Call after `load_state`, which verified every file of the checkpoint."""
-    path = Path(directory) / "evaluated.safetensors"
-    return load_file(path) if path.exists() else state.weights
+def load_evaluated(directory: str | Path, state: LineageState) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The evaluated network's weights and masks (the ticket's where no control was evaluated apart).
+    Call after `load_state`, which verified every file of the checkpoint."""
+    weights, masks = Path(directory) / "evaluated.safetensors", Path(directory) / "evaluated_masks.safetensors"
+    return (
+        load_file(weights) if weights.exists() else state.weights,
+        load_file(masks) if masks.exists() else state.masks,
+    )
 
 
 def load_state(directory: str | Path) -> tuple[LineageState, dict]:

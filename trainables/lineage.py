@@ -41,10 +41,16 @@ class LineageState:
 class RoundResult:
     state: LineageState
     metrics: dict[str, float]
-    # The network the metrics describe: the ticket itself or, for the random-reinit control, a
-    # fresh initialisation trained under the ticket's mask.
+    # The network the metrics describe: the ticket itself or, under a control, its own network: a
+    # fresh initialisation trained under the ticket's mask (reinit) or the rewound weights trained
+    # under a per-layer permutation of it (shuffle). The lineage's state stays the ticket either way.
     evaluated: dict[str, torch.Tensor]
     notes: list[str] = field(default_factory=list)  # what the method wants the run to say
+    evaluated_masks: Masks | None = None  # the masks `evaluated` trained under; None: state.masks
+
+    def __post_init__(self):
+        if self.evaluated_masks is None:
+            self.evaluated_masks = self.state.masks
 
 
 def fresh_initialisation(spec: LineageSpec) -> dict[str, torch.Tensor]:
@@ -61,12 +67,13 @@ class LayerCollapseError(RuntimeError):
 
 
 def shuffled(masks: Masks, generator: torch.Generator) -> Masks:
-    """Control: each layer's mask permuted at random (same per-layer sparsity, random positions)."""
+    """Control: each layer's mask permuted at random (same per-layer sparsity, random positions).
+    Layers draw in name order, so masks read back from a checkpoint (in another order) shuffle alike."""
     out = {}
-    for name, mask in masks.items():
-        flat = mask.flatten()
-        out[name] = flat[torch.randperm(flat.numel(), generator=generator)].view_as(mask)
-    return out
+    for name in sorted(masks):
+        flat = masks[name].flatten()
+        out[name] = flat[torch.randperm(flat.numel(), generator=generator)].view_as(masks[name])
+    return {name: out[name] for name in masks}
 
 
 def _retrain(
@@ -100,8 +107,15 @@ def _next_masks(spec: LineageSpec, method, ctx: PruneContext) -> Masks:
             f"round {ctx.round}: {pruning.method} removed every weight of {', '.join(empty)}; "
             "set pruning.allow_layer_collapse=true to allow it, or exclude those layers"
         )
+    return {name: mask.clone() for name, mask in masks.items()}
+
+
+def _control_masks(pruning, masks: Masks, ctx: PruneContext) -> Masks:
+    """The masks the reported network of a control trains under, from the ticket's (as it ended
+    its training): a per-layer permutation (shuffle) or a copy (reinit). New tensors, so the
+    ticket's masks, which the next round prunes from, stay as they are."""
     if pruning.shuffle:
-        masks = shuffled(masks, ctx.generator(salt=1))
+        return shuffled(masks, ctx.generator(salt=1))
     return {name: mask.clone() for name, mask in masks.items()}
 
 
@@ -117,12 +131,16 @@ def run_lineage(
     """Runs the rounds after `resume_from.round` (all of them by default).
 
     Masks come from the method (`trainables.pruning`), fed with the ticket's own history; with
-    `reinit`, the reported network is a fresh initialisation trained under the same masks.
+    `reinit`, the reported network is a fresh initialisation trained under the same masks; with
+    `shuffle`, the ticket's start trained under each layer's mask permuted (with both, a fresh
+    initialisation under the permuted masks). The ticket itself trains every round regardless,
+    since the next round prunes it.
     `validation_every` > 0 tracks the reported network's validation loss for the early-stopping
-    iteration, on `validation_images` of the test split (all of it by default).
+    iteration, on `validation_images` of the data's validation split (all of it by default; never
+    the test split), and reports the test accuracy at the selected iteration.
     """
     dataset = cached_dataset(spec.trunk.data)
-    validation_set = validation_split(dataset.test, validation_images) if validation_every else None
+    validation_set = validation_split(dataset, validation_images) if validation_every else None
     runtime = Runtime.of(spec.trunk.train)
     model = runtime.place(build_for(spec.trunk, dataset))
     scorer = build_for(spec.trunk, dataset)  # a spare model methods may score with; stays on the CPU
@@ -152,25 +170,31 @@ def run_lineage(
         def tracked(extra):
             if not validation_every:
                 return extra, None
-            tracker = ValidationTracker(model, validation_set, validation_every, pruning.rewind_iteration)
+            tracker = ValidationTracker(model, validation_set, validation_every, pruning.rewind_iteration, dataset.test)
             return (*extra, tracker), tracker
 
         extra = callbacks(ctx, model, placed)
-        extra, tracker = tracked(extra) if fresh is None else (extra, None)
+        has_control = pruning.shuffle or pruning.reinit
+        extra, tracker = tracked(extra) if not has_control else (extra, None)
         ticket = _retrain(spec, model, dataset, start, placed, runtime, extra, whole_filters)
         evaluated, evaluated_masks = ticket, placed
-        if fresh is not None:  # its own copy: a dynamic method may move the masks during training
-            evaluated_masks = {name: mask.clone() for name, mask in placed.items()}
+        if has_control:  # its own masks: a dynamic method may move them during training
+            control = _control_masks(pruning, to_device(placed, torch.device("cpu")), ctx)
+            evaluated_masks = to_device(control, runtime.device)
             extra, tracker = tracked(callbacks(ctx, model, evaluated_masks))
-            evaluated = _retrain(spec, model, dataset, fresh, evaluated_masks, runtime, extra, whole_filters)
+            control_start = fresh if fresh is not None else start
+            evaluated = _retrain(spec, model, dataset, control_start, evaluated_masks, runtime, extra, whole_filters)
         scores = evaluate(model, dataset.test, runtime=runtime)
         metrics = {"test/acc": scores["acc"], "test/loss": scores["loss"]}
         if tracker is not None:
             metrics |= tracker.metrics()
-        metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target)
+        shape_example = torch.ones(1, *dataset.test.image_shape)  # only its shape is read (file-backed splits hold no tensor)
+        metrics |= sparsity_report(model, evaluated_masks, nominal=ctx.target, example=shape_example)
         metrics["time/round_seconds"] = time.perf_counter() - started
         state = LineageState(round_index, ticket, to_device(placed, torch.device("cpu")))  # as rigl left them
-        result = RoundResult(state, metrics, evaluated, notes=ctx.notes)
+        result = RoundResult(
+            state, metrics, evaluated, notes=ctx.notes, evaluated_masks=to_device(evaluated_masks, torch.device("cpu"))
+        )
         on_round(result)
         results.append(result)
     return results

@@ -38,6 +38,32 @@ class DataSpec(Spec):
     in_memory: bool | None = Field(
         None, description="decode all images into memory (True) or per batch (False); None: by size (trainables.data.disk)"
     )
+    validation_size: int = Field(
+        0, ge=0,
+        description="validation images for selecting the early-stopping iteration, never the test split (0: none): "
+        "shapes generates them apart; other datasets hold min(this, 10% of train) out of training, drawn from seed",
+    )
+
+    def held_out(self, train_images: int | None = None) -> int:
+        """Training images moved into the validation split (0 where it is generated apart)."""
+        from trainables.data import HELD_OUT_SHARE, SEPARATE_VALIDATION
+
+        if not self.validation_size or self.name in SEPARATE_VALIDATION:
+            return 0
+        train = self.train_size if train_images is None else train_images
+        return min(self.validation_size, int(train * HELD_OUT_SHARE))
+
+    @model_serializer(mode="wrap")
+    def _identity(self, handler, info: SerializationInfo) -> dict:
+        data = handler(self)
+        if (info.context or {}).get("identity"):
+            from trainables.data import SEPARATE_VALIDATION
+
+            # Part of the identity only where it changes what is trained on (and added after ids
+            # were in use): a split generated apart leaves training, and so the trunk, as it was.
+            if not self.validation_size or self.name in SEPARATE_VALIDATION:
+                data.pop("validation_size", None)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -136,6 +162,15 @@ class TrainSpec(Spec):
     # reuses its finished runs. Numerics differ only in rounding, as from one machine to another.
     EXECUTION: ClassVar[tuple[str, ...]] = ("device", "channels_last", "workers", "pin_memory")
 
+    def held_out(self, train_images: int | None = None) -> int:
+        """Training images moved into the validation split (0 where it is generated apart)."""
+        from trainables.data import HELD_OUT_SHARE, SEPARATE_VALIDATION
+
+        if not self.validation_size or self.name in SEPARATE_VALIDATION:
+            return 0
+        train = self.train_size if train_images is None else train_images
+        return min(self.validation_size, int(train * HELD_OUT_SHARE))
+
     @model_serializer(mode="wrap")
     def _identity(self, handler, info: SerializationInfo) -> dict:
         data = handler(self)
@@ -162,7 +197,7 @@ class TrunkSpec(Spec):
     seed: int
 
     def total_iterations(self) -> int:
-        return self.train.epochs * self.train.iterations_per_epoch(self.data.train_size)
+        return self.train.epochs * self.train.iterations_per_epoch(self.data.train_size - self.data.held_out())
 
 
 class LineageSpec(Spec):

@@ -67,7 +67,7 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
                 logger.note(None, [f"{error}: not loaded, lineage restarted from round 1"])
             else:
                 if analyst:  # the checkpointed round's analysis may not have finished before the restart
-                    analyst.submit(resume_from.round, load_evaluated(directory, resume_from), resume_from.masks)
+                    analyst.submit(resume_from.round, *load_evaluated(directory, resume_from))
 
     def report(result: RoundResult) -> None:
         round_index = result.state.round
@@ -76,11 +76,11 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
             logger.note(round_index, result.notes)
         if round_index == spec.pruning.rounds:  # before the checkpoint that marks the lineage done
             logger.log_tensors("ticket/weights.safetensors", result.evaluated)
-            logger.log_tensors("ticket/masks.safetensors", result.state.masks)
+            logger.log_tensors("ticket/masks.safetensors", result.evaluated_masks)
         if analyst:
-            analyst.submit(round_index, result.evaluated, result.state.masks)
+            analyst.submit(round_index, result.evaluated, result.evaluated_masks)
         with tempfile.TemporaryDirectory() as directory:
-            save_state(directory, result.state, evaluated=result.evaluated)
+            save_state(directory, result.state, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks)
             scored = {"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)}
             tune.report(scored, checkpoint=tune.Checkpoint.from_directory(directory))
 

@@ -15,6 +15,7 @@ import torch
 
 from trainables.data import Dataset, load_dataset
 from trainables.device import Runtime, placement
+from trainables.early_stopping import ValidationTracker, validation_split
 from trainables.models import build_model
 from trainables.specs import DataSpec, TrunkSpec
 from trainables.training import evaluate, train
@@ -61,7 +62,12 @@ def build_for(spec: TrunkSpec, dataset: Dataset):
     )
 
 
-def train_trunk(spec: TrunkSpec, rewind_iterations: tuple[int, ...] = ()) -> TrunkResult:
+def train_trunk(
+    spec: TrunkSpec, rewind_iterations: tuple[int, ...] = (), validation_every: int = 0, validation_images: int | None = None
+) -> TrunkResult:
+    """Trains the dense network. `validation_every` > 0 also measures its early-stopping iteration
+    (`trainables.early_stopping`, as a lineage does: the dense reference of that measure), on
+    `validation_images` of the data's validation split (all of it by default)."""
     started = time.perf_counter()
     dataset = cached_dataset(spec.data)
     torch.manual_seed(spec.seed)
@@ -76,17 +82,22 @@ def train_trunk(spec: TrunkSpec, rewind_iterations: tuple[int, ...] = ()) -> Tru
         if iteration in wanted:
             snapshots[iteration] = to_numpy(model.state_dict())
 
-    train(model, dataset.train, spec.train, seed=spec.seed, on_iteration=snapshot, runtime=runtime)
+    tracker = None
+    if validation_every:
+        tracker = ValidationTracker(model, validation_split(dataset, validation_images), validation_every, test=dataset.test)
+    callbacks = (tracker,) if tracker else ()
+    train(model, dataset.train, spec.train, seed=spec.seed, on_iteration=snapshot, runtime=runtime, callbacks=callbacks)
     missing = wanted - set(snapshots)
     if missing:
         raise ValueError(f"rewind iterations {sorted(missing)} lie beyond the trunk's training")
     scores = evaluate(model, dataset.test, runtime=runtime)
+    early_stopping = tracker.metrics() if tracker else {}
     return TrunkResult(
         spec=spec,
         init=init,
         snapshots=snapshots,
         final=to_numpy(model.state_dict()),
-        metrics={"test/acc": scores["acc"], "test/loss": scores["loss"]},
+        metrics={"test/acc": scores["acc"], "test/loss": scores["loss"], **early_stopping},
         seconds=time.perf_counter() - started,
         total_iterations=spec.total_iterations(),
         device=placement(runtime.device),

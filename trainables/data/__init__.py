@@ -12,7 +12,7 @@ never depends on the config module.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -133,6 +133,9 @@ class Dataset:
     # Per-channel constants the images were normalised with: pixels = images * std + mean in [0, 1].
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    # Images for selecting (the early-stopping iteration), disjoint from train and test; see
+    # `load_dataset` for where they come from. None unless the spec asks (`validation_size`).
+    validation: Split | None = None
 
     def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images back to pixel values in [0, 1] (for corruptions, epsilons, plots)."""
@@ -188,14 +191,47 @@ DATASETS: dict[str, DataLoader] = {
 }
 
 
+# Loaders that make their validation split apart from train (`spec.validation_size` images):
+# asking for one changes no training image. Every other dataset holds it out of train.
+SEPARATE_VALIDATION = frozenset({"shapes"})
+HELD_OUT_SHARE = 0.1  # at most this share of train is held out for validation
+
+
+def restrict(split: Split, indices: Indices) -> Split:
+    """The images `indices` of `split`, stored as `split` is (a file-backed split stays lazy)."""
+    pick = _index_tensor(indices, len(split))
+    if isinstance(split, ImageSplit):
+        return split.subset(pick)
+    cut = lambda tensor: None if tensor is None else tensor[pick]  # noqa: E731
+    return replace(
+        split, items=split._items(pick), labels=split.labels[pick], concepts=cut(split.concepts),
+        boxes=cut(split.boxes), _masks=cut(split._masks),
+    )
+
+
+def hold_out_validation(dataset: Dataset, size: int, seed: int) -> None:
+    """Moves min(size, 10% of train) training images, a fixed sample drawn from the data seed,
+    into `dataset.validation`; they are never trained on. Both parts keep train's order."""
+    count = min(int(size), int(len(dataset.train) * HELD_OUT_SHARE))
+    if count < 1:
+        return
+    order = torch.randperm(len(dataset.train), generator=make_generator(seed, f"{dataset.name}/validation"))
+    held, kept = order[:count].sort().values, order[count:].sort().values
+    dataset.train, dataset.validation = restrict(dataset.train, kept), restrict(dataset.train, held)
+
+
 def load_dataset(spec: Any) -> Dataset:
-    """Build the dataset named by ``spec.name``."""
+    """Build the dataset named by ``spec.name``, with ``spec.validation_size`` (if any) validation
+    images: generated apart by the loaders in `SEPARATE_VALIDATION`, held out of train otherwise."""
     try:
         loader = DATASETS[spec.name]
     except KeyError:
         known = ", ".join(sorted(DATASETS))
         raise ValueError(f"unknown dataset {spec.name!r}; known datasets: {known}") from None
     dataset = loader(spec)
+    validation_size = int(getattr(spec, "validation_size", 0) or 0)
+    if validation_size and dataset.validation is None:
+        hold_out_validation(dataset, validation_size, int(spec.seed))
     if getattr(spec, "ood_path", None) is not None:
         dataset.ood = disk.load_ood(spec, dataset, DATASETS[getattr(spec, "ood_format", "folder")])
     return dataset
@@ -214,6 +250,7 @@ __all__ = [
     "Dataset",
     "ImageSplit",
     "LazySplit",
+    "SEPARATE_VALIDATION",
     "Split",
     "check_path",
     "derive_seed",

@@ -7,7 +7,7 @@ classes of an image folder, the exact HAM10000 split), the description says it i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,14 @@ class Description:
 
 
 def describe(spec: Any) -> Description:
-    """The dataset a `DataSpec` names, from the spec alone (a folder's class names if it exists)."""
+    """The dataset a `DataSpec` names, from the spec alone (a folder's class names if it exists);
+    `train` counts the images trained on, the validation split held out of train left out."""
+    description = _describe(spec)
+    held_out = spec.held_out(description.train) if hasattr(spec, "held_out") else 0
+    return replace(description, train=description.train - held_out) if held_out else description
+
+
+def _describe(spec: Any) -> Description:
     name, size = spec.name, int(spec.image_size)
     train, test = int(spec.train_size), int(spec.test_size)
     if name in OFFICIAL:

@@ -145,11 +145,13 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
 
 
 def load(spec: Any) -> Dataset:
-    """Train/test/OOD use independent generators derived from ``spec.seed``.
+    """Train/test/OOD/validation use independent generators derived from ``spec.seed``.
 
-    ``ood_size <= 0`` gives ``ood=None``.
+    ``ood_size <= 0`` gives ``ood=None``; a ``validation_size`` > 0 (optional attribute) gives a
+    validation split generated apart, so asking for it changes neither train nor test.
     """
     size, seed = int(spec.image_size), int(spec.seed)
+    validation_size = int(getattr(spec, "validation_size", 0) or 0)
     if size < 8:
         raise ValueError(f"shapes needs image_size >= 8, got {size}")
 
@@ -161,6 +163,7 @@ def load(spec: Any) -> Dataset:
         train=split(spec.train_size, "train"),
         test=split(spec.test_size, "test"),
         ood=split(spec.ood_size, "ood", True) if int(spec.ood_size) > 0 else None,
+        validation=split(validation_size, "validation") if validation_size > 0 else None,
         class_names=list(CLASS_NAMES),
         concept_names=list(CONCEPT_NAMES),
         class_concepts=[list(c) for c in CLASS_CONCEPTS],
