@@ -127,17 +127,19 @@ def noise_floor_lines(rows: list[dict]) -> list[str]:
         mean = sum(dense_acc) / len(dense_acc)
         std = math.sqrt(sum((a - mean) ** 2 for a in dense_acc) / (len(dense_acc) - 1))
         parts.append(f"dense acc {mean:.4f} +- {std:.4f} (std over {len(dense_acc)} seeds)")
+    beyond = []
     for column, label in (("gradcam_rho", "Grad-CAM rho"), ("concepts_j", "concepts J@3")):
         values = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
         if values:
             parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
+            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values)]
+            beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
         return ["", "noise floor: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
-    return [
-        "",
-        "noise floor, what a second dense seed scores against the trunk: " + "; ".join(parts) + ".",
-        "A drift smaller than this is not the pruning's doing; `lth tickets` judges every metric against it.",
-    ]
+    lines = ["", "noise floor, what a second dense seed scores against the trunk: " + "; ".join(parts) + "."]
+    if beyond:
+        lines.append("moved further from their trunk than a second dense seed, at the last round: " + "; ".join(beyond) + ".")
+    return lines + ["A drift within the floor is not the pruning's doing; `lth tickets` judges every metric against it."]
 
 
 def _from_dense(row: dict, column: str) -> str:

@@ -131,3 +131,18 @@ def test_methods_closer_than_the_noise_are_not_resolvable():
     assert result["separation"]["xai/mis"]["resolvable"] is False
     assert result["separation"]["test/acc"]["resolvable"] is True
     assert "xai/mis" in render(result).split("NOT RESOLVABLE")[0].splitlines()[-2]
+
+
+def test_the_summary_says_what_a_second_dense_seed_scores_and_who_moved_further():
+    from orchestrator.summary import noise_floor_lines
+
+    def row(name, trunk, dense_acc, rho, floor_rho):
+        return {"name": name, "trunk": trunk, "dense_acc": dense_acc, "gradcam_rho": rho, "floor_gradcam_rho": floor_rho,
+                "concepts_j": 0.9, "floor_concepts_j": math.nan}
+
+    rows = [row("imp s0", "t0", 0.99, 0.70, 0.60), row("random s0", "t0", 0.99, 0.30, 0.60), row("imp s1", "t1", 0.97, 0.65, 0.64)]
+    text = "\n".join(noise_floor_lines(rows))
+    assert "dense acc 0.9800 +- 0.0141 (std over 2 seeds)" in text and "Grad-CAM rho 0.60-0.64" in text
+    assert "Grad-CAM rho: random s0." in text and "concepts J@3" not in text
+    one_seed = [row("imp s0", "t0", 0.99, 0.7, math.nan)]
+    assert "not measured (one seed" in "\n".join(noise_floor_lines(one_seed))
