@@ -162,15 +162,6 @@ class TrainSpec(Spec):
     # reuses its finished runs. Numerics differ only in rounding, as from one machine to another.
     EXECUTION: ClassVar[tuple[str, ...]] = ("device", "channels_last", "workers", "pin_memory")
 
-    def held_out(self, train_images: int | None = None) -> int:
-        """Training images moved into the validation split (0 where it is generated apart)."""
-        from trainables.data import HELD_OUT_SHARE, SEPARATE_VALIDATION
-
-        if not self.validation_size or self.name in SEPARATE_VALIDATION:
-            return 0
-        train = self.train_size if train_images is None else train_images
-        return min(self.validation_size, int(train * HELD_OUT_SHARE))
-
     @model_serializer(mode="wrap")
     def _identity(self, handler, info: SerializationInfo) -> dict:
         data = handler(self)
