@@ -76,13 +76,13 @@ REGISTRY: tuple[Metric, ...] = (
            relative=True, figure="geometry"),
     # explanations: consistency with the trunk (the trunk scores 1 against itself)
     Metric("xai/gradcam_rank_corr", True, "Spearman correlation of Grad-CAM maps with the trunk's", 0.05,
-           reference="consistency", figure="explanations", bounds=(-1.0, 1.0)),
+           reference="consistency", figure="explanations", bounds=(-1.0, 1.0), judged=True),
     Metric("xai/gradcam_iou_top*", True, "IoU of the top pixels of Grad-CAM maps with the trunk's", 0.05,
            reference="consistency", figure="explanations", bounds=UNIT),
     Metric("xai/gradcam_cosine", True, "cosine similarity of Grad-CAM maps with the trunk's", 0.05,
            reference="consistency", bounds=UNIT),
     Metric("xai/concept_jaccard_top*", True, "Jaccard of each class's top PCBM concepts with the trunk's", 0.05,
-           reference="consistency", figure="explanations", bounds=UNIT),
+           reference="consistency", figure="explanations", bounds=UNIT, judged=True),
     Metric("xai/concept_kendall_tau", True, "Kendall tau of PCBM concept weights with the trunk's", 0.05,
            reference="consistency", figure="explanations", bounds=(-1.0, 1.0)),
     # explanations: quality of the network's own explanation, compared with the trunk's

@@ -11,9 +11,9 @@ knows how much dense accuracy itself varies with the seed. The floor is that ref
   combined with the sampling error of the analysis sample (`se/<metric>`, where the measurement
   logs one): sqrt(std_seeds^2 + se^2).
 
-The verdicts' tolerance for a metric is its floor when the floor is measured, otherwise the
-registry's per-metric default (analysis/metrics.py); `lth tickets --tolerance METRIC=VALUE` overrides
-either. A sweep with one seed has no dense-vs-dense spread: its floor falls back to the sampling
+The verdicts' tolerance for a metric is its floor when the floor is measured, but never below the
+registry's per-metric default (analysis/metrics.py), the smallest difference worth a verdict;
+`lth tickets --tolerance METRIC=VALUE` overrides both. A sweep with one seed has no dense-vs-dense spread: its floor falls back to the sampling
 error alone, or to the default, and the output says which.
 """
 from __future__ import annotations
@@ -83,15 +83,20 @@ class Tolerance:
 
 
 def tolerance(metric: str, measured: Floor, dense_value: float, override: float | None = None) -> Tolerance:
-    """How much worse than the reference still passes: the user's, else the floor, else the
-    registry's default for the metric."""
+    """How much worse than the reference still passes: the user's; else the floor, but never below
+    the registry's default for the metric, which is the smallest difference worth a verdict (a
+    floor from 2-3 seeds can come out far too small: seeds that tie give 0, and quantised measures
+    such as a top-3 Jaccard over 9 classes move in steps of ~0.05)."""
     if override is not None:
         return Tolerance(override, "user")
-    if measured.measured:
-        return Tolerance(measured.value, "noise floor")
     entry = registry.lookup(metric)
     scale = abs(dense_value) if entry.relative and math.isfinite(dense_value) else 1.0
-    return Tolerance(entry.tolerance * scale, "default")
+    default = entry.tolerance * scale
+    if measured.measured and measured.value >= default:
+        return Tolerance(measured.value, "noise floor")
+    if measured.measured:
+        return Tolerance(default, f"default (the noise floor, {measured.value:.3g}, is below it)")
+    return Tolerance(default, "default")
 
 
 def in_floor_units(degradation: float, measured: Floor) -> float | None:

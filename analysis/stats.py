@@ -159,6 +159,7 @@ def ticket_table(
         diff = summarise(values[keep] - dense[keep], confidence, math.hypot(se, dense_se))
         test = paired_test(values, dense)
         reason = why_not_confident(diff.n, diff.std)
+        p_value = test.p_value if diff.n >= MIN_SEEDS_FOR_CONFIDENCE else math.nan  # a t-test on 1 df claims too much
         worst = diff.ci_low if higher else diff.ci_high
         allowance = tolerance * abs(dense_summary.mean) if relative else tolerance
         confident = not reason and math.isfinite(worst) and ((-worst if higher else worst) <= allowance)
@@ -173,7 +174,7 @@ def ticket_table(
                 "diff_std": diff.std,
                 "diff_ci_low": diff.ci_low,
                 "diff_ci_high": diff.ci_high,
-                "p_value": test.p_value,
+                "p_value": p_value,
                 "p_wilcoxon": test.p_wilcoxon,
                 "ticket": no_worse(summary.mean, dense_summary.mean, higher, tolerance, relative),
                 "confident_ticket": confident,

@@ -53,12 +53,24 @@ def with_dense(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
+def resolve(metrics, columns) -> list[str]:
+    """Registry patterns (`xai/concept_jaccard_top*`) -> the sweep's columns they match; plain
+    names stay as they are (a name the sweep lacks is reported as not measured)."""
+    out = []
+    for metric in metrics:
+        matches = sorted(c for c in columns if "*" in metric and registry.lookup(metric).matches(c) and "/" in c
+                         and not c.startswith(("dense/", "se/", "floor/")) and "/class/" not in c)
+        out += [m for m in (matches or [metric]) if m not in out]
+    return out
+
+
 def judge(
     frame: pd.DataFrame, metrics=DEFAULT_METRICS, tolerance: dict[str, float] | float | None = None, relative: bool = False
 ) -> dict:
     """{"metrics": {metric: per-method verdict rows}, "floors": {metric: ...}, "lth_pass": {method:
     {...}}, "skipped": [...], "saturated": [...]}. `tolerance`: one number for every metric, or
     per metric; None (or a metric left out) takes the noise floor, else the registry default."""
+    metrics = resolve(metrics, frame.columns)
     overrides = tolerance if isinstance(tolerance, dict) else {m: tolerance for m in metrics if tolerance is not None}
     present, skipped, saturated, tables, floors, tolerances, separations = [], [], [], {}, {}, {}, {}
     for metric in metrics:
@@ -140,7 +152,7 @@ def _verdict(metric: str, table: pd.DataFrame, tolerance: float, floor: noise_fl
         "ticket_sparsity": None if best is None else float(best["sparsity"]),
         "ticket_round": None if best is None else int(best["round"]),
         "ticket_mean": None if best is None else float(best["mean"]),
-        "ticket_ci": None if best is None else [_finite(best["ci_low"]), _finite(best["ci_high"])],
+        "ticket_ci": None if best is None else _within(entry.bounds, best["ci_low"], best["ci_high"]),
         "ticket_p_value": None if best is None else _finite(best["p_value"]),
         "confident_sparsity": float(confident["sparsity"].iloc[0]) if len(confident) else None,
         "not_confident_because": str(last["not_confident_because"]) or None,
@@ -167,6 +179,14 @@ def _lth_pass(tables: dict[str, pd.DataFrame], metrics: list[str]) -> dict:
     return out
 
 
+def _within(bounds: tuple[float, float] | None, low: float, high: float) -> list[float | None]:
+    """A CI clipped to the range the metric lives in (a t-interval over 2 seeds easily leaves it)."""
+    low, high = _finite(low), _finite(high)
+    if bounds is None or low is None:
+        return [low, high]
+    return [max(low, bounds[0]), min(high, bounds[1])]
+
+
 def _finite(value) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
@@ -182,8 +202,13 @@ def render(result: dict) -> str:
     for metric, rows in result["metrics"].items():
         direction = "higher is better" if higher_is_better(metric) else "lower is better"
         floor, tol = result["floors"][metric], result["tolerances"][metric]
-        floor_text = f"noise floor {_number(floor['value'])} ({floor['source']})" if floor["value"] else f"noise floor {floor['source']}"
-        lines += [f"{metric} ({direction}; tolerance {tol['value']:.4g} from the {tol['source']}; {floor_text})"]
+        if floor["value"]:
+            floor_text = f"noise floor {_number(floor['value'])} ({floor['source']})"
+        elif floor["trunks"] >= 2 and "not measured" not in floor["source"]:
+            floor_text = f"noise floor 0: the {floor['trunks']} dense seeds agree exactly, too few to measure a spread"
+        else:
+            floor_text = f"noise floor {floor['source']}"
+        lines += [f"{metric} ({direction}; tolerance {tol['value']:.4g}, {tol['source']}; {floor_text})"]
         separation = result["separation"][metric]
         if separation["resolvable"] is False:
             lines.append(

@@ -146,3 +146,13 @@ def test_the_summary_says_what_a_second_dense_seed_scores_and_who_moved_further(
     assert "Grad-CAM rho: random s0." in text and "concepts J@3" not in text
     one_seed = [row("imp s0", "t0", 0.99, 0.7, math.nan)]
     assert "not measured (one seed" in "\n".join(noise_floor_lines(one_seed))
+
+
+def test_a_floor_below_the_metric_s_resolution_takes_the_default():
+    frame = sweep_table(**{"xai/concept_jaccard_top3": (None, lambda label, seed, rnd: 0.95)})
+    frame["dense/floor/xai/concept_jaccard_top3"] = 0.98  # one pair of dense seeds that happened to nearly agree
+    result = judge(frame, ["xai/concept_jaccard_top*"])
+    assert list(result["metrics"]) == ["xai/concept_jaccard_top3"]  # the registry pattern, resolved
+    assert result["tolerances"]["xai/concept_jaccard_top3"]["value"] == pytest.approx(0.05)
+    assert result["tolerances"]["xai/concept_jaccard_top3"]["source"] == "default (the noise floor, 0.02, is below it)"
+    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["xai/concept_jaccard_top3"]} == {"imp": 3, "random": 3}
