@@ -112,20 +112,26 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
         band = noise_floor.floor(frame, metric).spread
         if band is not None:
             ax.axhspan(*band, color="black", alpha=0.08, linewidth=0)
+            if registry.is_consistency(metric):  # what a second dense seed scores; often one pair, a line
+                ax.axhline(sum(band) / 2, color="grey", linestyle=":", linewidth=1.5)
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.minorticks_off()
         ticks = spread_ticks(100 * (1 - frame["sparsity"]), 5, digits=2)
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.set_title(metric, fontsize=9)
+        resolvable = noise_floor.separation(frame, metric).resolvable
+        ax.set_title(metric + ("\n(not resolvable at this sample size)" if resolvable is False else ""), fontsize=9)
         ax.set_xlabel("weights remaining (%)", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="black", linestyle="--"), plt.Rectangle((0, 0), 1, 1, color="black", alpha=0.08)]
-    labels += ["dense trunk", "noise floor (a second dense seed)"]
-    fig.legend(handles, labels, loc="lower center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
+    handles += [
+        plt.Line2D([], [], color="black", linestyle="--"), plt.Rectangle((0, 0), 1, 1, color="black", alpha=0.08),
+        plt.Line2D([], [], color="grey", linestyle=":", linewidth=1.5),
+    ]
+    labels += ["dense trunk", "noise floor (dense seeds' spread)", "a second dense seed vs the trunk"]
+    fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.02 / rows, 1, 1))
     path = Path(path)

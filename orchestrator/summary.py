@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 
 from mlflow.tracking import MlflowClient
 
+from analysis import metrics as registry
 from analysis.noise_floor import FLOOR_PREFIX
 from orchestrator.early_stop import STOPPED_TAG
 from orchestrator.plan import SweepPlan, display_name
@@ -78,7 +79,21 @@ def succeeded(row: dict) -> bool:
     return row["status"] == "FINISHED" or bool(row.get("stopped"))
 
 
-def render(rows: list[dict], fmt: str = "table") -> str:
+def unresolvable_columns(frame) -> dict[str, float]:
+    """Drift columns whose metric this sweep's samples cannot rank methods on: column -> the ratio of
+    the methods' spread to the noise between seeds and samples (analysis/noise_floor.separation)."""
+    from analysis.noise_floor import separation
+
+    out = {}
+    for column, pattern, _ in DRIFT_COLUMNS:
+        metric = next((c for c in sorted(getattr(frame, "columns", [])) if fnmatchcase(c, pattern)), None)
+        measured = None if metric is None else separation(frame, metric)
+        if measured is not None and measured.resolvable is False:
+            out[column] = measured.ratio
+    return out
+
+
+def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] | None = None) -> str:
     plain = [{k: v for k, v in row.items() if k != "curve"} for row in rows]
     if fmt == "json":
         return json.dumps(plain, indent=2)
@@ -114,6 +129,12 @@ def render(rows: list[dict], fmt: str = "table") -> str:
             "top-3 PCBM concepts per class with the trunk's; true concepts: share of classes whose top concepts",
             "are the ones that define the class, dense -> last round.",
         ]
+    names = {"gradcam_rho": "Grad-CAM rho", "on_object": "on object", "concepts_j": "concepts J@3", "true_concepts": "true concepts"}
+    for column, ratio in (unresolvable or {}).items() if drift else ():
+        lines.append(
+            f"{names[column]}: NOT RESOLVABLE at this sample size (the methods differ by {ratio:.2f} x the noise between seeds"
+            " and samples): read it as noise, not as a ranking"
+        )
     lines += noise_floor_lines(plain)
     return "\n".join(lines)
 
@@ -128,17 +149,21 @@ def noise_floor_lines(rows: list[dict]) -> list[str]:
         std = math.sqrt(sum((a - mean) ** 2 for a in dense_acc) / (len(dense_acc) - 1))
         parts.append(f"dense acc {mean:.4f} +- {std:.4f} (std over {len(dense_acc)} seeds)")
     beyond = []
-    for column, label in (("gradcam_rho", "Grad-CAM rho"), ("concepts_j", "concepts J@3")):
+    for column, label, metric in (("gradcam_rho", "Grad-CAM rho", "xai/gradcam_rank_corr"), ("concepts_j", "concepts J@3", "xai/concept_jaccard_top3")):
         values = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
         if values:
             parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
-            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values)]
+            # below the lowest dense-vs-dense score by more than the metric's resolution (the registry's tolerance)
+            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(metric).tolerance]
             beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
         return ["", "noise floor: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
     lines = ["", "noise floor, what a second dense seed scores against the trunk: " + "; ".join(parts) + "."]
     if beyond:
-        lines.append("moved further from their trunk than a second dense seed, at the last round: " + "; ".join(beyond) + ".")
+        lines.append(
+            "moved further from their trunk than a second dense seed (by more than the metric's resolution), at the last round: "
+            + "; ".join(beyond) + "."
+        )
     return lines + ["A drift within the floor is not the pruning's doing; `lth tickets` judges every metric against it."]
 
 

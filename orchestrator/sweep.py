@@ -12,12 +12,13 @@ from ray import tune
 
 from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity
+from analysis.query import load_sweep
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.early_stop import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
-from orchestrator.summary import collect_rows, parent_metrics, render, succeeded
+from orchestrator.summary import collect_rows, parent_metrics, render, succeeded, unresolvable_columns
 from orchestrator.tracking import SweepTracker, check_tracking, flatten
 from orchestrator.trunks import TrunkFailed, provide_trunks
 from trainables.trial import lineage_trial
@@ -114,13 +115,12 @@ def _reference_line(values: dict[str, float]) -> str:
     return ", ".join(parts) or "no metrics"
 
 
-def dimension_plots(config, uri: str, parent_id: str, folder: Path) -> list[Path]:
-    """One figure per dimension (generalisation, calibration, explanations, geometry), from MLflow."""
+def dimension_plots(config, frame, folder: Path) -> list[Path]:
+    """One figure per dimension (generalisation, calibration, explanations, geometry) of the sweep's
+    table as MLflow holds it."""
     from analysis.metrics import FIGURES, in_figure
     from analysis.plots import metrics_vs_sparsity
-    from analysis.query import load_sweep
 
-    frame = load_sweep(config.name, uri, config.tracking.experiment, parent_id=parent_id)
     if frame.empty:
         return []
     paths = []
@@ -236,17 +236,19 @@ def run_sweep(
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
     plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
     tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
-    plots = [plot, *dimension_plots(config, uri, tracker.parent_id, plot_dir)]
+    frame = load_sweep(config.name, uri, config.tracking.experiment, parent_id=tracker.parent_id)
+    unresolvable = unresolvable_columns(frame)
+    plots = [plot, *dimension_plots(config, frame, plot_dir)]
     for extra in plots[1:]:
         tracker.client.log_artifact(tracker.parent_id, str(extra), "plots")
     tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
-    tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows)}\n```\n")
+    tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows, unresolvable=unresolvable)}\n```\n")
     failed = [row for row in rows if not succeeded(row)]
     status = "FAILED" if failed else "FINISHED"
     for row in failed:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
     tracker.client.set_terminated(tracker.parent_id, status)
-    print(render(rows, fmt), flush=True)
+    print(render(rows, fmt, unresolvable), flush=True)
     if fmt == "table":
         console.say(f"sweep {status.lower()}; plots: {plot.parent}/ ({', '.join(p.name for p in plots)})")
         console.say(f"MLflow UI: run `lth ui` (store {uri}), then open {tracker.run_url(tracker.parent_id)}")

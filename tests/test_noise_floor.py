@@ -156,3 +156,19 @@ def test_a_floor_below_the_metric_s_resolution_takes_the_default():
     assert result["tolerances"]["xai/concept_jaccard_top3"]["value"] == pytest.approx(0.05)
     assert result["tolerances"]["xai/concept_jaccard_top3"]["source"] == "default (the noise floor, 0.02, is below it)"
     assert {r["method"]: r["ticket_round"] for r in result["metrics"]["xai/concept_jaccard_top3"]} == {"imp": 3, "random": 3}
+
+
+def test_the_summary_marks_a_drift_column_the_samples_cannot_resolve():
+    from orchestrator.summary import render, unresolvable_columns
+
+    def noisy(label, seed, rnd):
+        return 0.4 + 0.1 * ((seed + rnd) % 2) + (0.01 if label == "imp" else 0.0)
+
+    frame = sweep_table(**{"xai/gradcam_energy_in_object": (lambda s: 0.45, noisy), "xai/gradcam_rank_corr": (None, lambda l, s, r: 0.9 - 0.3 * (l == "random"))})
+    assert set(unresolvable_columns(frame)) == {"on_object"}
+    row = {"name": "imp s0", "trunk": "t0", "rounds": "3/3", "sparsity": 0.875, "dense_acc": 0.9, "last_acc": 0.9,
+           "delta_vs_dense": 0.0, "best_round": 1, "best_sparsity": 0.5, "best_acc": 0.9, "status": "FINISHED", "stopped": "",
+           "gradcam_rho": 0.8, "on_object": 0.4, "dense_on_object": 0.45, "concepts_j": 0.9, "true_concepts": 1.0,
+           "dense_true_concepts": 1.0}
+    text = render([row], unresolvable=unresolvable_columns(frame))
+    assert "on object: NOT RESOLVABLE at this sample size" in text and "Grad-CAM rho: NOT" not in text
