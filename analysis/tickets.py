@@ -153,7 +153,8 @@ def _verdict(metric: str, table: pd.DataFrame, tolerance: float, floor: noise_fl
         "ticket_round": None if best is None else int(best["round"]),
         "ticket_mean": None if best is None else float(best["mean"]),
         "ticket_ci": None if best is None else _within(entry.bounds, best["ci_low"], best["ci_high"]),
-        "ticket_p_value": None if best is None else _finite(best["p_value"]),
+        # a consistency's "dense" is the trunk against itself, 1 by construction: nothing to test against
+        "ticket_p_value": None if best is None or entry.reference == "consistency" else _finite(best["p_value"]),
         "confident_sparsity": float(confident["sparsity"].iloc[0]) if len(confident) else None,
         "not_confident_because": str(last["not_confident_because"]) or None,
         "drift_in_floors": [None if d is None else round(d, 3) for d in drift],
