@@ -77,6 +77,22 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
     return path
 
 
+def _caveat(frame, metric: str) -> str:
+    """What a panel's reader must know before reading its lines, as a second title line."""
+    flag = SATURATION_FLAGS.get(metric)
+    if flag in frame.columns and frame[flag].notna().any():
+        saturated = int((frame[flag] == 1).sum())
+        if saturated:
+            return f"\n(saturated, so not shown, in {saturated} of {int(frame[flag].notna().sum())} rounds)"
+    if noise_floor.separation(frame, metric).resolvable is False:
+        return "\n(not resolvable at this sample size)"
+    return ""
+
+
+#: metric -> the 0/1 column that says a round's value was saturated and left out
+SATURATION_FLAGS = {"train/early_stop_iteration": "train/early_stop_saturated"}
+
+
 def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str) -> Path | None:
     """A panel per metric: mean over seeds per method against weights remaining, the seeds' min-max
     shaded, the dense trunks' mean dashed (1 for consistency-with-the-trunk metrics) and the noise
@@ -119,8 +135,7 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
         ax.minorticks_off()
         ticks = spread_ticks(100 * (1 - frame["sparsity"]), 5, digits=2)
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        resolvable = noise_floor.separation(frame, metric).resolvable
-        ax.set_title(metric + ("\n(not resolvable at this sample size)" if resolvable is False else ""), fontsize=9)
+        ax.set_title(metric + _caveat(frame, metric), fontsize=9)
         ax.set_xlabel("weights remaining (%)", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
