@@ -7,9 +7,9 @@ of the sweep's identity (not of a lineage's training identity): changing it make
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, SerializationInfo, field_validator, model_serializer
 
 from trainables.canonical import Spec
 
@@ -115,6 +115,10 @@ class FlatnessSpec(Spec):
 
 
 class AnalysisSpec(Spec):
+    # How the pool runs, not what it measures: resizing it reuses the sweep's finished runs. In the
+    # identity they take their defaults' place (not dropped), so ids from before this rule still hold.
+    EXECUTION: ClassVar[dict[str, object]] = {"actors": 1, "cpus_per_actor": 0.0}
+
     enabled: bool = True
     actors: int = Field(1, ge=1, description="analysis actors in the pool")
     cpus_per_actor: float = Field(
@@ -139,5 +143,10 @@ class AnalysisSpec(Spec):
     robustness: RobustnessSpec = RobustnessSpec()
     flatness: FlatnessSpec = FlatnessSpec()
 
+    @model_serializer(mode="wrap")
+    def _identity(self, handler, info: SerializationInfo) -> dict:
+        data = handler(self)
+        if (info.context or {}).get("identity"):
+            data |= self.EXECUTION
+        return data
 
-Kind = Literal["trunk", "round"]

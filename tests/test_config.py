@@ -63,6 +63,16 @@ def test_identity_is_the_spec_not_the_file(tmp_path):
     assert c[0].id != a[0].id
 
 
+def test_resizing_the_analysis_pool_keeps_the_sweep_s_identity():
+    quickstart = make_plan(load_config(QUICKSTART))
+    resized = make_plan(load_config(QUICKSTART, ["analysis.actors=3", "analysis.cpus_per_actor=1"]))
+    assert resized.config.analysis.actors == 3
+    assert resized.sweep_id == quickstart.sweep_id == "a8498abef5aa"  # the id the quickstart had before this rule
+    assert resized.config.analysis.id == quickstart.config.analysis.id
+    measured_differently = make_plan(load_config(QUICKSTART, ["analysis.gradcam.images=64"]))
+    assert measured_differently.sweep_id != quickstart.sweep_id  # what is measured stays part of it
+
+
 @pytest.mark.parametrize(
     "args,named",
     [
