@@ -101,3 +101,15 @@ def test_masks_survive_optimizer_steps(make_optimizer):
         assert (params[name][~mask] == 0).all()
         assert (params[name][mask] != 0).all()
     assert sparsity_report(model, masks, 0.8)["sparsity"] == 1 - count_kept(masks) / sum(m.numel() for m in masks.values())
+
+
+def test_every_method_s_hooks_are_declared_on_its_spec_with_their_defaults():
+    from trainables.pruning import PRUNING_METHODS
+
+    for name, module in PRUNING_METHODS.items():
+        spec = module.Spec()
+        assert spec.retrain_from_trained_weights() is (name == "imp" and spec.lr_rewind)
+        assert spec.removes_output_channels is (name == "filter")
+        if name != "rigl":
+            assert spec.training_callbacks(None, None, {}) == ()
+    assert PRUNING_METHODS["imp"].Spec(lr_rewind=True).retrain_from_trained_weights() is True

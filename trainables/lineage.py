@@ -153,9 +153,9 @@ def run_lineage(
         state = resume_from
     rewound = as_tensors(trunk.rewind_state(pruning.rewind_iteration))
     fresh = fresh_initialisation(spec) if pruning.reinit else None
-    from_trained = getattr(method, "retrain_from_trained_weights", lambda spec: False)(pruning)
-    callbacks = getattr(method, "training_callbacks", lambda ctx, model, masks: ())
-    whole_filters = getattr(method, "REMOVES_OUTPUT_CHANNELS", False)
+    from_trained = pruning.retrain_from_trained_weights()
+    callbacks = pruning.training_callbacks
+    whole_filters = pruning.removes_output_channels
     results = []
     for round_index in range(state.round + 1, pruning.rounds + 1):
         started = time.perf_counter()

@@ -1,10 +1,9 @@
 """What every pruning method shares: the options common to all lineages, and what a method sees.
 
 A method is a module in this package with
-  - `Spec`: a subclass of `PruneSpec` with `method: Literal["<name>"]` and the method's own options;
+  - `Spec`: a subclass of `PruneSpec` with `method: Literal["<name>"]` and the method's own options,
+    overriding the hooks below where the method needs them (each has its default here);
   - `next_masks(ctx: PruneContext) -> Masks`: the masks for round `ctx.round`;
-  - optionally `training_callbacks(ctx, model, masks) -> tuple`: extra callbacks for the retraining
-    (dynamic sparse training changes `masks` in place during training);
 and one line in `PRUNING_METHODS` (`trainables/pruning/__init__.py`).
 
 Round r of every method reaches the nominal sparsity 1 - (1 - rate)^r over the pruned layers, so
@@ -14,7 +13,7 @@ masks and trained weights; one-shot methods from the dense network, anew each ro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -51,9 +50,23 @@ class PruneSpec(Spec):
     def target_sparsity(self, round_index: int) -> float:
         return 1 - (1 - self.rate) ** round_index
 
+    #: Hook: a removed output channel takes its bias and its norm layer's scale and shift with it,
+    #: so the channel outputs exactly zero (structured filter pruning); the lineage masks them too.
+    removes_output_channels: ClassVar[bool] = False
+
     def variant(self) -> str:
         """Method-specific part of the label; methods with options that matter override this."""
         return ""
+
+    def retrain_from_trained_weights(self) -> bool:
+        """Hook: retrain each round from the previous round's trained weights, rewinding only the
+        learning-rate schedule (Renda et al. 2020), instead of from the rewind point. Default: no."""
+        return False
+
+    def training_callbacks(self, ctx: "PruneContext", model: torch.nn.Module, masks: Masks) -> tuple:
+        """Hook: extra callbacks for the round's retraining (dynamic sparse training moves `masks`
+        in place while it trains). Default: none."""
+        return ()
 
     @property
     def label(self) -> str:

@@ -4,19 +4,17 @@ iteratively (rate x remaining channels per round, from the last ticket) or one-s
 trunk to round(target x channels)). See `structured.py` for scoring and counting."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from trainables.pruning.base import PruneContext
 from trainables.pruning.structured import StructuredSpec, next_structured_masks
 
 
-# A removed filter takes its bias and its norm layer's scale and shift with it (the lineage masks
-# them too), so the channel outputs exactly zero, as if the filter were cut out of the network.
-REMOVES_OUTPUT_CHANNELS = True
-
-
 class Spec(StructuredSpec):
     method: Literal["filter"] = "filter"
+    # A removed filter takes its bias and its norm layer's scale and shift with it, so the channel
+    # outputs exactly zero, as if the filter were cut out of the network.
+    removes_output_channels: ClassVar[bool] = True
 
 
 def next_masks(ctx: PruneContext):

@@ -23,6 +23,9 @@ class Spec(PruneSpec):
     def variant(self) -> str:
         return "-lr" if self.lr_rewind else ""
 
+    def retrain_from_trained_weights(self) -> bool:
+        return self.lr_rewind
+
 
 def next_masks(ctx: PruneContext):
     scores = {name: ctx.trained[name].abs() for name in ctx.masks}
@@ -30,6 +33,3 @@ def next_masks(ctx: PruneContext):
     ctx.collapse_avoided(saved, "the largest weight")
     return masks
 
-
-def retrain_from_trained_weights(spec: Spec) -> bool:
-    return spec.lr_rewind

@@ -35,6 +35,9 @@ class Spec(PruneSpec):
     def variant(self) -> str:
         return "" if self.distribution == "erk" else f"-{self.distribution}"
 
+    def training_callbacks(self, ctx: PruneContext, model: nn.Module, masks: Masks) -> tuple:
+        return training_callbacks(ctx, model, masks)
+
 
 def next_masks(ctx: PruneContext) -> Masks:
     """A random mask at the round's target, anew each round (the previous masks are ignored)."""
