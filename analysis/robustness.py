@@ -37,10 +37,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
         return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def predict_probs(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    return predict_logits(model, images, batch_size).softmax(1)
-
-
 def ood_auroc(in_probs, out_probs) -> float:
     """AUROC of telling in-distribution (positive) from OOD examples by the maximum softmax
     probability (Hendrycks & Gimpel 2017): the probability that a random in-distribution example

@@ -25,7 +25,7 @@ from analysis.robustness import (
     gaussian_noise_images,
     ood_auroc,
     pgd_accuracy,
-    predict_probs,
+    predict_logits,
 )
 from trainables.data import Dataset, ImageSplit, make_generator
 from trainables.early_stopping import ValidationTracker, early_stopping_iteration
@@ -108,7 +108,7 @@ def trained():
 
 def test_pgd_is_below_clean_and_at_least_as_strong_as_fgsm(trained):
     model, test = trained
-    clean = (predict_probs(model, test.images).argmax(1) == test.labels).float().mean().item()
+    clean = (predict_logits(model, test.images).argmax(1) == test.labels).float().mean().item()
     assert clean > 0.4, clean
     for eps in (2 / 255, 4 / 255):
         fgsm = fgsm_accuracy(model, test.images, test.labels, to_pixels, from_pixels, eps=eps)
