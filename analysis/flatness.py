@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.robustness import eval_mode
+from trainables.masks import Masks
 
-Masks = dict[str, torch.Tensor]
 
 
 def _parameters(model: nn.Module, masks: Masks | None) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:

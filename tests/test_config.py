@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, expand_lineages, load_config, unique_trunks

@@ -19,8 +19,8 @@ import torch
 from pydantic import Field, field_validator
 
 from trainables.canonical import Spec
+from trainables.masks import Masks
 
-Masks = dict[str, torch.Tensor]
 
 
 class PruneSpec(Spec):

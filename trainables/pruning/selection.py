@@ -8,8 +8,8 @@ weight of each layer is kept, and the layers saved this way are returned so the 
 from __future__ import annotations
 
 import torch
+from trainables.masks import Masks
 
-Masks = dict[str, torch.Tensor]
 
 
 def _drop_lowest(scores: torch.Tensor, kept: torch.Tensor, count: int) -> torch.Tensor:

@@ -25,9 +25,9 @@ import torch
 from pydantic import Field
 
 from trainables.pruning.base import PruneContext, PruneSpec
+from trainables.masks import Masks
 from trainables.pruning.selection import prune_lowest
 
-Masks = dict[str, torch.Tensor]
 Norm = Literal["l1", "l2"]
 
 
