@@ -14,6 +14,11 @@ from orchestrator.config import ConfigError, load_config
 EXIT_BAD_INPUT = 2
 
 
+class BadInput(Exception):
+    """A reading command's input is wrong (no such sweep, a bad --where): `main` prints the
+    message, which names the problem, and exits 2."""
+
+
 def _sweep(args) -> int:
     try:
         config = load_config(args.config, args.set or [])
@@ -68,7 +73,7 @@ def _ui(args) -> int:
 
 
 def _frame(args):
-    """The sweep's tidy table, or an error message (returned as a string) naming what is wrong."""
+    """The sweep's tidy table; raises BadInput naming what is wrong."""
     from analysis.query import SweepNotFound, load_sweep
     from orchestrator.config import Tracking
 
@@ -76,12 +81,12 @@ def _frame(args):
     try:
         frame = load_sweep(args.sweep, uri, args.experiment)
     except SweepNotFound as error:
-        return f"lth: {error} (tracking store {uri})"
+        raise BadInput(f"lth: {error} (tracking store {uri})") from None
     if args.where:
         try:
             frame = frame.query(args.where, engine="python")
         except Exception as error:  # pandas raises many kinds for a bad expression
-            return f"lth: --where {args.where!r}: {type(error).__name__}: {error}"
+            raise BadInput(f"lth: --where {args.where!r}: {type(error).__name__}: {error}") from None
     return frame
 
 
@@ -103,9 +108,6 @@ def pd_options():
 
 def _query(args) -> int:
     frame = _frame(args)
-    if isinstance(frame, str):
-        print(frame, file=sys.stderr)
-        return EXIT_BAD_INPUT
     if args.columns:
         missing = [c for c in args.columns if c not in frame.columns]
         if missing:
@@ -139,9 +141,6 @@ def _tickets(args) -> int:
     from analysis.tickets import DEFAULT_METRICS, judge, render
 
     frame = _frame(args)
-    if isinstance(frame, str):
-        print(frame, file=sys.stderr)
-        return EXIT_BAD_INPUT
     if frame.empty:
         print(f"lth: sweep {args.sweep!r} has no finished rounds yet", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -223,7 +222,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BadInput as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":
