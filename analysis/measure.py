@@ -123,7 +123,7 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
         # Binomial with N the distinct images, not every (image, corruption, severity): one image's
         # evaluations are correlated, and the variance of its mean accuracy over them is at most
         # p(1 - p) whatever the correlation, so this bounds the standard error from above.
-        metrics["se/corrupt/acc"] = (max(0.0, accuracy * (1 - accuracy)) / len(test)) ** 0.5
+        metrics["se/corrupt/acc"] = robustness.binomial_se(accuracy, len(test))
         for name in names:
             per_name = [errors[(name, s)] for s in spec.severities]
             metrics[f"corrupt/error/{name}"] = sum(per_name) / len(per_name)

@@ -23,6 +23,8 @@ DRIFT_COLUMNS = [
     ("concepts_j", "xai/concept_jaccard_top*", 1.0),
     ("true_concepts", "xai/concept_recovery", None),
 ]
+#: The drift columns' headers, as a person reads them.
+DRIFT_LABELS = {"gradcam_rho": "Grad-CAM rho", "on_object": "on object", "concepts_j": "concepts J@3", "true_concepts": "true concepts"}
 
 
 def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
@@ -129,10 +131,9 @@ def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] 
             "top-3 PCBM concepts per class with the trunk's; true concepts: share of classes whose top concepts",
             "are the ones that define the class, dense -> last round.",
         ]
-    names = {"gradcam_rho": "Grad-CAM rho", "on_object": "on object", "concepts_j": "concepts J@3", "true_concepts": "true concepts"}
     for column, ratio in (unresolvable or {}).items() if drift else ():
         lines.append(
-            f"{names[column]}: NOT RESOLVABLE at this sample size (the methods differ by {ratio:.2f} x the noise between seeds"
+            f"{DRIFT_LABELS[column]}: NOT RESOLVABLE at this sample size (the methods differ by {ratio:.2f} x the noise between seeds"
             " and samples): read it as noise, not as a ranking"
         )
     lines += noise_floor_lines(plain)
@@ -149,12 +150,13 @@ def noise_floor_lines(rows: list[dict]) -> list[str]:
         std = math.sqrt(sum((a - mean) ** 2 for a in dense_acc) / (len(dense_acc) - 1))
         parts.append(f"dense acc {mean:.4f} +- {std:.4f} (std over {len(dense_acc)} seeds)")
     beyond = []
-    for column, label, metric in (("gradcam_rho", "Grad-CAM rho", "xai/gradcam_rank_corr"), ("concepts_j", "concepts J@3", "xai/concept_jaccard_top3")):
+    for column, pattern, _ in [entry for entry in DRIFT_COLUMNS if registry.is_consistency(entry[1])]:
         values = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
         if values:
+            label = DRIFT_LABELS[column]
             parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
             # below the lowest dense-vs-dense score by more than the metric's resolution (the registry's tolerance)
-            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(metric).tolerance]
+            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(pattern).tolerance]
             beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
         return ["", "noise floor: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
