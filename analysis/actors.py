@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from analysis import metrics as registry
 from analysis.measure import Network, Reference, measure
 from analysis.noise_floor import FLOOR_PREFIX
-from analysis.spec import AnalysisSpec
+from analysis.analysis_spec import AnalysisSpec
 from trainables.data import Dataset
 from trainables.specs import LineageSpec, TrunkSpec
 from trainables.trunk import TrunkResult

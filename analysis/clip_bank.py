@@ -8,44 +8,15 @@ file, and the default tokenizer's BPE vocabulary ships inside the open_clip pack
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import open_clip
 import torch
 from torch import nn
 
 from analysis.concepts import ConceptBank, embeddings
 
 DEFAULT_TEMPLATE = "a photo of a {}"
-
-
-def load_open_clip(model_name: str, weights_path: str | None = None) -> tuple[nn.Module, Callable]:
-    """`(model, tokenizer)` of a registered open_clip architecture, in eval mode: weights from the
-    local `weights_path`, or random when None. Refuses names and towers that would fetch from a hub."""
-    if ":" in model_name:
-        raise ValueError(f"open_clip model {model_name!r}: only registered names, no hf-hub:/local-dir: schemas")
-    config = open_clip.get_model_config(model_name)
-    if config is None:
-        raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
-    text = config.get("text_cfg", {})
-    if "hf_model_name" in text or "hf_tokenizer_name" in text or "siglip" in model_name.lower():
-        raise ValueError(f"open_clip model {model_name!r} needs a Hugging Face text tower or tokenizer (downloads)")
-    pretrained = None
-    if weights_path is not None:
-        path = Path(weights_path).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"no such open_clip weights file: {path}")
-        pretrained = str(path)
-    model = open_clip.create_model(
-        model_name,
-        pretrained=pretrained,
-        pretrained_image=False,
-        pretrained_text=False,
-        require_pretrained=pretrained is not None,
-    )
-    return model.eval(), open_clip.get_tokenizer(model_name)
 
 
 @torch.no_grad()

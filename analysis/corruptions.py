@@ -303,17 +303,3 @@ def mce(errors: dict[tuple[str, int], float], reference_errors: dict[tuple[str, 
     """
     _check_reference(errors, reference_errors)
     return _ratio(sum(errors.values()), sum(reference_errors[k] for k in errors))
-
-
-def relative_mce(
-    errors: dict[tuple[str, int], float],
-    clean_error: float,
-    reference_errors: dict[tuple[str, int], float],
-    reference_clean_error: float,
-) -> float:
-    """Hendrycks & Dietterich's relative mCE, pooled as `mce`: sum_{c,s} (E(c,s) - E_clean) /
-    sum_{c,s} (E_ref(c,s) - E_ref_clean), the degradation caused by corruption apart from clean
-    error; NaN when corruption does not degrade the reference (denominator <= 0)."""
-    shifted = {k: v - clean_error for k, v in errors.items()}
-    reference = {k: v - reference_clean_error for k, v in reference_errors.items()}
-    return mce(shifted, reference)

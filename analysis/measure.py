@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from analysis.spec import AnalysisSpec
+from analysis.analysis_spec import AnalysisSpec
 from trainables.data import Dataset, ImageSplit
 from trainables.masks import Masks
 from trainables.models import PrunableModel

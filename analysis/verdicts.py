@@ -46,20 +46,6 @@ def no_worse(value: float, dense_value: float, higher_is_better: bool, tolerance
     return degradation(value, dense_value, higher_is_better) <= _allowance(dense_value, tolerance, relative)
 
 
-def winning_ticket(
-    curve: Curve, dense_value: float, higher_is_better: bool, tolerance: float = 0.0, relative: bool = False
-) -> float | None:
-    """Frankle & Carbin's winning ticket: the sparsest point reached while every point up to it (in
-    order of sparsity) is no worse than dense within tolerance; None if the first point already
-    fails. A later point that passes after a failing one is luck, not a ticket."""
-    best = None
-    for sparsity, value in sorted(curve, key=lambda point: point[0]):
-        if not no_worse(value, dense_value, higher_is_better, tolerance, relative):
-            break
-        best = sparsity
-    return best
-
-
 def regions(
     curve: Curve,
     dense_value: float,

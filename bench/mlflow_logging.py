@@ -46,7 +46,7 @@ def create_runs(uri: str, lineages: int, threads: int) -> tuple[list[str], float
     `lth sweep` does (which does it on one thread: N times the per-run time; here `threads`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.tracking import SweepTracker
+    from orchestrator.mlflow_runs import SweepTracker
     from trainables.specs import LineageSpec
 
     tracker = SweepTracker(uri, EXPERIMENT, SWEEP, "bench")
@@ -75,7 +75,7 @@ def write(args: tuple[str, list[str], int, list[str]]) -> dict[str, list[float]]
     """One writer: its lineages' rounds, round by round, each through RunLogger like a trial."""
     import torch
 
-    from trainables.tracking import RunLogger
+    from trainables.run_logger import RunLogger
 
     uri, run_ids, rounds, names = args
     loggers = [RunLogger(uri, run_id) for run_id in run_ids]

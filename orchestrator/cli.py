@@ -32,7 +32,7 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(plan.describe())
         return 0
-    from orchestrator.tracking import TrackingUnavailable, check_tracking
+    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
 
     try:  # here too, before importing Ray and Tune: an absent server is reported in seconds
         check_tracking(config.tracking.resolved_uri(Path.cwd()))
@@ -45,7 +45,7 @@ def _sweep(args) -> int:
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
-    from orchestrator.trunks import TrunkFailed
+    from orchestrator.trunk_sharing import TrunkFailed
 
     try:
         rows = run_sweep(plan, address=args.address, fmt=args.format)
@@ -190,10 +190,9 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=2")
     sweep.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
     sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan, then exit")
-    sweep.add_argument(
-        "--resume", action="store_true",
-        help="continue an interrupted sweep (the default anyway: finished trunks and lineages are never redone)",
-    )
+    # Every run resumes (finished trunks and lineages are never redone): the flag is accepted for
+    # scripts written against DESIGN.md's CLI contract and changes nothing, so help leaves it out.
+    sweep.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     sweep.add_argument("--format", choices=["table", "json", "csv"], default="table", help="summary format")
     sweep.set_defaults(run=_sweep)
 

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from analysis.spec import AnalysisSpec
+from analysis.analysis_spec import AnalysisSpec
 from trainables.pruning import PRUNING_METHODS
 from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 

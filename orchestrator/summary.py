@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis import metrics as registry
 from analysis.noise_floor import FLOOR_PREFIX
-from orchestrator.early_stop import STOPPED_TAG
+from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.plan import SweepPlan, display_name
 
 

@@ -13,13 +13,13 @@ from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity
 from analysis.query import load_sweep
 from orchestrator.plan import SweepPlan, display_name
-from orchestrator.early_stop import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
+from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
 from orchestrator.summary import collect_rows, parent_metrics, render, succeeded, unresolvable_columns
-from orchestrator.tracking import SweepTracker, check_tracking, flatten
-from orchestrator.trunks import TrunkFailed, provide_trunks
+from orchestrator.mlflow_runs import SweepTracker, check_tracking, flatten
+from orchestrator.trunk_sharing import TrunkFailed, provide_trunks
 from trainables.trial import lineage_trial
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.actors import DONE_MARKER, Analyzer
-from analysis.spec import AnalysisSpec
+from analysis.analysis_spec import AnalysisSpec
 from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 from trainables.trunk import train_trunk
 

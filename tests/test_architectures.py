@@ -15,7 +15,7 @@ from trainables.masks import apply_masks, companion_masks, dense_masks
 from trainables.models import MODELS, build_model
 from trainables.models.open_clip_backbone import OpenClipClassifier
 from trainables.models.pretrained import load_pretrained
-from trainables.pruning import filter
+from trainables.pruning import filter_pruning
 from trainables.pruning.base import PruneContext
 from trainables.specs import ModelSpec
 
@@ -151,14 +151,14 @@ def test_a_filter_pruning_round_silences_the_removed_filters(name, width):
     model = build(name, width=width, num_classes=9)
     weights = state(model)
     masks = dense_masks(model, model.pruned_weights())
-    spec = filter.Spec(rate=0.5, rounds=1)
+    spec = filter_pruning.Spec(rate=0.5, rounds=1)
     generator = torch.Generator().manual_seed(0)
     data = ImageSplit(torch.randn(8, 3, 16, 16, generator=generator), torch.randint(0, 9, (8,), generator=generator))
     ctx = PruneContext(
         spec=spec, round=1, target=spec.target_sparsity(1), masks=masks, trained=weights, dense=weights,
         start=weights, model=model, data=data, seed=0,
     )
-    new = filter.next_masks(ctx)
+    new = filter_pruning.next_masks(ctx)
     removed = {n: ~m.flatten(1).any(1) for n, m in new.items()}
     assert sum(int(r.sum()) for r in removed.values()) > 0
     classifier = model.prunable_weights()[-1]

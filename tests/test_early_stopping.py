@@ -94,8 +94,8 @@ def test_the_trunk_measures_its_early_stopping_iteration_and_the_test_accuracy_t
 
 def test_the_trunk_logs_its_early_stopping_iteration_read_back_as_a_dense_column(overfit, tmp_path):
     from analysis.query import load_sweep
-    from orchestrator.tracking import SweepTracker
-    from orchestrator.trunks import _log_trunk
+    from orchestrator.mlflow_runs import SweepTracker
+    from orchestrator.trunk_sharing import _log_trunk
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = SweepTracker(uri, "early-stopping", "es", "sweep0")

@@ -37,7 +37,7 @@ from orchestrator.config import load_config
 from orchestrator.plan import display_name, make_plan
 from orchestrator.summary import succeeded
 from orchestrator.sweep import run_sweep
-from orchestrator.trunks import trunk_name
+from orchestrator.trunk_sharing import trunk_name
 from tests.mlflow_server import free_port
 from trainables.checkpoint import CheckpointCorrupt, load_state, save_state
 from trainables.lineage import LineageState, run_lineage
@@ -189,8 +189,8 @@ def test_a_truncated_or_altered_checkpoint_is_refused_naming_the_file(tmp_path):
 
 
 def test_a_corrupt_trunk_in_mlflow_is_detected_by_its_manifest(tmp_path):
-    from orchestrator.tracking import SweepTracker
-    from orchestrator.trunks import TrunkUnusable, _log_trunk, load_trunk
+    from orchestrator.mlflow_runs import SweepTracker
+    from orchestrator.trunk_sharing import TrunkUnusable, _log_trunk, load_trunk
     from tests.conftest import tiny_trunk
 
     tracker = SweepTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "faults", "unit", "s0")
@@ -226,7 +226,7 @@ def test_an_unreachable_tracking_server_stops_the_sweep_in_seconds_before_ray(tm
     assert not list(ray_tmp.rglob("session_*")), "Ray was started"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "lth-runs").exists()
 
-    from orchestrator.tracking import TrackingUnavailable, check_tracking
+    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
 
     silent = socket.socket()  # accepts connections (backlog) and never answers
     silent.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from tests.conftest import tiny_lineage, tiny_trunk
 from trainables.data import ImageSplit
 from trainables.lineage import LayerCollapseError, run_lineage, shuffled
 from trainables.models import build_model
-from trainables.pruning import PRUNING_METHODS, imp, omp, random
+from trainables.pruning import PRUNING_METHODS, imp, omp, random_pruning
 from trainables.pruning.base import PruneContext
 from trainables.pruning.densities import erk, kept_counts
 from trainables.pruning.selection import prune_to_sparsity
@@ -52,20 +52,20 @@ def test_one_shot_magnitude_reaches_the_target_in_one_step_from_the_dense_weight
 
 
 def test_random_pruning_matches_magnitude_per_layer_counts_at_random_positions():
-    spec = random.Spec(rate=0.5, rounds=3)
+    spec = random_pruning.Spec(rate=0.5, rounds=3)
     ctx = context(spec, 3)
-    masks = random.next_masks(ctx)
+    masks = random_pruning.next_masks(ctx)
     reference, _ = prune_to_sparsity({n: ctx.dense[n].abs() for n in ctx.masks}, ctx.all_kept(), ctx.target, "global")
     assert {n: int(m.sum()) for n, m in masks.items()} == {n: int(m.sum()) for n, m in reference.items()}
     assert any(not torch.equal(masks[n], reference[n]) for n in masks)
-    assert all(torch.equal(a, b) for a, b in zip(masks.values(), random.next_masks(context(spec, 3)).values()))
+    assert all(torch.equal(a, b) for a, b in zip(masks.values(), random_pruning.next_masks(context(spec, 3)).values()))
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "erk"])
 def test_random_pruning_with_a_density_distribution(distribution):
-    spec = random.Spec(rate=0.5, rounds=2, distribution=distribution)
+    spec = random_pruning.Spec(rate=0.5, rounds=2, distribution=distribution)
     ctx = context(spec, 2)
-    masks = random.next_masks(ctx)
+    masks = random_pruning.next_masks(ctx)
     shapes = {n: m.shape for n, m in ctx.masks.items()}
     assert {n: int(m.sum()) for n, m in masks.items()} == kept_counts(shapes, 0.25, distribution)
 
@@ -101,8 +101,8 @@ def test_global_pruning_never_empties_a_layer_unless_allowed():
 
 def test_a_method_that_empties_a_layer_stops_the_lineage_with_a_clear_error(monkeypatch):
     # The built-in methods guard against collapse themselves; the lineage still checks any method.
-    original = random.next_masks
-    monkeypatch.setattr(random, "next_masks", lambda ctx: {n: torch.zeros_like(m) for n, m in original(ctx).items()})
+    original = random_pruning.next_masks
+    monkeypatch.setattr(random_pruning, "next_masks", lambda ctx: {n: torch.zeros_like(m) for n, m in original(ctx).items()})
     with pytest.raises(LayerCollapseError, match="allow_layer_collapse"):
         run_lineage(tiny_lineage(method="random", rounds=1), train_trunk(tiny_trunk()))
 

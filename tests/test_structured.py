@@ -10,14 +10,14 @@ from trainables.lineage import run_lineage
 from trainables.masks import apply_masks, companion_masks, dense_masks, sparsity_report
 from trainables.models import build_model
 from trainables.models.base import PrunableModel
-from trainables.pruning import channel_in, filter
+from trainables.pruning import channel_in, filter_pruning
 from trainables.pruning.base import PruneContext
 from trainables.pruning.selection import prune_to_sparsity
 from trainables.pruning.structured import channel_scores, prune_channels
 from trainables.specs import ModelSpec
 from trainables.trunk import train_trunk
 
-METHODS = {"filter": (filter, 0), "channel_in": (channel_in, 1)}  # module, channel dim
+METHODS = {"filter": (filter_pruning, 0), "channel_in": (channel_in, 1)}  # module, channel dim
 MODELS = [("conv2", 8), ("resnet20", 4)]
 
 
@@ -106,7 +106,7 @@ def test_layerwise_rounds_remove_the_fraction_of_remaining_channels_with_the_low
 def test_global_rounds_count_channels_over_all_layers_and_compare_size_normalised_norms():
     model, weights, masks = build()
     # collapse allowed: a layer saved from it keeps a channel out of order
-    spec = filter.Spec(rate=0.3, rounds=3, scope="global", norm="l2", allow_layer_collapse=True)
+    spec = filter_pruning.Spec(rate=0.3, rounds=3, scope="global", norm="l2", allow_layer_collapse=True)
     classifier = model.prunable_weights()[-1]
     for before, trained, after in run_rounds(spec, model, weights, masks):
         names = [n for n in before if n != classifier]
@@ -161,8 +161,8 @@ def test_class_logits_and_image_channels_are_never_removed(model_name, width, sc
 
 def test_only_the_models_own_classifier_and_stem_are_exempt():
     model, weights, masks = build(exclude=("fc.weight",))
-    spec = filter.Spec(rate=0.5, rounds=1, schedule="oneshot", scope="layerwise")
-    new = filter.next_masks(context(spec, model, masks, weights, weights))
+    spec = filter_pruning.Spec(rate=0.5, rounds=1, schedule="oneshot", scope="layerwise")
+    new = filter_pruning.next_masks(context(spec, model, masks, weights, weights))
     assert kept(new["classifier.3.weight"], 0) == 16  # a hidden layer, now the last pruned one
     model, weights, masks = build("resnet20", 4)  # stem excluded: the first pruned conv reads features
     spec = channel_in.Spec(rate=0.5, rounds=1, schedule="oneshot", scope="layerwise")
@@ -176,7 +176,7 @@ def test_a_layers_last_channel_goes_only_when_collapse_is_allowed(method):
     model, weights, masks = build()
     protected = model.prunable_weights()[-1 if dim == 0 else 0]
     names = [name for name in masks if name != protected]
-    target = filter.Spec(rate=0.9).target_sparsity(3)  # 99.9%
+    target = filter_pruning.Spec(rate=0.9).target_sparsity(3)  # 99.9%
     doomed = [name for name in names if round(target * masks[name].shape[dim]) == masks[name].shape[dim]]
     assert doomed
     for scope in ("layerwise", "global"):
@@ -224,11 +224,11 @@ def test_channel_scores_are_norms_of_the_masked_weights():
 
 
 def test_options_and_labels():
-    assert filter.Spec().label == "filter" and channel_in.Spec(scope="layerwise").label == "channel_in/layerwise"
-    assert filter.Spec(schedule="oneshot").label == "filter-oneshot"
+    assert filter_pruning.Spec().label == "filter" and channel_in.Spec(scope="layerwise").label == "channel_in/layerwise"
+    assert filter_pruning.Spec(schedule="oneshot").label == "filter-oneshot"
     assert channel_in.Spec(norm="l2", schedule="oneshot").label == "channel_in-l2-oneshot"
     with pytest.raises(ValueError):
-        filter.Spec(norm="l3")
+        filter_pruning.Spec(norm="l3")
 
 
 # Effective sparsity: weights cut off by a removed channel count as pruned. Conv-2 at width 4 on

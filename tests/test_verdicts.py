@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from analysis.stats import paired_test, summarise, ticket_table, winning_tickets
-from analysis.verdicts import higher_is_better, lth_pass, no_worse, regions, winning_ticket
+from analysis.verdicts import higher_is_better, lth_pass, no_worse, regions
 
 ACC = [(0.2, 0.91), (0.36, 0.92), (0.49, 0.905), (0.59, 0.89), (0.67, 0.85), (0.74, 0.40), (0.79, 0.11), (0.83, 0.10)]
 ECE = [(0.2, 0.030), (0.36, 0.035), (0.49, 0.045), (0.59, 0.050), (0.67, 0.060), (0.74, 0.2), (0.79, 0.3), (0.83, 0.3)]
@@ -24,21 +24,13 @@ def test_directions():
         higher_is_better("xai/unknown")
 
 
-def test_winning_ticket_stops_at_the_first_failing_round():
-    # Frankle & Carbin: a pass after a failing round is luck, not a ticket.
-    lucky = [(0.2, 0.90), (0.36, 0.85), (0.49, 0.91), (0.59, 0.80)]
-    assert winning_ticket(lucky, 0.90, True) == 0.2
-    assert winning_ticket([(0.2, 0.80), (0.36, 0.95)], 0.90, True) is None
-
-
-def test_winning_ticket_absolute_and_relative_tolerance():
-    assert winning_ticket(ACC, 0.90, True) == 0.49
-    assert winning_ticket(ACC, 0.90, True, tolerance=0.01) == 0.59
-    assert winning_ticket(ACC, 0.90, True, tolerance=0.06, relative=True) == 0.67  # 0.85 >= 0.9 * 0.94
-    assert winning_ticket(ACC, 0.95, True) is None
-    assert winning_ticket(ECE, 0.04, False) == 0.36
-    assert winning_ticket(ECE, 0.04, False, tolerance=0.25, relative=True) == 0.59  # allowance 0.01
-    assert winning_ticket([(0.5, math.nan)], 0.9, True) is None
+def test_no_worse_absolute_and_relative_tolerance():
+    assert no_worse(0.905, 0.90, True) and not no_worse(0.89, 0.90, True)
+    assert no_worse(0.89, 0.90, True, tolerance=0.01) and not no_worse(0.85, 0.90, True, tolerance=0.01)
+    assert no_worse(0.85, 0.90, True, tolerance=0.06, relative=True)  # 0.85 >= 0.9 * 0.94
+    assert no_worse(0.035, 0.04, False) and not no_worse(0.045, 0.04, False)
+    assert no_worse(0.050, 0.04, False, tolerance=0.25, relative=True)  # allowance 0.01
+    assert not no_worse(math.nan, 0.9, True)
 
 
 def test_regions_with_chance_and_collapse():

@@ -49,14 +49,6 @@ class MaskKeeper:
             param.mul_(mask)
 
 
-def count_kept(masks: Masks) -> int:
-    return int(sum(mask.sum().item() for mask in masks.values()))
-
-
-def count_total(masks: Masks) -> int:
-    return sum(mask.numel() for mask in masks.values())
-
-
 def sparsity_report(model: nn.Module, masks: Masks, nominal: float, example: torch.Tensor | None = None) -> dict[str, float]:
     """Nominal sparsity (what the schedule asked for) beside realised sparsity read off the weights.
 

@@ -18,14 +18,14 @@ from trainables.device import placement, resolve_device
 from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables.specs import LineageSpec
-from trainables.tracking import RunLogger
+from trainables.run_logger import RunLogger
 from trainables.training import DivergedError
 
 DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
 
 
 def trunk_distances(metrics: dict[str, float], trunk_metrics: dict[str, float]) -> dict[str, float]:
-    """For the optional scheduler (orchestrator/early_stop.py): how far this round is from its
+    """For the optional scheduler (orchestrator/scheduler.py): how far this round is from its
     trunk, signed so that higher is better; keys missing on either side are left out."""
     out = {}
     if "test/acc" in metrics and "test/acc" in trunk_metrics:

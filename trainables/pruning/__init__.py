@@ -11,17 +11,17 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from trainables.pruning import channel_in, filter, grasp, imp, omp, random, rigl, snip, synflow
+from trainables.pruning import channel_in, filter_pruning, grasp, imp, omp, random_pruning, rigl, snip, synflow
 
 PRUNING_METHODS: dict[str, ModuleType] = {
     "imp": imp,
     "omp": omp,
-    "random": random,
+    "random": random_pruning,
     "snip": snip,
     "grasp": grasp,
     "synflow": synflow,
     "rigl": rigl,
-    "filter": filter,
+    "filter": filter_pruning,
     "channel_in": channel_in,
 }
 

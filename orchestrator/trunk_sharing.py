@@ -23,10 +23,10 @@ from mlflow.tracking import MlflowClient
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from safetensors.torch import load_file
 
-from orchestrator.tracking import SweepTracker
+from orchestrator.mlflow_runs import SweepTracker
 from trainables.checkpoint import sha256
 from trainables.specs import TrunkSpec
-from trainables.tracking import RunLogger
+from trainables.run_logger import RunLogger
 from trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
 
 MANIFEST = "manifest.json"
