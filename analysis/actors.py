@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from analysis import metrics as registry
 from analysis.measure import Network, Reference, measure
 from analysis.noise_floor import FLOOR_PREFIX
 from analysis.analysis_spec import AnalysisSpec
+from trainables import record
 from trainables.data import Dataset
 from trainables.specs import LineageSpec, TrunkSpec
 from trainables.trunk import TrunkResult
 
-DONE_MARKER = "analysis/seconds"
+DONE_MARKER = record.ANALYSIS_DONE
 
 
 def _state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -37,18 +37,14 @@ def _state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def analysed_steps(client: MlflowClient, run_id: str) -> set[int]:
-    return {m.step for m in client.get_metric_history(run_id, DONE_MARKER)}
+    return record.steps_with(client, run_id, DONE_MARKER)
 
 
 def log_measurements(client: MlflowClient, run_id: str, step: int, metrics: dict[str, float], folder: Path) -> None:
     """Artifacts first, then the metrics in one batch ending with the done marker."""
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         client.log_artifact(run_id, str(file), str(file.parent.relative_to(folder)) or None)
-    now = int(time.time() * 1000)
-    ordered = sorted(metrics.items(), key=lambda item: item[0] == DONE_MARKER)
-    batch = [Metric(key, float(value), now, step) for key, value in ordered]
-    for start in range(0, len(batch), 1000):
-        client.log_batch(run_id, metrics=batch[start : start + 1000])
+    record.log_metrics(client, run_id, step, metrics, marker=DONE_MARKER)
 
 
 class Analyzer:
@@ -126,8 +122,7 @@ class AnalysisActor:
         if any(key.startswith(FLOOR_PREFIX) for key in self.client.get_run(run_id).data.metrics):
             return {}
         metrics = self.analyzer.floor(trunk.spec, trunk.final, other)
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(key, float(value), now, 0) for key, value in sorted(metrics.items())])
+        record.log_metrics(self.client, run_id, 0, dict(sorted(metrics.items())))
         return metrics
 
     def analyze(

@@ -1,6 +1,6 @@
 """Measuring one network against its dense trunk: every dimension the analysis spec turns on.
 
-`measure(network, reference=None)` on the trunk returns the dense values and the `Reference` that
+`measure(network, dense=None)` on the trunk returns the dense values and the `Reference` that
 every round of its lineages is compared with; on a round, the metrics of that round. Each dimension
 is one function below, registered in `DIMENSIONS`: it reads the fixed samples, writes metrics (and
 artifacts for a person to look at) and, for the trunk, its part of the reference.
@@ -67,7 +67,7 @@ def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 
     return torch.cat([F.softmax(model(images[i : i + batch_size]), 1) for i in range(0, len(images), batch_size)])
 
 
-def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _calibration(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import calibration, robustness
 
     test = sample(net.dataset.test, len(net.dataset.test), net.spec.seed, "test")  # all of it, for file-backed too
@@ -81,13 +81,15 @@ def _calibration(net: Network, reference: Reference | None, metrics: dict, ref: 
     accuracy = float((probs.argmax(1) == labels).float().mean())
     metrics["se/test/acc"] = robustness.binomial_se(accuracy, len(labels))
     metrics["se/calib/ece"] = calibration.bootstrap_se(calibration.ece, probs, labels, bins=bins, seed=net.spec.seed)
+    return {}
 
 
-def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import robustness
     from analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, corruption_errors, mce, mistakes
 
     spec, data = net.spec.robustness, net.dataset
+    own = {}  # this network's part of its Reference
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
     in_probs = probabilities(net.model, test.images)
     if data.ood is not None:
@@ -127,16 +129,17 @@ def _robustness(net: Network, reference: Reference | None, metrics: dict, ref: R
         for name in names:
             per_name = [errors[(name, s)] for s in spec.severities]
             metrics[f"corrupt/error/{name}"] = sum(per_name) / len(per_name)
-        ref.corruption_errors = errors
-        trunk_errors = errors if reference is None else reference.corruption_errors
+        own["corruption_errors"] = errors
+        trunk_errors = errors if dense is None else dense.corruption_errors
         trunk_mistakes = mistakes(trunk_errors, len(test))
         metrics["corrupt/mce_corruptions"] = len(names)  # pooled: every corruption always counts
         metrics["corrupt/mce_trunk_errors"] = trunk_mistakes  # the mCE's denominator, in mistakes
         if trunk_mistakes >= MIN_TRUNK_MISTAKES:  # fewer: undefined, not logged
             metrics["corrupt/mce"] = mce(errors, trunk_errors)
+    return own
 
 
-def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _flatness(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import flatness
 
     spec = net.spec.flatness
@@ -151,28 +154,28 @@ def _flatness(net: Network, reference: Reference | None, metrics: dict, ref: Ref
     metrics["flat/radius"] = float(
         flatness.flatness_radius(*batch, draws=spec.noise_draws, bisections=spec.bisections, seed=net.spec.seed)
     )
+    return {}
 
 
-def _gradcam(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _gradcam(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import gradcam
 
     if net.model.gradcam_layer is None:
-        return
+        return {}
     spec, data = net.spec.gradcam, net.dataset
     test = sample(data.test, spec.images, net.spec.seed, "gradcam")
     maps = gradcam.gradcam_maps(net.model, test.images, test.labels)
-    ref.gradcam = maps
     per_image = {}
     if test.masks is not None:
         per_image |= gradcam.localisation(maps, test.masks)
-    if reference is not None and reference.gradcam is not None:
-        per_image |= gradcam.consistency(reference.gradcam, maps, top_percent=spec.top_percent)
+    if dense is not None and dense.gradcam is not None:
+        per_image |= gradcam.consistency(dense.gradcam, maps, top_percent=spec.top_percent)
     names = {"pointing_hit": "pointing_game", "iou_top": f"iou_top{spec.top_percent:g}"}
     per_image = {names.get(key, key): values for key, values in per_image.items()}
     metrics |= gradcam.summarise(per_image, test.labels, data.class_names, prefix="xai/gradcam_")
     if spec.grid_images:
         shown = slice(0, spec.grid_images)
-        reference_maps = None if reference is None or reference.gradcam is None else reference.gradcam[shown]
+        reference_maps = None if dense is None or dense.gradcam is None else dense.gradcam[shown]
         predicted = probabilities(net.model, test.images[shown]).argmax(1)
         titles = [
             f"{data.class_names[int(y)]}\n(says {data.class_names[int(p)]})" if p != y else data.class_names[int(y)]
@@ -184,15 +187,16 @@ def _gradcam(net: Network, reference: Reference | None, metrics: dict, ref: Refe
             net.artifacts / "xai" / f"gradcam_{net.label}.png", titles=titles,
             label=net.label if sparsity is None else f"{net.label.replace('_', ' ')}\n{sparsity:.1%} sparse",
         )
+    return {"gradcam": maps}
 
 
-def _concepts(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _concepts(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import concepts
 
     data, spec = net.dataset, net.spec.concepts
     clip_model = getattr(net.model, "clip", None)
     if not data.concept_names or (data.train.concepts is None and clip_model is None):
-        return
+        return {}
     train = sample(data.train, spec.train_images, net.spec.seed, "concepts/train")
     held_out = sample(data.test, spec.eval_images, net.spec.seed, "concepts/eval")
     train_emb = concepts.embeddings(net.model, train.images)
@@ -214,25 +218,25 @@ def _concepts(net: Network, reference: Reference | None, metrics: dict, ref: Ref
         concepts.project(train_emb, bank), train.labels.numpy(), concepts.project(eval_emb, bank), held_out.labels.numpy(),
         concept_names=list(bank.names), C=spec.pcbm_c, l1_ratio=spec.l1_ratio, seed=net.spec.seed,
     )
-    ref.pcbm = pcbm
     names = list(data.concept_names)
     metrics["xai/concept_pcbm_acc"] = float(pcbm.accuracy)
     truth = [list(defining) for defining in data.class_concepts]
     if any(truth):
         metrics["xai/concept_recovery"] = float(concepts.recovery(pcbm, names, truth))
         metrics["xai/concept_recovery_margin"] = float(concepts.recovery_margin(pcbm, names, truth))
-    reference_pcbm = pcbm if reference is None or reference.pcbm is None else reference.pcbm
-    if reference is not None and reference.pcbm is not None:
-        agreement = concepts.consistency(reference.pcbm, pcbm, names, k=spec.top_k)
+    reference_pcbm = pcbm if dense is None or dense.pcbm is None else dense.pcbm
+    if dense is not None and dense.pcbm is not None:
+        agreement = concepts.consistency(dense.pcbm, pcbm, names, k=spec.top_k)
         metrics[f"xai/concept_jaccard_top{spec.top_k}"] = float(agreement["mean_jaccard"])
         metrics["xai/concept_kendall_tau"] = float(agreement["mean_kendall_tau"])
     table = concepts.concept_table(reference_pcbm, pcbm, data.class_names, names, k=spec.top_k)
     path = net.artifacts / "xai" / f"concepts_{net.label}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
+    return {"pcbm": pcbm}
 
 
-def _lime(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _lime(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis.lime import lime_scores
 
     spec = net.spec.lime
@@ -242,13 +246,14 @@ def _lime(net: Network, reference: Reference | None, metrics: dict, ref: Referen
         seed=net.spec.seed,
     )
     metrics |= {f"xai/{key}": float(value) for key, value in scores.items()}
+    return {}
 
 
-def _mis(net: Network, reference: Reference | None, metrics: dict, ref: Reference) -> None:
+def _mis(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis import mis
 
     if net.model.gradcam_layer is None:
-        return
+        return {}
     spec = net.spec.mis
     test = sample(net.dataset.test, spec.images, net.spec.seed, "mis")
     # The perceptual model is fixed, so the features of the fixed sample are computed once per actor.
@@ -266,9 +271,12 @@ def _mis(net: Network, reference: Reference | None, metrics: dict, ref: Referenc
         features=net.cache[key],
     )
     metrics["xai/mis"] = float(scores["mis"])
+    return {}
 
 
-Dimension = Callable[[Network, "Reference | None", dict, Reference], None]
+#: (network, the dense trunk's Reference or None when measuring the trunk itself, the metrics to
+#: write into) -> this network's part of its own Reference, as Reference field -> value.
+Dimension = Callable[[Network, "Reference | None", dict], dict]
 
 #: name -> measurement; each runs when `spec.<name>.enabled`.
 DIMENSIONS: dict[str, Dimension] = {
@@ -282,15 +290,15 @@ DIMENSIONS: dict[str, Dimension] = {
 }
 
 
-def measure(net: Network, reference: Reference | None = None) -> tuple[dict[str, float], Reference]:
-    """All enabled dimensions; returns (metrics, this network's reference part)."""
+def measure(net: Network, dense: Reference | None = None) -> tuple[dict[str, float], Reference]:
+    """All enabled dimensions, compared with `dense` (the trunk's Reference; None when `net` is
+    the trunk); returns (metrics, this network's own Reference)."""
     net.model.eval()
     metrics: dict[str, float] = {}
-    own = Reference()
+    parts: dict[str, object] = {}
     for name, dimension in DIMENSIONS.items():
         if getattr(net.spec, name).enabled:
             started = time.perf_counter()
-            dimension(net, reference, metrics, own)
+            parts |= dimension(net, dense, metrics)
             metrics[f"analysis/seconds/{name}"] = time.perf_counter() - started
-    own.values = dict(metrics)
-    return metrics, own
+    return metrics, Reference(values=dict(metrics), **parts)

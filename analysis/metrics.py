@@ -45,8 +45,6 @@ REGISTRY: tuple[Metric, ...] = (
     # generalisation
     Metric("test/acc", True, "test accuracy", 0.005, figure="generalisation", bounds=UNIT, collapse=0.1, judged=True),
     Metric("test/loss", False, "test cross-entropy", 0.05, relative=True),
-    Metric("val/acc", True, "validation accuracy", 0.005, bounds=UNIT, collapse=0.1),
-    Metric("val/loss", False, "validation cross-entropy", 0.05, relative=True),
     Metric("train/early_stop_iteration", False, "iteration of minimum validation loss (Frankle & Carbin)", 0.0,
            figure="generalisation"),
     Metric("train/early_stop_acc", True, "test accuracy at the iteration the validation split selects", 0.005,

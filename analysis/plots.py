@@ -154,3 +154,18 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def dimension_figures(frame, folder: Path, title: str) -> list[Path]:
+    """One figure per dimension of `analysis.metrics.FIGURES` (generalisation, calibration,
+    explanations, geometry) from the sweep's tidy table; dimensions it measured nothing of are left out."""
+    from analysis.metrics import FIGURES, in_figure
+
+    if frame.empty:
+        return []
+    paths = []
+    for dimension in FIGURES:
+        path = metrics_vs_sparsity(frame, in_figure(dimension, frame.columns), folder / f"{dimension}_vs_sparsity.png", f"{title}: {dimension}")
+        if path is not None:
+            paths.append(path)
+    return paths

@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from analysis import query_sql
 from analysis.query_sql import RunRecord
+from trainables import record
 
 BULK_RUNS = 100  # the server's limit of run ids per bulk history request
 
@@ -75,7 +77,7 @@ def _experiment_id(client: MlflowClient, experiment: str | None, sweep: str) -> 
 
 def sweep_runs(client: MlflowClient, sweep: str, experiment: str | None = None) -> list:
     ids = _experiment_id(client, experiment, sweep)
-    query = f"tags.`lth.sweep` = '{sweep}'"
+    query = f"tags.`{record.SWEEP}` = '{sweep}'"
     runs, token = [], None
     while True:
         page = client.search_runs(ids, query, max_results=5000, page_token=token)
@@ -107,55 +109,84 @@ def _sweep_records(client: MlflowClient, engine, sweep: str, experiment: str | N
     return records
 
 
-def load_sweep(
+@dataclass
+class SweepRecord:
+    """One sweep as MLflow holds it, read once: the runs of one parent and its lineages' metric
+    histories. `frame()` is the tidy table; the end-of-sweep summary reads the same record."""
+
+    parent: RunRecord | None
+    trunks: dict[str, RunRecord]  # trunk id -> its run
+    lineages: list[RunRecord]  # ordered by run id
+    histories: dict[str, dict[int, dict[str, float]]]  # lineage run id -> step -> metric -> value
+
+    def lineage(self, lineage_id: str) -> RunRecord | None:
+        return next((run for run in self.lineages if run.tags.get(record.ID) == lineage_id), None)
+
+    def rounds(self, run_id: str) -> dict[int, dict[str, float]]:
+        """step -> metrics of the lineage's finished rounds (those with the round marker)."""
+        steps = self.histories.get(run_id, {})
+        return {step: metrics for step, metrics in sorted(steps.items()) if step >= 1 and record.ROUND_DONE in metrics}
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        for run in self.lineages:
+            tags, params = run.tags, run.params
+            trunk_id = tags.get(record.TRUNK)
+            trunk = self.trunks.get(trunk_id)
+            dense = {f"dense/{k}": v for k, v in (trunk.metrics if trunk else {}).items()}
+            identity = {
+                "run_id": run.run_id,
+                "lineage": tags.get(record.ID),
+                "method": tags.get(record.METHOD),
+                "label": tags.get(record.LABEL, tags.get(record.METHOD)),
+                "seed": int(params.get("trunk.seed", -1)),
+                "trunk": trunk_id,
+                "status": run.status,
+            }
+            for step, metrics in self.rounds(run.run_id).items():
+                rows.append({**identity, **params, "round": step, **metrics, **dense})
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame = frame.sort_values(["label", "seed", "round"], kind="stable").reset_index(drop=True)
+            for column in frame.columns:
+                if column.startswith(("pruning.", "trunk.")):
+                    frame[column] = _numeric(frame[column])
+        return frame
+
+
+def read_sweep(
     sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
     parent_id: str | None = None, sql: bool = True,
-) -> pd.DataFrame:
-    """The tidy table of a sweep. With several runs of the same sweep name (different configs),
-    `latest` keeps the most recently started parent's lineages; `parent_id` picks one parent.
-    With a database URI it reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql`
-    is False; the result is the same."""
+) -> SweepRecord:
+    """The runs of a sweep. With several runs of the same sweep name (different configs), `latest`
+    keeps the most recently started parent's; `parent_id` picks one parent. With a database URI it
+    reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql` is False; the result is
+    the same."""
     client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     engine = getattr(client._tracking_client.store, "engine", None) if sql else None
     runs = _sweep_records(client, engine, sweep, experiment)
-    parents = sorted((r for r in runs if r.tags.get("lth.kind") == "sweep"), key=lambda r: r.start_time)
+    parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: r.start_time)
     if parent_id is None and latest and parents:
         parent_id = parents[-1].run_id
     if parent_id is not None:
-        runs = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent_id]
-    lineages = sorted((r for r in runs if r.tags.get("lth.kind") == "lineage"), key=lambda r: r.run_id)
-    trunks = {r.tags["lth.id"]: r for r in runs if r.tags.get("lth.kind") == "trunk"}
+        runs = [r for r in runs if r.tags.get(record.PARENT) == parent_id]
+    lineages = sorted((r for r in runs if r.tags.get(record.KIND) == record.LINEAGE_KIND), key=lambda r: r.run_id)
+    trunks = {r.tags[record.ID]: r for r in runs if r.tags.get(record.KIND) == record.TRUNK_KIND}
     ids = [r.run_id for r in lineages]
     if engine is not None:
         histories = query_sql.histories(engine, ids)
     else:
         histories = metric_histories(client, ids, {key for r in lineages for key in r.metrics})
-    rows = []
-    for run in lineages:
-        tags, params = run.tags, run.params
-        trunk_id = tags.get("lth.trunk")
-        trunk = trunks.get(trunk_id)
-        dense = {f"dense/{k}": v for k, v in (trunk.metrics if trunk else {}).items()}
-        identity = {
-            "run_id": run.run_id,
-            "lineage": tags.get("lth.id"),
-            "method": tags.get("lth.method"),
-            "label": tags.get("lth.label", tags.get("lth.method")),
-            "seed": int(params.get("trunk.seed", -1)),
-            "trunk": trunk_id,
-            "status": run.status,
-        }
-        for step, metrics in sorted(histories.get(run.run_id, {}).items()):
-            if step < 1 or "sparsity" not in metrics:
-                continue
-            rows.append({**identity, **params, "round": step, **metrics, **dense})
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame = frame.sort_values(["label", "seed", "round"], kind="stable").reset_index(drop=True)
-        for column in frame.columns:
-            if column.startswith(("pruning.", "trunk.")):
-                frame[column] = _numeric(frame[column])
-    return frame
+    parent = next((r for r in parents if r.run_id == parent_id), None)
+    return SweepRecord(parent, trunks, lineages, histories)
+
+
+def load_sweep(
+    sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
+    parent_id: str | None = None, sql: bool = True,
+) -> pd.DataFrame:
+    """The tidy table of a sweep (see `read_sweep` for the arguments)."""
+    return read_sweep(sweep, tracking_uri, experiment, latest, parent_id, sql).frame()
 
 
 def _numeric(column: pd.Series) -> pd.Series:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, text
 
+from trainables import record
+
 CHUNK = 500  # run ids per IN (...): well under every database's parameter limit
 
 
@@ -65,7 +67,7 @@ def sweep_records(engine, sweep: str, experiment: str | None) -> list[RunRecord]
             text(
                 "SELECT r.run_uuid, r.status, r.start_time FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
                 "JOIN experiments e ON e.experiment_id = r.experiment_id "
-                "WHERE t.key = 'lth.sweep' AND t.value = :sweep AND r.lifecycle_stage = 'active' "
+                f"WHERE t.key = '{record.SWEEP}' AND t.value = :sweep AND r.lifecycle_stage = 'active' "
                 "AND e.lifecycle_stage = 'active'" + where
             ),
             params,

@@ -34,28 +34,30 @@ def _sweep(args) -> int:
         return 0
     from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
 
-    try:  # here too, before importing Ray and Tune: an absent server is reported in seconds
+    try:  # before importing Ray, Tune and torch (seconds): an absent server is reported at once
         check_tracking(config.tracking.resolved_uri(Path.cwd()))
     except TrackingUnavailable as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from orchestrator.summary import succeeded
+    from orchestrator.progress import Console
+    from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
+    from orchestrator.summary import render
     from orchestrator.sweep import run_sweep
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
-    from orchestrator.trunk_sharing import TrunkFailed
-
+    console = Console()
     try:
-        rows = run_sweep(plan, address=args.address, fmt=args.format)
+        outcome = run_sweep(plan, address=args.address, console=console, check_store=False)
     except (RayUnreachable, TrackingUnavailable, ClusterTooSmall) as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except TrunkFailed as error:
-        print(f"lth: {error}", file=sys.stderr)
-        return 1
-    return 0 if all(succeeded(row) for row in rows) else 1
+    print(render(outcome.rows, args.format, outcome.unresolvable), flush=True)
+    if args.format == "table":
+        plots = ", ".join(path.name for path in outcome.plots)
+        console.say(f"sweep {outcome.status.lower()}; plots: {outcome.plots[0].parent}/ ({plots})")
+        console.say(f"MLflow UI: run `lth ui` (store {outcome.tracking_uri}), then open {outcome.parent_url}")
+    return 0 if outcome.succeeded else 1
 
 
 def _ui(args) -> int:

@@ -3,13 +3,12 @@ and per lineage, each found again by its stable id so reruns never duplicate a r
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables import record
 from trainables.specs import Spec
 
 PROBE_SECONDS = 5.0
@@ -91,12 +90,12 @@ class SweepTracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=kind)
         self._known: dict | None = None  # the parent's children, by (kind, lth id)
         self._params: dict[str, set[str]] = {}  # run id -> the params it has
-        self.parent = self._get_or_create("sweep", sweep_id, sweep_name, parent_id=None)
+        self.parent = self._get_or_create(record.SWEEP_KIND, sweep_id, sweep_name, parent_id=None)
 
     def _find(self, kind: str, lth_id: str, parent_id: str | None):
-        query = f"tags.`lth.kind` = '{kind}' and tags.`lth.id` = '{lth_id}' and tags.`lth.sweep` = '{self.sweep_name}'"
+        query = f"tags.`{record.KIND}` = '{kind}' and tags.`{record.ID}` = '{lth_id}' and tags.`{record.SWEEP}` = '{self.sweep_name}'"
         if parent_id:
-            query += f" and tags.`mlflow.parentRunId` = '{parent_id}'"
+            query += f" and tags.`{record.PARENT}` = '{parent_id}'"
         runs = self.client.search_runs([self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"])
         return runs[0] if runs else None
 
@@ -104,7 +103,7 @@ class SweepTracker:
         """(kind, lth id) -> run for every child of the parent: one paged search, not one per child
         (with 1,000 lineages on a server, that saves minutes before the first trial starts)."""
         if self._known is None:
-            query = f"tags.`mlflow.parentRunId` = '{self.parent_id}' and tags.`lth.sweep` = '{self.sweep_name}'"
+            query = f"tags.`{record.PARENT}` = '{self.parent_id}' and tags.`{record.SWEEP}` = '{self.sweep_name}'"
             runs, token = [], None
             while True:
                 page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
@@ -113,24 +112,21 @@ class SweepTracker:
                     break
             self._known = {}
             for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):  # the oldest wins, as in _find
-                self._known[(run.data.tags.get("lth.kind"), run.data.tags.get("lth.id"))] = run
+                self._known[(run.data.tags.get(record.KIND), run.data.tags.get(record.ID))] = run
         return self._known
 
     def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
         run = self._children().get((kind, lth_id)) if parent_id else self._find(kind, lth_id, None)
         if run is None:
-            all_tags = {"lth.kind": kind, "lth.id": lth_id, "lth.sweep": self.sweep_name, **(tags or {})}
+            all_tags = {record.KIND: kind, record.ID: lth_id, record.SWEEP: self.sweep_name, **(tags or {})}
             if parent_id:
-                all_tags["mlflow.parentRunId"] = parent_id
+                all_tags[record.PARENT] = parent_id
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
             if parent_id:
                 self._known[(kind, lth_id)] = run
         # Also for a found run: a driver killed between creating it and logging its params left none.
         have = self._params.setdefault(run.info.run_id, set(run.data.params))
-        items = [Param(k, v[:6000]) for k, v in (params or {}).items() if k not in have]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[start : start + 100])
-        have.update(param.key for param in items)
+        have.update(record.log_params(self.client, run.info.run_id, params or {}, have))
         return run
 
     @property
@@ -138,10 +134,7 @@ class SweepTracker:
         return self.parent.info.run_id
 
     def log_sweep_params(self, params: dict[str, str]) -> None:
-        have = set(self.client.get_run(self.parent_id).data.params)
-        items = [Param(k, v[:6000]) for k, v in params.items() if k not in have]
-        for start in range(0, len(items), 100):
-            self.client.log_batch(self.parent_id, params=items[start : start + 100])
+        record.log_params(self.client, self.parent_id, params, set(self.client.get_run(self.parent_id).data.params))
 
     def child(self, kind: str, spec: Spec, run_name: str, tags: dict | None = None):
         return self._get_or_create(
@@ -149,8 +142,8 @@ class SweepTracker:
         )
 
     def fail(self, run_id: str, error: str) -> None:
-        """Ends a run FAILED with the reason in its `lth.error` tag (what the summary shows)."""
-        self.set_tags(run_id, {"lth.error": error[:5000]})
+        """Ends a run FAILED with the reason in its error tag (what the summary shows)."""
+        self.set_tags(run_id, {record.ERROR: error[: record.TAG_CHARS]})
         self.client.set_terminated(run_id, "FAILED")
 
     def reopen(self, run_id: str) -> None:
@@ -160,17 +153,19 @@ class SweepTracker:
     def log_missing_metrics(self, run_id: str, metrics: dict[tuple[str, int], float]) -> None:
         """Logs (key, step) values the run does not have yet, so a rerun never logs a step twice."""
         have = {(key, m.step) for key in {k for k, _ in metrics} for m in self.client.get_metric_history(run_id, key)}
-        now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for (key, step), value in metrics.items() if (key, step) not in have]
-        for start in range(0, len(batch), 1000):
-            self.client.log_batch(run_id, metrics=batch[start : start + 1000])
+        by_step: dict[int, dict[str, float]] = {}
+        for (key, step), value in metrics.items():
+            if (key, step) not in have:
+                by_step.setdefault(step, {})[key] = value
+        for step, values in sorted(by_step.items()):
+            record.log_metrics(self.client, run_id, step, values)
 
     def describe(self, run_id: str, markdown: str) -> None:
-        """The run's description in the UI (MLflow's `mlflow.note.content` tag)."""
-        self.set_tags(run_id, {"mlflow.note.content": markdown})
+        """The run's description in the UI."""
+        self.set_tags(run_id, {record.DESCRIPTION: markdown})
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        record.set_tags(self.client, run_id, tags)
 
     def run_url(self, run_id: str, server: str = "http://127.0.0.1:5000") -> str:
         # The query parameter opens MLflow's model-training view; without it a fresh browser

@@ -15,8 +15,9 @@ from __future__ import annotations
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from orchestrator.config import Scheduler
+from trainables import record
 
-STOPPED_TAG = "lth.stopped"
+STOPPED_TAG = record.STOPPED
 
 
 def scheduler_key(spec: Scheduler) -> str:

@@ -7,12 +7,11 @@ import json
 import math
 from fnmatch import fnmatchcase
 
-from mlflow.tracking import MlflowClient
-
 from analysis import metrics as registry
 from analysis.noise_floor import FLOOR_PREFIX
-from orchestrator.scheduler import STOPPED_TAG
+from analysis.query import SweepRecord
 from orchestrator.plan import SweepPlan, display_name
+from trainables import record
 
 
 #: Explanation drift at the last round, shown beside accuracy: (column, metric pattern as in the
@@ -32,18 +31,18 @@ def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
     return next((value for key, value in sorted(metrics.items()) if fnmatchcase(key, pattern)), default)
 
 
-def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trunk_runs: dict) -> list[dict]:
-    trunk_metrics = {trunk_id: client.get_run(run_id).data.metrics for trunk_id, run_id in trunk_runs.items()}
-    dense_by_trunk = {trunk_id: metrics.get("test/acc", float("nan")) for trunk_id, metrics in trunk_metrics.items()}
+def collect_rows(plan: SweepPlan, sweep: SweepRecord) -> list[dict]:
+    """One row per lineage of the plan, in its order, from the sweep's record in MLflow."""
     rows = []
     for spec in plan.lineages:
-        run_id = lineage_runs[spec.id]
-        run = client.get_run(run_id)
-        acc = {m.step: m.value for m in client.get_metric_history(run_id, "test/acc")}
-        sparsity = {m.step: m.value for m in client.get_metric_history(run_id, "sparsity")}
-        dense = dense_by_trunk[spec.trunk.id]
-        rounds = sorted(sparsity)
-        last = rounds[-1] if rounds else None
+        run = sweep.lineage(spec.id)
+        rounds = sweep.rounds(run.run_id)
+        acc = {step: metrics["test/acc"] for step, metrics in rounds.items() if "test/acc" in metrics}
+        sparsity = {step: metrics[record.ROUND_DONE] for step, metrics in rounds.items()}
+        trunk_run = sweep.trunks.get(spec.trunk.id)
+        trunk = trunk_run.metrics if trunk_run else {}
+        dense = trunk.get("test/acc", float("nan"))
+        last = max(rounds) if rounds else None
         best = max(rounds, key=lambda r: (acc.get(r, -1), -r)) if rounds else None
         rows.append(
             {
@@ -60,16 +59,15 @@ def collect_rows(plan: SweepPlan, client: MlflowClient, lineage_runs: dict, trun
                 "best_round": best,
                 "best_acc": acc.get(best, float("nan")),
                 "best_sparsity": sparsity.get(best, float("nan")),
-                "status": run.info.status,
-                "error": run.data.tags.get("lth.error", ""),
-                "stopped": run.data.tags.get(STOPPED_TAG, ""),
-                "run_id": run_id,
-                "curve": [(sparsity[r], acc[r]) for r in rounds if r in acc],
+                "status": run.status,
+                "error": run.tags.get(record.ERROR, ""),
+                "stopped": run.tags.get(record.STOPPED, ""),
+                "run_id": run.run_id,
+                "curve": [(sparsity[r], acc[r]) for r in sorted(rounds) if r in acc],
             }
         )
-        trunk = trunk_metrics[spec.trunk.id]
         for column, metric, dense_value in DRIFT_COLUMNS:
-            rows[-1][column] = _find(run.data.metrics, metric)
+            rows[-1][column] = _find(run.metrics, metric)
             trunk_value = _find(trunk, metric, dense_value)
             rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
             rows[-1][f"floor_{column}"] = _find(trunk, f"{FLOOR_PREFIX}{metric}")

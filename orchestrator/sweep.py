@@ -1,255 +1,201 @@
-"""One sweep, start to finish: plan -> Ray -> MLflow runs -> trunks -> Tuner -> summary."""
+"""One sweep, start to finish, in five phases: open its MLflow runs, attach the checkpoints an
+earlier driver left, provide the dense trunks (and start their analysis), run the lineages as Tune
+trials, finish (read MLflow back, plots, the parent run's summary and status).
+
+Every phase reports progress through a `Console`; the summary table is the caller's to print
+(`SweepOutcome.rows`, `orchestrator.summary.render`).
+"""
 from __future__ import annotations
 
+import dataclasses
 import tempfile
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
 from ray import tune
 
 from analysis.actors import AnalysisPool
-from analysis.plots import accuracy_vs_sparsity
-from analysis.query import load_sweep
+from analysis.plots import accuracy_vs_sparsity, dimension_figures
+from analysis.query import read_sweep
+from orchestrator.analysis_handoff import hand_off
+from orchestrator.mlflow_runs import SweepTracker, check_tracking, flatten
 from orchestrator.plan import SweepPlan, display_name
-from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
-from orchestrator.progress import Console, RoundPrinter
+from orchestrator.progress import Console
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
+from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.summary import collect_rows, parent_metrics, render, succeeded, unresolvable_columns
-from orchestrator.mlflow_runs import SweepTracker, check_tracking, flatten
-from orchestrator.trunk_sharing import TrunkFailed, provide_trunks
-from trainables.trial import lineage_trial
+from orchestrator.trunk_sharing import provide_trunks
+from orchestrator.tuner import expected_cost, experiment_name, make_tuner, mark_stopped
+from trainables import record
+from trainables.trial_payload import ResumePoint, SharedObjects, TrialPayload
 
 
-def expected_cost(spec) -> float:
-    """Relative training cost of a lineage: retrained iterations (twice over for the reinit control)."""
-    retrained = spec.trunk.total_iterations() - spec.pruning.rewind_iteration
-    return spec.pruning.rounds * retrained * (2 if spec.pruning.reinit else 1)
+@dataclass
+class SweepRuns:
+    """The sweep's MLflow runs and the lineages still to run."""
+
+    tracker: SweepTracker
+    lineage_runs: dict[str, str] = field(default_factory=dict)  # lineage id -> run id
+    pending: list[TrialPayload] = field(default_factory=list)
+    done_rounds: int = 0  # rounds already in MLflow (finished lineages, checkpoints to continue from)
 
 
-def experiment_name(plan: SweepPlan) -> str:
-    """Tune's experiment folder in the storage path: one per sweep, one subfolder per lineage."""
-    return f"{plan.config.name}-{plan.sweep_id}"
+@dataclass(frozen=True)
+class SweepOutcome:
+    rows: list[dict]  # one per lineage (`orchestrator.summary.collect_rows`)
+    unresolvable: dict[str, float]  # drift columns the samples cannot rank methods on
+    status: str  # the parent run's: FINISHED, or FAILED when a lineage failed
+    plots: list[Path]
+    tracking_uri: str
+    parent_url: str  # the parent run in MLflow's UI (`lth ui`)
 
-
-def _tuner(
-    plan: SweepPlan, pending: list[dict], trunk_refs: dict, analysis: dict | None, console: Console, done_rounds: int,
-    callbacks: Sequence[tune.Callback] = (),
-) -> tune.Tuner:
-    config, resources = plan.config, plan.config.resources
-    trainable = tune.with_resources(
-        tune.with_parameters(lineage_trial, trunks=trunk_refs, analysis=analysis),
-        {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
-    )
-    names = {spec.id: display_name(spec) for spec in plan.lineages}
-    return tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(pending)},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=resources.max_concurrent_trials,
-            # A worker that ran one lineage has torch imported and the dataset generated: keep it.
-            reuse_actors=True,
-            trial_name_creator=lambda trial: names[trial.config["trial"]["lineage_id"]].replace(" ", "_"),
-            trial_dirname_creator=lambda trial: trial.config["trial"]["lineage_id"],
-            scheduler=make_scheduler(config.scheduler, max(spec.pruning.rounds for spec in plan.lineages)),
-        ),
-        run_config=tune.RunConfig(
-            name=experiment_name(plan),
-            storage_path=config.storage_path(Path.cwd()),
-            verbose=0,
-            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), *callbacks],
-            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            stop=make_stopper(config.scheduler),
-        ),
-    )
-
-
-def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Console) -> None:
-    """Lineages the scheduler stopped: their runs end KILLED, with `lth.stopped` saying why."""
-    spec = plan.config.scheduler
-    names = {lineage.id: display_name(lineage) for lineage in plan.lineages}
-    for result in results:
-        lineage_id = result.config["trial"]["lineage_id"]
-        run_id = result.config["trial"]["run_id"]
-        if result.error is not None or tracker.client.get_run(run_id).info.status != "RUNNING":
-            continue  # failed, or finished all its rounds
-        metrics = result.metrics or {}
-        reason = why_stopped(spec, int(metrics.get("round", 0)), float(metrics.get(scheduler_key(spec), float("nan"))))
-        tracker.client.set_tag(run_id, STOPPED_TAG, reason)
-        tracker.client.set_terminated(run_id, "KILLED")
-        console.say(f"{names[lineage_id]}: {reason}")
-
-
-def references(pool: AnalysisPool, trunks: dict, console: Console) -> dict:
-    """Each trunk's dense reference, started on the analysis actors; its object ref goes to the
-    trials at once. A trial needs it only when its first round is analysed, so lineages train
-    while it is measured; a thread reports each one as it arrives. A reference that fails fails
-    the analysis of its lineages' first round, which fails them with the reason in MLflow."""
-    refs = pool.references({tid: (ref, run_id) for tid, (ref, run_id) in trunks.items()})
-
-    def report() -> None:
-        for trunk_id, ref in refs.items():
-            try:
-                reference = ray.get(ref)
-            except Exception as error:
-                cause = error.cause if getattr(error, "cause", None) is not None else error
-                console.say(f"trunk {trunk_id}: analysis of the dense trunk failed: {type(cause).__name__}: {cause}")
-                continue
-            console.say(f"trunk {trunk_id}: dense reference measured ({_reference_line(reference.values)})")
-
-    threading.Thread(target=report, name="lth-references", daemon=True).start()
-    return refs
-
-
-def _reference_line(values: dict[str, float]) -> str:
-    shown = {
-        "xai/gradcam_energy_in_object": "Grad-CAM on object",
-        "xai/concept_recovery": "true concepts recovered",
-        "calib/ece": "ECE",
-    }
-    parts = [f"{label} {values[key]:.3f}" for key, label in shown.items() if key in values]
-    return ", ".join(parts) or "no metrics"
-
-
-def dimension_plots(config, frame, folder: Path) -> list[Path]:
-    """One figure per dimension (generalisation, calibration, explanations, geometry) of the sweep's
-    table as MLflow holds it."""
-    from analysis.metrics import FIGURES, in_figure
-    from analysis.plots import metrics_vs_sparsity
-
-    if frame.empty:
-        return []
-    paths = []
-    for dimension in FIGURES:
-        path = metrics_vs_sparsity(frame, in_figure(dimension, frame.columns), folder / f"{dimension}_vs_sparsity.png", f"{config.name}: {dimension}")
-        if path is not None:
-            paths.append(path)
-    return paths
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "FINISHED"
 
 
 def run_sweep(
-    plan: SweepPlan, address: str | None = None, fmt: str = "table", console: Console | None = None,
-    callbacks: Sequence[tune.Callback] = (),
-) -> list[dict]:
-    """Runs the sweep and returns its summary rows. `callbacks`: Tune callbacks of the caller's own,
-    told of every round's result as the progress printer is."""
-    config = plan.config
+    plan: SweepPlan, address: str | None = None, console: Console | None = None, callbacks: Sequence[tune.Callback] = (),
+    check_store: bool = True,
+) -> SweepOutcome:
+    """Runs the sweep. `callbacks`: Tune callbacks of the caller's own, told of every round's
+    result as the progress printer is. `check_store=False`: the caller has checked the tracking
+    store already (the CLI does, before importing Ray)."""
     console = console or Console()
-    uri = config.tracking.resolved_uri(Path.cwd())
-    check_tracking(uri)  # in seconds, before Ray: MLflow's client retries an absent server for minutes
-    started_ray = connect(address)  # first: an unreachable cluster must leave MLflow untouched
+    uri = plan.config.tracking.resolved_uri(Path.cwd())
+    if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
+        check_tracking(uri)
+    started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
     try:
-        check_fits(config.resources.cpus_per_trial, config.resources.gpus_per_trial)
+        runs = open_runs(plan, uri, console)
+        attach_resumes(plan, runs, console)
+        pool = AnalysisPool(plan.config.analysis, uri) if runs.pending and plan.config.analysis.enabled else None
+        try:  # the pool's actors start (import torch, build datasets) while trunks train
+            shared = provide_lineage_trunks(plan, runs, pool, console)
+            run_trials(plan, runs, shared, pool, console, callbacks)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return finish(plan, runs, console)
+
+
+def start_ray(plan: SweepPlan, address: str | None) -> bool:
+    """Connects to (or starts) Ray and checks one trial fits; True when this call started Ray."""
+    started_ray = connect(address)
+    try:
+        check_fits(plan.config.resources.cpus_per_trial, plan.config.resources.gpus_per_trial)
     except ClusterTooSmall:
         if started_ray:
             ray.shutdown()
         raise
+    return started_ray
+
+
+def open_runs(plan: SweepPlan, uri: str, console: Console) -> SweepRuns:
+    """The parent run and one child per lineage, found again or created; finished lineages are
+    left alone, the others (re)opened and given a trial payload."""
+    config = plan.config
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
     tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
     tracker.reopen(tracker.parent_id)
     console.say(f"sweep {config.name} ({plan.sweep_id}): {len(plan.trunks)} trunk(s), {len(plan.lineages)} lineage(s)")
     console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
-
-    lineage_runs, pending, done_rounds = {}, [], 0
-    analysis = config.analysis
+    runs = SweepRuns(tracker)
     for slot, spec in enumerate(plan.lineages):
-        tags = {"lth.method": spec.pruning.method, "lth.label": spec.pruning.label, "lth.trunk": spec.trunk.id}
-        if analysis.enabled:
-            tags["lth.analysis"] = analysis.id
-        run = tracker.child("lineage", spec, display_name(spec), tags=tags)
-        lineage_runs[spec.id] = run.info.run_id
+        tags = {record.METHOD: spec.pruning.method, record.LABEL: spec.pruning.label, record.TRUNK: spec.trunk.id}
+        if config.analysis.enabled:
+            tags[record.ANALYSIS] = config.analysis.id
+        run = tracker.child(record.LINEAGE_KIND, spec, display_name(spec), tags=tags)
+        runs.lineage_runs[spec.id] = run.info.run_id
         if run.info.status == "FINISHED":
-            done_rounds += spec.pruning.rounds
+            runs.done_rounds += spec.pruning.rounds
             console.say(f"{display_name(spec)}: already finished in run {run.info.run_id}, not trained again")
             continue
         if STOPPED_TAG in run.data.tags:  # stopped early by an earlier run: judged again as it continues
             tracker.client.delete_tag(run.info.run_id, STOPPED_TAG)
         tracker.reopen(run.info.run_id)
-        pending.append(
-            {
-                "lineage_id": spec.id,
-                "lineage": spec.model_dump(mode="json"),
-                "run_id": run.info.run_id,
-                "tracking_uri": uri,
-                "threads": max(1, int(config.resources.cpus_per_trial)),
-                "slot": slot,
-                "validation_every": plan.validation_every,
-                "validation_images": analysis.early_stopping_images,
-            }
-        )
+        runs.pending.append(TrialPayload(
+            lineage=spec, run_id=run.info.run_id, tracking_uri=uri, threads=max(1, int(config.resources.cpus_per_trial)),
+            slot=slot, validation_every=plan.validation_every, validation_images=config.analysis.early_stopping_images,
+        ))
+    return runs
 
-    by_id = {spec.id: spec for spec in plan.lineages}
+
+def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
+    """Checkpoints an earlier driver left in the storage path: their lineages continue from them.
+    Then the pending lineages are ordered longest first, so that no long one runs alone at the end."""
+    storage = plan.config.storage_path(Path.cwd())
+    left = latest_checkpoints(storage, experiment_name(plan), [payload.lineage_id for payload in runs.pending])
+    for index, payload in enumerate(runs.pending):
+        if payload.lineage_id in left:
+            checkpoint, round_index = left[payload.lineage_id]
+            runs.pending[index] = dataclasses.replace(payload, resume=ResumePoint(checkpoint, round_index))
+            console.say(f"{display_name(payload.lineage)}: continues after round {round_index} (its checkpoint from an earlier run)")
+            runs.done_rounds += round_index
+    runs.pending.sort(key=lambda payload: -expected_cost(payload.lineage))
+
+
+def provide_lineage_trunks(plan: SweepPlan, runs: SweepRuns, pool: AnalysisPool | None, console: Console) -> SharedObjects:
+    """The trunks of the pending lineages, trained or loaded once (`trunk_sharing`), and their
+    analysis started on the pool. A trunk that failed fails its own lineages, not the sweep."""
+    tracker = runs.tracker
+    needed = {payload.lineage.trunk.id for payload in runs.pending}
+    trunks, failed = provide_trunks(
+        {tid: entry for tid, entry in plan.trunks.items() if tid in needed}, tracker, plan.config.resources.cpus_per_trial,
+        console.say, gpus=plan.config.resources.gpus_per_trial, validation_every=plan.validation_every,
+        validation_images=plan.config.analysis.early_stopping_images,
+    )
+    for payload in [p for p in runs.pending if p.lineage.trunk.id in failed]:
+        runs.pending.remove(payload)
+        tracker.fail(payload.run_id, failed[payload.lineage.trunk.id])
+    for tid, (spec, _) in plan.trunks.items():  # every trunk has its run, for the summary's dense side
+        if tid not in trunks:
+            tracker.child(record.TRUNK_KIND, spec, "")
+    analysis = None
+    if runs.pending and pool is not None:
+        analysis = hand_off(pool, trunks, {tid: spec for tid, (spec, _) in plan.trunks.items()}, console.say)
+    return SharedObjects({tid: ref for tid, (ref, _) in trunks.items()}, analysis)
+
+
+def run_trials(
+    plan: SweepPlan, runs: SweepRuns, shared: SharedObjects, pool: AnalysisPool | None, console: Console,
+    callbacks: Sequence[tune.Callback] = (),
+) -> None:
+    """One Tune trial per pending lineage; then the analyses still running, and the lineages the
+    scheduler stopped (their runs end KILLED, saying why)."""
+    if not runs.pending:
+        return
+    results = make_tuner(plan, runs.pending, shared, console, runs.done_rounds, callbacks).fit()
+    if pool is not None:
+        pool.drain()  # a stopped lineage's last analysis may still be running
+    if plan.config.scheduler.enabled:
+        mark_stopped(plan, results, runs.tracker, console)
+
+
+def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
+    """Reads the sweep back from MLflow once; logs the plots, the per-method curves and the summary
+    to the parent run, and ends it FINISHED, or FAILED when a lineage failed."""
+    config, tracker = plan.config, runs.tracker
+    sweep = read_sweep(config.name, tracker.uri, config.tracking.experiment, parent_id=tracker.parent_id)
+    rows, frame = collect_rows(plan, sweep), sweep.frame()
     storage = config.storage_path(Path.cwd())
-    left = latest_checkpoints(storage, experiment_name(plan), [entry["lineage_id"] for entry in pending])
-    for entry in pending:
-        if entry["lineage_id"] in left:
-            entry["resume_checkpoint"], entry["resume_round"] = left[entry["lineage_id"]]
-            name = display_name(by_id[entry["lineage_id"]])
-            console.say(f"{name}: continues after round {entry['resume_round']} (its checkpoint from an earlier run)")
-            done_rounds += entry["resume_round"]
-
-    # Longest first, so that no long lineage is left running alone at the end of the sweep.
-    pending.sort(key=lambda entry: -expected_cost(by_id[entry["lineage_id"]]))
-    pending_ids = {entry["lineage_id"] for entry in pending}
-    pool = analysis_handles = None
-    try:
-        if pending and analysis.enabled:  # its actors start (import torch, build datasets) while trunks train
-            pool = AnalysisPool(analysis, uri)
-        needed = {spec.trunk.id for spec in plan.lineages if spec.id in pending_ids}
-        trunk_plan = {tid: entry for tid, entry in plan.trunks.items() if tid in needed}
-        try:
-            trunks, failed_trunks = provide_trunks(
-                trunk_plan, tracker, config.resources.cpus_per_trial, console.say, gpus=config.resources.gpus_per_trial,
-                validation_every=plan.validation_every, validation_images=analysis.early_stopping_images,
-            )
-            for entry in [e for e in pending if by_id[e["lineage_id"]].trunk.id in failed_trunks]:
-                pending.remove(entry)  # a failed trunk fails its own lineages, not the sweep
-                tracker.fail(entry["run_id"], failed_trunks[by_id[entry["lineage_id"]].trunk.id])
-            if pending and pool is not None:
-                analysis_handles = {"actors": pool.actors, "references": references(pool, trunks, console)}
-                specs = {tid: spec for tid, (spec, _) in plan.trunks.items()}
-                pool.floors(trunks, specs, analysis_handles["references"])  # the noise floor, behind the references
-        except TrunkFailed:
-            tracker.client.set_terminated(tracker.parent_id, "FAILED")
-            raise
-        trunk_runs = {tid: run_id for tid, (_, run_id) in trunks.items()}
-        for tid, (spec, _) in plan.trunks.items():
-            trunk_runs.setdefault(tid, tracker.child("trunk", spec, "").info.run_id)
-        if pending:
-            trunk_refs = {tid: ref for tid, (ref, _) in trunks.items()}
-            results = _tuner(plan, pending, trunk_refs, analysis_handles, console, done_rounds, callbacks).fit()
-            if pool is not None:
-                pool.drain()  # a stopped lineage's last analysis may still be running
-            if config.scheduler.enabled:
-                mark_stopped(plan, results, tracker, console)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        if started_ray:
-            ray.shutdown()
-
-    rows = collect_rows(plan, tracker.client, lineage_runs, trunk_runs)
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
-    plot = accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")
-    tracker.client.log_artifact(tracker.parent_id, str(plot), "plots")
-    frame = load_sweep(config.name, uri, config.tracking.experiment, parent_id=tracker.parent_id)
-    unresolvable = unresolvable_columns(frame)
-    plots = [plot, *dimension_plots(config, frame, plot_dir)]
-    for extra in plots[1:]:
-        tracker.client.log_artifact(tracker.parent_id, str(extra), "plots")
+    plots = [accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
+    plots += dimension_figures(frame, plot_dir, config.name)
+    for plot in plots:
+        tracker.client.log_artifact(tracker.parent_id, str(plot), record.PLOTS_FOLDER)
     tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
+    unresolvable = unresolvable_columns(frame)
     tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows, unresolvable=unresolvable)}\n```\n")
     failed = [row for row in rows if not succeeded(row)]
-    status = "FAILED" if failed else "FINISHED"
     for row in failed:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
+    status = "FAILED" if failed else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
-    print(render(rows, fmt, unresolvable), flush=True)
-    if fmt == "table":
-        console.say(f"sweep {status.lower()}; plots: {plot.parent}/ ({', '.join(p.name for p in plots)})")
-        console.say(f"MLflow UI: run `lth ui` (store {uri}), then open {tracker.run_url(tracker.parent_id)}")
-    return rows
-
+    return SweepOutcome(rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id))

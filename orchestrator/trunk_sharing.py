@@ -24,16 +24,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from safetensors.torch import load_file
 
 from orchestrator.mlflow_runs import SweepTracker
+from trainables import record
 from trainables.checkpoint import sha256
 from trainables.specs import TrunkSpec
 from trainables.run_logger import RunLogger
 from trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
 
-MANIFEST = "manifest.json"
-
-
-class TrunkFailed(RuntimeError):
-    """A dense trunk could not be trained or measured; its lineages cannot run."""
+MANIFEST = record.TRUNK_MANIFEST
 
 
 class TrunkUnusable(RuntimeError):
@@ -71,13 +68,13 @@ def _log_trunk(tracker: SweepTracker, run_id: str, result: TrunkResult) -> None:
     logger = RunLogger(tracker.uri, run_id)
     states = {"init": result.init, "final": result.final, **{f"rewind_{k}": s for k, s in result.snapshots.items()}}
     digests = {
-        f"{name}.safetensors": logger.log_tensors(f"trunk/{name}.safetensors", as_tensors(state))
+        f"{name}.safetensors": logger.log_tensors(record.trunk_file(name), as_tensors(state))
         for name, state in states.items()
     }
-    tracker.client.log_text(run_id, json.dumps({"sha256": digests}, indent=1), f"trunk/{MANIFEST}")
+    tracker.client.log_text(run_id, json.dumps({"sha256": digests}, indent=1), f"{record.TRUNK_FOLDER}/{MANIFEST}")
     metrics = {**result.metrics, "sparsity": 0.0, "time/train_seconds": result.seconds}
     tracker.log_missing_metrics(run_id, {(key, 0): value for key, value in metrics.items()})  # a retrained trunk too
-    tracker.client.set_tag(run_id, "lth.device", result.device)
+    tracker.client.set_tag(run_id, record.DEVICE, result.device)
     tracker.client.set_terminated(run_id, "FINISHED")
 
 
@@ -86,7 +83,7 @@ def load_trunk(client: MlflowClient, run_id: str, spec: TrunkSpec, rewinds: tupl
     run = client.get_run(run_id)
     needed = ["init", "final", *(f"rewind_{k}" for k in rewinds if k > 0)]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(client.download_artifacts(run_id, "trunk", tmp))
+        folder = Path(client.download_artifacts(run_id, record.TRUNK_FOLDER, tmp))
         try:
             digests = json.loads((folder / MANIFEST).read_text())["sha256"]
         except (OSError, ValueError, KeyError) as error:
@@ -140,7 +137,7 @@ def provide_trunks(
 
     nodes = _worker_nodes()
     for trunk_id, (spec, rewinds) in plan.items():
-        run = tracker.child("trunk", spec, trunk_name(spec))
+        run = tracker.child(record.TRUNK_KIND, spec, trunk_name(spec))
         if run.info.status == "FINISHED":
             where = "DEFAULT" if not nodes else NodeAffinitySchedulingStrategy(nodes[len(loading) % len(nodes)], soft=True)
             task = _load_trunk_task.options(num_cpus=0, scheduling_strategy=where)

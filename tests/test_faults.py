@@ -40,6 +40,7 @@ from orchestrator.sweep import run_sweep
 from orchestrator.trunk_sharing import trunk_name
 from tests.mlflow_server import free_port
 from trainables.checkpoint import CheckpointCorrupt, load_state, save_state
+from trainables.trial_payload import TrialPayload
 from trainables.lineage import LineageState, run_lineage
 from trainables.trunk import train_trunk
 
@@ -404,11 +405,11 @@ class Killer(tune.Callback):
         self.killed: list[tuple[str, int, str]] = []
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        lineage_id = trial.config["trial"]["lineage_id"]
+        lineage_id = TrialPayload.of(trial.config).lineage_id
         rounds = self.todo.get(lineage_id)
         if not rounds or "round" not in result or result["round"] < rounds[0]:
             return
-        assert result["round"] < trial.config["trial"]["lineage"]["pruning"]["rounds"], (lineage_id, result["round"])
+        assert result["round"] < TrialPayload.of(trial.config).rounds, (lineage_id, result["round"])
         rounds.pop(0)
         self.due[trial.trial_id] = (lineage_id, int(result["round"]), result["pid"], result["hostname"])
 
@@ -444,7 +445,7 @@ def test_workers_killed_mid_round_change_nothing(ray_session, tmp_path, monkeypa
             truncated.append(file)
 
     killer = Killer([spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints)
-    rows = run_sweep(plan, callbacks=[killer])
+    rows = run_sweep(plan, callbacks=[killer]).rows
     assert all(succeeded(row) for row in rows)
     kills = len(killer.killed)
     print(f"\nworkers killed: {kills} across {len({k[0] for k in killer.killed})} lineages: {killer.killed}")
@@ -611,7 +612,7 @@ def node_loss(workdir: Path) -> dict:
                 time.sleep(0.1)
 
         threading.Thread(target=remove_a_worker_once_rounds_are_logged, daemon=True).start()
-        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console)
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console).rows
         report["trained"] = {"removed_after_rounds": removed.get("rounds", 0), "status": {r["name"]: r["status"] for r in rows}}
 
         workers = [workers[1], cluster.add_node(num_cpus=1)]
@@ -635,7 +636,7 @@ def node_loss(workdir: Path) -> dict:
             return provided, failed
 
         sweep_module.provide_trunks = provide_then_lose_the_node_holding_it
-        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console)
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=console).rows
         report["stored"]["status"] = {r["name"]: r["status"] for r in rows}
     finally:
         ray.shutdown()
@@ -694,7 +695,7 @@ def actor_loss(workdir: Path) -> dict:
             original_shutdown(pool)
 
         sweep_module.AnalysisPool.shutdown = shutdown_after_noting_the_actor
-        rows = sweep_module.run_sweep(plan, address=cluster.address, console=Console())
+        rows = sweep_module.run_sweep(plan, address=cluster.address, console=Console()).rows
         report["status"] = {r["name"]: r["status"] for r in rows}
     finally:
         ray.shutdown()

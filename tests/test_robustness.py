@@ -228,9 +228,8 @@ def _network(model, split, seed, robustness, tmp_path) -> Network:
 
 
 def _measure_robustness(net: Network, reference: Reference | None) -> tuple[dict, Reference]:
-    metrics, own = {}, Reference()
-    _robustness(net, reference, metrics, own)
-    return metrics, own
+    metrics = {}
+    return metrics, Reference(**_robustness(net, reference, metrics))
 
 
 @pytest.fixture(scope="module")

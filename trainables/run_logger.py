@@ -11,47 +11,40 @@ attempt did land is harmless: the SQL stores drop metrics identical to ones they
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from safetensors.torch import save_file
 
+from trainables import record
 from trainables.checkpoint import sha256
-
-ROUND_MARKER = "sparsity"  # logged last in every round's batch: its steps are the finished rounds
 
 
 class RunLogger:
     def __init__(self, tracking_uri: str, run_id: str):
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
-        self.logged_rounds = {m.step for m in self.client.get_metric_history(run_id, ROUND_MARKER)}
+        self.logged_rounds = record.steps_with(self.client, run_id, record.ROUND_DONE)
 
     def log_round(self, round_index: int, metrics: dict[str, float], masks: dict[str, torch.Tensor]) -> None:
         if round_index in self.logged_rounds:
             return
-        self.log_tensors(f"masks/round_{round_index:02d}.safetensors", masks)
+        self.log_tensors(record.round_masks(round_index), masks)
         self.log_metrics(round_index, metrics)
 
     def log_metrics(self, round_index: int, metrics: dict[str, float]) -> None:
         """The round's metrics in one `log_batch` (per 1000), the round marker last."""
-        now = int(time.time() * 1000)
-        ordered = sorted(metrics.items(), key=lambda item: item[0] == ROUND_MARKER)
-        batch = [Metric(key, float(value), now, round_index) for key, value in ordered]
-        for start in range(0, len(batch), 1000):  # MLflow's per-request limit
-            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+        record.log_metrics(self.client, self.run_id, round_index, metrics, marker=record.ROUND_DONE)
         self.logged_rounds.add(round_index)
 
     def note(self, round_index: int | None, notes: list[str]) -> None:
-        """Things the run should say (e.g. a layer saved from collapse), as the `lth.notes` tag."""
-        previous = self.client.get_run(self.run_id).data.tags.get("lth.notes", "")
+        """Things the run should say (e.g. a layer saved from collapse), as the notes tag."""
+        previous = self.client.get_run(self.run_id).data.tags.get(record.NOTES, "")
         lines = [line for line in previous.splitlines() if line]
         prefix = "" if round_index is None else f"round {round_index}: "
         lines += [f"{prefix}{note}" for note in notes if f"{prefix}{note}" not in lines]
-        self.client.set_tag(self.run_id, "lth.notes", "\n".join(lines)[:5000])
+        self.client.set_tag(self.run_id, record.NOTES, "\n".join(lines)[: record.TAG_CHARS])
 
     def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor]) -> str:
         """Uploads one safetensors file; returns its sha256, for a manifest."""
@@ -64,5 +57,5 @@ class RunLogger:
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         if error:
-            self.client.log_batch(self.run_id, tags=[RunTag("lth.error", error[:5000])])
+            record.set_tags(self.client, self.run_id, {record.ERROR: error[: record.TAG_CHARS]})
         self.client.set_terminated(self.run_id, status)

@@ -15,11 +15,13 @@ from ray import tune
 
 from trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
 from trainables.device import placement, resolve_device
-from trainables.lineage import LayerCollapseError, RoundResult, run_lineage
+from trainables.lineage import LayerCollapseError, LineageState, RoundResult, run_lineage
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
-from trainables.specs import LineageSpec
+from trainables import record
 from trainables.run_logger import RunLogger
+from trainables.trial_payload import SharedObjects, TrialPayload
 from trainables.training import DivergedError
+from trainables.trunk import TrunkResult
 
 DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
 
@@ -35,59 +37,26 @@ def trunk_distances(metrics: dict[str, float], trunk_metrics: dict[str, float]) 
     return out
 
 
-def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> None:
-    """`config["trial"]` holds the lineage spec, its MLflow run id and the tracking URI;
-    `trunks` maps trunk ids to object refs of their `TrunkResult`s; `analysis`, when on, holds
-    the analysis actors' handles and each trunk's reference (object refs)."""
-    config = config["trial"]
-    spec = LineageSpec.model_validate(config["lineage"])
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    trunk = ray.get(trunks[spec.trunk.id])
-    logger = RunLogger(config["tracking_uri"], config["run_id"])
-    # Where this attempt runs: on a cluster, the first thing one asks about a failed lineage.
-    logger.client.set_tag(config["run_id"], "lth.worker", f"{socket.gethostname()}:{os.getpid()}")
-    logger.client.set_tag(config["run_id"], "lth.device", placement(resolve_device(spec.trunk.train.device)))
-
+def lineage_trial(config: dict, shared: SharedObjects) -> None:
+    """Runs the lineage of the trial's `TrialPayload` on the trunk and analysis pool in
+    `shared`, from its last checkpoint when there is one."""
+    payload = TrialPayload.of(config)
+    spec = payload.lineage
+    torch.set_num_threads(max(1, payload.threads))
+    trunk = ray.get(shared.trunks[spec.trunk.id])
+    logger = RunLogger(payload.tracking_uri, payload.run_id)
+    record.set_tags(logger.client, payload.run_id, attempt_tags(payload))
     analyst = None
-    if analysis:
+    if shared.analysis is not None:
         analyst = RoundAnalysis(
-            analysis["actors"], analysis["references"][spec.trunk.id], config["lineage"], config["run_id"],
-            slot=config.get("slot", 0),
+            list(shared.analysis.actors), shared.analysis.references[spec.trunk.id], spec.model_dump(mode="json"),
+            payload.run_id, slot=payload.slot,
         )
-    resume_from = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None and config.get("resume_checkpoint"):  # left by a driver that died
-        checkpoint = tune.Checkpoint(config["resume_checkpoint"])
-        logger.note(None, [f"continued from the checkpoint of round {config['resume_round']} left by an earlier driver"])
-    if checkpoint:
-        with checkpoint.as_directory() as directory:
-            try:
-                resume_from, _ = load_state(directory)
-            except CheckpointCorrupt as error:  # rounds replay identically; those in MLflow are not logged again
-                logger.note(None, [f"{error}: not loaded, lineage restarted from round 1"])
-            else:
-                if analyst:  # the checkpointed round's analysis may not have finished before the restart
-                    analyst.submit(resume_from.round, *load_evaluated(directory, resume_from))
-
-    def report(result: RoundResult) -> None:
-        round_index = result.state.round
-        logger.log_round(round_index, result.metrics, result.state.masks)
-        if result.notes:
-            logger.note(round_index, result.notes)
-        if round_index == spec.pruning.rounds:  # before the checkpoint that marks the lineage done
-            logger.log_tensors("ticket/weights.safetensors", result.evaluated)
-            logger.log_tensors("ticket/masks.safetensors", result.evaluated_masks)
-        if analyst:
-            analyst.submit(round_index, result.evaluated, result.evaluated_masks)
-        with tempfile.TemporaryDirectory() as directory:
-            save_state(directory, result.state, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks)
-            scored = {"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)}
-            tune.report(scored, checkpoint=tune.Checkpoint.from_directory(directory))
-
     try:
         run_lineage(
-            spec, trunk, resume_from=resume_from, on_round=report, validation_every=config.get("validation_every", 0),
-            validation_images=config.get("validation_images"),
+            spec, trunk, resume_from=resume_state(payload, logger, analyst),
+            on_round=lambda result: report_round(payload, result, trunk, logger, analyst),
+            validation_every=payload.validation_every, validation_images=payload.validation_images,
         )
         if analyst:
             analyst.wait()  # the run is complete only once its analyses are
@@ -101,3 +70,50 @@ def lineage_trial(config: dict, trunks: dict, analysis: dict | None = None) -> N
         logger.finish("FAILED", error=f"{type(error).__name__}: {error}")
         raise
     logger.finish()
+
+
+def attempt_tags(payload: TrialPayload) -> dict[str, str]:
+    """Where this attempt runs: on a cluster, the first thing one asks about a failed lineage."""
+    device = placement(resolve_device(payload.lineage.trunk.train.device))
+    return {record.WORKER: f"{socket.gethostname()}:{os.getpid()}", record.DEVICE: device}
+
+
+def resume_state(payload: TrialPayload, logger: RunLogger, analyst: RoundAnalysis | None) -> LineageState | None:
+    """The state after the last checkpointed round (Tune's own, or one an earlier driver left),
+    or None to start at round 1. The checkpointed round's analysis is submitted again: it may not
+    have finished before the restart (the actor answers from MLflow if it had)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None and payload.resume is not None:  # left by a driver that died
+        checkpoint = tune.Checkpoint(payload.resume.checkpoint)
+        logger.note(None, [f"continued from the checkpoint of round {payload.resume.round} left by an earlier driver"])
+    if not checkpoint:
+        return None
+    with checkpoint.as_directory() as directory:
+        try:
+            state, _ = load_state(directory)
+        except CheckpointCorrupt as error:  # rounds replay identically; those in MLflow are not logged again
+            logger.note(None, [f"{error}: not loaded, lineage restarted from round 1"])
+            return None
+        if analyst:
+            analyst.submit(state.round, *load_evaluated(directory, state))
+    return state
+
+
+def report_round(
+    payload: TrialPayload, result: RoundResult, trunk: TrunkResult, logger: RunLogger, analyst: RoundAnalysis | None
+) -> None:
+    """MLflow first (metrics, masks, notes, the ticket after the last round), then the analysis,
+    then Tune's checkpoint: a checkpointed round is always in MLflow."""
+    round_index = result.state.round
+    logger.log_round(round_index, result.metrics, result.state.masks)
+    if result.notes:
+        logger.note(round_index, result.notes)
+    if round_index == payload.rounds:  # before the checkpoint that marks the lineage done
+        logger.log_tensors(record.TICKET_WEIGHTS, result.evaluated)
+        logger.log_tensors(record.TICKET_MASKS, result.evaluated_masks)
+    if analyst:
+        analyst.submit(round_index, result.evaluated, result.evaluated_masks)
+    with tempfile.TemporaryDirectory() as directory:
+        save_state(directory, result.state, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks)
+        scored = {"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)}
+        tune.report(scored, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -1,0 +1,87 @@
+"""What lth-sweep's MLflow record holds, named once (as open_lth's `paths.py` names every file a
+run writes): the tags on its runs, the metrics that mark a step as complete, the artifact paths,
+and the one batched writer every process logs through.
+
+The record: one parent run per sweep (`KIND` = "sweep"), one child per dense trunk ("trunk") and
+per lineage ("lineage"), each found again by its `ID` (the stable hash of its spec) and the sweep's
+name, so reruns never duplicate a run. Metrics are slash-grouped, step = round (0 for a trunk).
+"""
+from __future__ import annotations
+
+import time
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+# --- tags ---------------------------------------------------------------------------------------
+KIND = "lth.kind"  #: "sweep" | "trunk" | "lineage"
+SWEEP = "lth.sweep"  #: the sweep's name (its config's `name`)
+ID = "lth.id"  #: the stable hash of what determines the run (sweep id, trunk id, lineage id)
+METHOD = "lth.method"  #: a lineage's pruning method
+LABEL = "lth.label"  #: a lineage's label (the method, or the config's name for the entry)
+TRUNK = "lth.trunk"  #: the trunk id a lineage starts from
+ANALYSIS = "lth.analysis"  #: the analysis spec's id, on lineages analysed by the pool
+ERROR = "lth.error"  #: why a run FAILED
+NOTES = "lth.notes"  #: what a run should say (a layer saved from collapse, a restart), one per line
+STOPPED = "lth.stopped"  #: why the scheduler stopped a lineage (its run ends KILLED, not FAILED)
+WORKER = "lth.worker"  #: host:pid of the attempt that ran a lineage
+DEVICE = "lth.device"  #: the device a trunk or lineage trained on
+PARENT = "mlflow.parentRunId"  #: MLflow's own: the sweep's run, on every child
+DESCRIPTION = "mlflow.note.content"  #: MLflow's own: the run's description in the UI
+
+TAG_CHARS = 5000  #: longest tag value kept (MLflow's limit is 8000; errors and notes are cut here)
+PARAM_CHARS = 6000  #: longest param value kept (MLflow's limit)
+
+SWEEP_KIND, TRUNK_KIND, LINEAGE_KIND = "sweep", "trunk", "lineage"
+
+# --- markers: logged last in their batch, so their steps are the complete ones ------------------
+ROUND_DONE = "sparsity"  #: on a lineage: the rounds whose metrics are all logged
+ANALYSIS_DONE = "analysis/seconds"  #: on a lineage (and at step 0 on a trunk): the analysed rounds
+
+# --- artifact paths -----------------------------------------------------------------------------
+TRUNK_FOLDER = "trunk"  #: a trunk's tensors (init, final, rewind_<k>) and their manifest
+TRUNK_MANIFEST = "manifest.json"  #: in TRUNK_FOLDER: the sha256 of each tensor file
+TICKET_WEIGHTS = "ticket/weights.safetensors"  #: the last round's reported network
+TICKET_MASKS = "ticket/masks.safetensors"  #: the masks it trained under
+PLOTS_FOLDER = "plots"  #: the sweep's figures, on the parent run
+
+
+def round_masks(round_index: int) -> str:
+    """Where a lineage's masks of one round are stored."""
+    return f"masks/round_{round_index:02d}.safetensors"
+
+
+def trunk_file(name: str) -> str:
+    """A trunk's tensor file (`name`: init, final, rewind_<k>)."""
+    return f"{TRUNK_FOLDER}/{name}.safetensors"
+
+
+# --- the writer ---------------------------------------------------------------------------------
+METRICS_PER_BATCH, PARAMS_PER_BATCH = 1000, 100  # MLflow's per-request limits
+
+
+def log_metrics(client: MlflowClient, run_id: str, step: int, metrics: dict[str, float], marker: str | None = None) -> None:
+    """`metrics` at `step` in as few `log_batch` calls as MLflow allows, `marker` (when given and
+    present) last, so a reader that sees the marker at a step sees every metric of it."""
+    now = int(time.time() * 1000)
+    ordered = sorted(metrics.items(), key=lambda item: item[0] == marker)
+    batch = [Metric(key, float(value), now, step) for key, value in ordered]
+    for start in range(0, len(batch), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, str], have: set[str] = frozenset()) -> list[str]:
+    """Logs the params not in `have` (MLflow refuses to change one); returns the keys logged."""
+    items = [Param(key, value[:PARAM_CHARS]) for key, value in params.items() if key not in have]
+    for start in range(0, len(items), PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH])
+    return [item.key for item in items]
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+
+
+def steps_with(client: MlflowClient, run_id: str, marker: str) -> set[int]:
+    """The steps at which `marker` was logged: the complete ones."""
+    return {metric.step for metric in client.get_metric_history(run_id, marker)}
