@@ -4,7 +4,7 @@
 this module: a handful of plain SELECTs on MLflow's own tables (runs, tags, params,
 latest_metrics, metrics) instead of MLflow's ORM, which builds one Python object per metric point
 (about 20 s of CPU for 1,000 lineages x 15 rounds x 30 metrics). It returns exactly what the
-client path returns (`tests/test_sweep_e2e.py` compares them on a real sweep).
+client path returns (`tests/sweep/test_sweep_e2e.py` compares them on a real sweep).
 
 Only reads; the schema read here is MLflow's documented tracking schema, stable since MLflow 1.x.
 """

@@ -1,5 +1,5 @@
 """MLflow at sweep scale: a synthetic sweep of N lineages x R rounds x M metrics logged to an MLflow
-server on PostgreSQL with basic auth and the artifact proxy (tests/mlflow_server.py, as deploy/ runs
+server on PostgreSQL with basic auth and the artifact proxy (deploy/local_mlflow_server.py, as deploy/ runs
 it), then read back with `lth query --sweep NAME --format csv`.
 
     python bench/mlflow_logging.py [--lineages 1000] [--rounds 15] [--metrics 30] [--writers 4]
@@ -140,7 +140,7 @@ def main() -> None:
                         help="rounds: log round by round as trials do (measured); lineage: one batch per lineage (fast)")
     args = parser.parse_args()
 
-    from tests.mlflow_server import start_server, stop_server
+    from deploy.local_mlflow_server import start_server, stop_server
 
     server = start_server(workers=args.server_workers, auth_cache_seconds=args.auth_cache_seconds)
     os.environ |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": server.admin_password}

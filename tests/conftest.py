@@ -1,23 +1,31 @@
-"""Shared fixtures: one real Ray for the whole session, tiny real specs."""
+"""Fixtures for the whole suite. Tests are grouped by what they need:
+
+- unit/            no Ray and no sweep: specs, models, pruning, training, the analysis run in-process,
+                   config and CLI errors, plots, verdicts (fixtures: unit/conftest.py)
+- sweep/           the session's Ray (`ray_session`) or a whole sweep, end to end, in-process or in a
+                   child process with its own Ray (fixtures: sweep/conftest.py)
+- infrastructure/  what surrounds the sweeps: the deploy/ manifests, a real PostgreSQL-backed MLflow
+                   server with basic auth, MLflow's UI in a headless browser
+- support/         helpers that are not tests (tiny specs, sweep configs and read-back, datasets
+                   written to disk, the browser)
+
+Here: one real Ray for the whole session, and an empty MLflow store on SQLite.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from tests.support.sweeps import RAY_INIT
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
-#: The session's Ray, also for tests that restart it (test_mlflow_server.py). One logical GPU (no
-#: device behind it): trials and trunks that ask for a share of one are scheduled as on a GPU
-#: machine, and fall back to the CPU where torch sees no CUDA.
-RAY_INIT = dict(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-
-
 @pytest.fixture(scope="session")
 def ray_session():
+    """The session's Ray (RAY_INIT: 2 CPUs, one logical GPU), started on first use."""
     import ray
 
     ray.init(**RAY_INIT)
@@ -25,16 +33,21 @@ def ray_session():
     ray.shutdown()
 
 
-def tiny_trunk(seed: int = 0, **train) -> TrunkSpec:
-    """A trunk that trains in well under a second: 16 px shapes, a narrow Conv-2, one epoch."""
-    return TrunkSpec(
-        data=DataSpec(image_size=16, train_size=256, test_size=128, ood_size=0),
-        model=ModelSpec(name="conv2", width=4),
-        train=TrainSpec(**{"epochs": 1, "batch_size": 32, "lr": 0.01, **train}),
-        seed=seed,
-    )
+@pytest.fixture(scope="session")
+def _empty_mlflow_db(tmp_path_factory):
+    """An MLflow SQLite store with MLflow's tables created (its migrations take a second or more),
+    made once per session and never written to: `mlflow_store` hands out copies."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
 
 
-def tiny_lineage(seed: int = 0, train: dict | None = None, **pruning) -> LineageSpec:
-    pruning = {"method": "imp", "rate": 0.5, "rounds": 2, **pruning}
-    return LineageSpec(trunk=tiny_trunk(seed, **(train or {})), pruning=pruning)
+@pytest.fixture
+def mlflow_store(_empty_mlflow_db, tmp_path) -> str:
+    """The URI of a new, empty MLflow store on SQLite in this test's tmp_path (tmp_path/mlflow.db),
+    the same as MLflow creates on first use, without waiting for its migrations again."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_empty_mlflow_db, path)
+    return f"sqlite:///{path}"

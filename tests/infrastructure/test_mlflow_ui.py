@@ -1,0 +1,292 @@
+"""What a user sees in MLflow's UI after a sweep: a tiny real sweep (real Ray Tune, real MLflow on
+SQLite, the analysis actors on), `lth ui` on its store, a headless Chromium (Debian's package,
+driven by Selenium; see tests/support/browser.py) that finds the sweep's parent run with its
+trunk and lineages nested under it, a metric chart in the experiment's chart view and on a
+lineage's page, and the parent's accuracy plot and a lineage's Grad-CAM grid as artifacts.
+
+Screenshots go to tests/artifacts/mlflow_ui_*.png (kept for CI to collect and for people to look
+at); a look-up that fails also saves the page there as mlflow_ui_failed_*.png/.html/.txt.
+
+MLflow 3.17 opens an experiment in its GenAI view unless the browser was switched to
+"Model training" before, so the URLs here carry `?workflowType=machine_learning`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from tests.support.browser import (
+    MlflowUi,
+    assert_nontrivial_png,
+    by_css,
+    by_xpath,
+    ensure_chromium,
+    js_click,
+    quit_chrome,
+    start_chrome,
+    wait_for,
+    xpath_literal,
+)
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # tests/artifacts (git-ignored)
+ML_VIEW = "workflowType=machine_learning"
+ROUNDS = 2
+TRUNK = "trunk conv2 shapes s0"
+LINEAGES = ("imp s0", "imp@3 s0")
+
+CONFIG = f"""
+name: ui
+seeds: [0]
+data: {{image_size: 16, train_size: 256, test_size: 128, ood_size: 0}}
+model: {{name: conv2, width: 4}}
+train: {{epochs: 1, batch_size: 32, lr: 0.01}}
+pruning:
+  - {{rate: 0.5, rounds: {ROUNDS}, rewind: init}}
+  - {{rate: 0.5, rounds: {ROUNDS}, rewind: 3}}
+analysis: {{gradcam: {{images: 32}}, concepts: {{train_images: 100, eval_images: 50}}, robustness: {{images: 32}},
+           mis: {{images: 60}}, lime: {{images: 2}}, flatness: {{images: 16}}}}
+tracking: {{uri: "sqlite:///mlflow.db", experiment: ui-test}}
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium + chromium-driver, installed first so a machine without them fails fast."""
+    seconds = ensure_chromium()  # raises BrowserSetupError, never skips
+    if seconds:
+        print(f"\ninstalled chromium and chromium-driver in {seconds:.0f} s", file=sys.stderr)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("mlflow_ui_*"):
+        old.unlink()
+    return seconds
+
+
+@pytest.fixture(scope="module")
+def sweep(chromium, ray_session, tmp_path_factory):
+    """The sweep's folder and its runs: {"experiment_id", "parent": run, run name: run, ...}."""
+    workdir = tmp_path_factory.mktemp("ui-sweep")
+    (workdir / "sweep.yaml").write_text(CONFIG)
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    start = time.monotonic()
+    try:
+        assert main(["sweep", "sweep.yaml"]) == 0
+    finally:
+        os.chdir(cwd)
+    print(f"\nsweep for the UI test ran in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ui-test")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags["lth.kind"] == "sweep"]
+    found = {r.info.run_name: r for r in runs}
+    assert set(found) == {"ui", TRUNK, *LINEAGES}
+    return workdir, {"experiment_id": experiment.experiment_id, "parent": parent, **found}
+
+
+@pytest.fixture(scope="module")
+def ui(sweep):
+    workdir, _ = sweep
+    server = MlflowUi(workdir)
+    start = time.monotonic()
+    server.start()  # raises BrowserSetupError with the server's log, never skips
+    print(f"`lth ui` ready at {server.url} in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser(chromium):
+    """A new headless Chromium with an empty profile for each test: no state carried between them."""
+    driver = start_chrome(ARTIFACTS / "mlflow_ui_chromedriver.log")
+    yield driver
+    quit_chrome(driver)
+
+
+def screenshot(driver, name: str) -> Path:
+    """Saves the window as tests/artifacts/mlflow_ui_<name>.png and checks it is a real picture."""
+    time.sleep(0.5)  # let charts finish their transition
+    path = ARTIFACTS / f"mlflow_ui_{name}.png"
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    assert_nontrivial_png(path, min_width=1200, min_height=700)
+    return path
+
+
+def close_assistant(driver) -> None:
+    """MLflow 3.17 opens its "MLflow Assistant" panel on a quarter of the window; close it."""
+    for button in by_css('button[data-component-id="mlflow.assistant.chat_panel.close"]')(driver):
+        js_click(driver, button)
+
+
+def link_to_run(run_id: str, name: str) -> str:
+    return f'//a[contains(@href, "/runs/{run_id}") and normalize-space()={xpath_literal(name)}]'
+
+
+def open_runs_table(driver, url: str, runs: dict) -> None:
+    """The experiment's runs table with the sweep's parent run expanded."""
+    parent = runs["parent"]
+    driver.get(f"{url}/#/experiments/{runs['experiment_id']}/runs?{ML_VIEW}")
+    wait_for(driver, by_xpath(link_to_run(parent.info.run_id, "ui")), "the sweep's parent run 'ui' in the runs table", ARTIFACTS)
+    close_assistant(driver)
+    expand_parent(driver, runs)
+
+
+def expand_parent(driver, runs: dict) -> None:
+    parent = runs["parent"]
+    first_child = runs[LINEAGES[0]].info.run_id
+    if not by_xpath(link_to_run(first_child, LINEAGES[0]))(driver):
+        expander = wait_for(
+            driver,
+            by_css(f'[role="row"][row-id="{parent.info.run_id}"] [col-id="attributes.`Run Name`"] button'),
+            "the expander of the parent run's nested runs",
+            ARTIFACTS,
+        )
+        js_click(driver, expander[0])
+
+
+def chart_card(driver, metric: str, what: str):
+    """The chart card titled with `metric` (its h4 carries the full name as title), scrolled into
+    view: MLflow draws the charts of a section only once the section is on screen."""
+    card = (
+        '//*[@data-testid="experiment-view-compare-runs-card"]'
+        f'[.//h4[@title={xpath_literal(metric)}]][.//*[contains(@class, "js-plotly-plot")]//*[contains(@class, "scatterlayer")]]'
+    )
+    section = (
+        '//*[@data-testid="experiment-view-compare-runs-section-header"]'
+        f'[.//div[normalize-space()={xpath_literal(metric.rsplit("/", 1)[0])}]]'
+    )
+
+    def find(d):
+        found = by_xpath(card)(d)
+        if not found:
+            for header in d.find_elements("xpath", section):
+                d.execute_script("arguments[0].scrollIntoView({block: 'start'});", header)
+        return found
+
+    found = wait_for(driver, find, what, ARTIFACTS)[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", found)
+    return found
+
+
+def search_charts(driver, text: str) -> None:
+    box = wait_for(driver, by_css('input[placeholder="Search metric charts"]'), "the chart search box", ARTIFACTS)[0]
+    box.clear()
+    box.send_keys(text)
+
+
+def plotted_points(card) -> int:
+    from selenium.webdriver.common.by import By
+
+    return len(card.find_elements(By.CSS_SELECTOR, "g.trace.scatter g.points path"))
+
+
+def test_runs_table_nests_trunk_and_lineages_under_the_sweep(browser, ui, sweep):
+    _, runs = sweep
+    parent = runs["parent"]
+    browser.get(f"{ui.url}/#/experiments/{runs['experiment_id']}/runs?{ML_VIEW}")
+    parent_link = wait_for(browser, by_xpath(link_to_run(parent.info.run_id, "ui")), "the parent run 'ui'", ARTIFACTS)[0]
+    close_assistant(browser)
+    # Collapsed: only the parent row, though the table counts all four runs.
+    wait_for(browser, by_xpath('//*[normalize-space()="4 matching runs"]'), "'4 matching runs'", ARTIFACTS)
+    for name in (TRUNK, *LINEAGES):
+        assert not by_xpath(link_to_run(runs[name].info.run_id, name))(browser), f"{name} shown before expanding the parent"
+    screenshot(browser, "runs_collapsed")
+
+    expand_parent(browser, runs)
+    children = {}
+    for name in (TRUNK, *LINEAGES):
+        (children[name],) = wait_for(browser, by_xpath(link_to_run(runs[name].info.run_id, name)), f"nested run {name!r}", ARTIFACTS)
+    parent_link = by_xpath(link_to_run(parent.info.run_id, "ui"))(browser)[0]
+    for name, link in children.items():  # nested: below the parent and indented
+        assert link.location["y"] > parent_link.location["y"], name
+        assert link.location["x"] > parent_link.location["x"], name
+    screenshot(browser, "runs_expanded")
+
+
+def test_chart_view_plots_test_acc_of_every_lineage(browser, ui, sweep):
+    _, runs = sweep
+    open_runs_table(browser, ui.url, runs)
+    wait_for(browser, by_xpath(link_to_run(runs[LINEAGES[0]].info.run_id, LINEAGES[0])), "the expanded runs", ARTIFACTS)
+    chart_mode = wait_for(
+        browser, lambda d: d.find_elements("xpath", '//input[@name="runs-view-mode" and @value="CHART"]'), "the chart-view switch", ARTIFACTS
+    )
+    js_click(browser, chart_mode[0])
+    search_charts(browser, "test/acc")
+    card = chart_card(browser, "test/acc", "the chart of test/acc in the chart view")
+    legend = card.get_attribute("textContent")
+    for name in LINEAGES:
+        assert f"{name} (test/acc)" in legend, f"{name} missing from the test/acc chart: {legend!r}"
+    # Two lineages x ROUNDS rounds, plus the trunk's dense accuracy at step 0.
+    assert plotted_points(card) >= len(LINEAGES) * ROUNDS
+    close_assistant(browser)
+    screenshot(browser, "chart_view_test_acc")
+
+
+def test_lineage_page_charts_gradcam_rank_correlation_per_round(browser, ui, sweep):
+    _, runs = sweep
+    lineage = runs["imp@3 s0"]
+    browser.get(f"{ui.url}/#/experiments/{runs['experiment_id']}/runs/{lineage.info.run_id}/model-metrics?{ML_VIEW}")
+    wait_for(browser, by_xpath('//*[@data-testid="runs-header" and normalize-space()="imp@3 s0"]'), "the lineage's page title", ARTIFACTS)
+    close_assistant(browser)
+    search_charts(browser, "gradcam_rank_corr")
+    card = chart_card(browser, "xai/gradcam_rank_corr", "the chart of xai/gradcam_rank_corr on the lineage's page")
+    assert "imp@3 s0 (xai/gradcam_rank_corr)" in card.get_attribute("textContent")
+    assert wait_for(browser, lambda d: plotted_points(card) == ROUNDS, f"{ROUNDS} points, one per round", ARTIFACTS)
+    screenshot(browser, "lineage_gradcam_rank_corr")
+
+
+def loaded_image(name: str):
+    """An <img> showing artifact `name` that the browser has decoded (MLflow serves it as a blob)."""
+    script = (
+        "return [...document.images].filter(i => i.alt === arguments[0] && i.complete && i.naturalWidth > 0)"
+        ".map(i => [i.naturalWidth, i.naturalHeight]);"
+    )
+    return lambda d: d.execute_script(script, name)
+
+
+def test_parent_run_shows_the_summary_and_the_accuracy_plot(browser, ui, sweep):
+    _, runs = sweep
+    parent = runs["parent"]
+    base = f"{ui.url}/#/experiments/{runs['experiment_id']}/runs/{parent.info.run_id}"
+    browser.get(f"{base}?{ML_VIEW}")
+    wait_for(browser, by_xpath('//h4[starts-with(normalize-space(), "Description")]'), "the parent run's description", ARTIFACTS)
+    close_assistant(browser)
+    text = browser.execute_script("return document.body.textContent")
+    assert "lth-sweep ui" in text and "imp@3 s0" in text, "the summary table is not the parent run's description"
+    for name in (TRUNK, *LINEAGES):  # "Child runs" in "About this run"
+        wait_for(browser, by_xpath(link_to_run(runs[name].info.run_id, name)), f"child run link {name!r}", ARTIFACTS)
+    screenshot(browser, "parent_overview")
+
+    browser.get(f"{base}/artifacts/plots/accuracy_vs_sparsity.png?{ML_VIEW}")
+    ((width, height),) = wait_for(browser, loaded_image("plots/accuracy_vs_sparsity.png"), "the accuracy plot", ARTIFACTS)
+    assert width >= 600 and height >= 400
+    for plot in ("accuracy", "calibration", "explanations", "generalisation", "geometry"):
+        wait_for(browser, by_xpath(f'//*[normalize-space()="{plot}_vs_sparsity.png"]'), f"plots/{plot}_vs_sparsity.png", ARTIFACTS)
+    close_assistant(browser)
+    screenshot(browser, "parent_accuracy_plot")
+
+
+def test_lineage_artifacts_show_the_gradcam_grid_and_the_concepts_table(browser, ui, sweep):
+    _, runs = sweep
+    lineage = runs["imp@3 s0"]
+    base = f"{ui.url}/#/experiments/{runs['experiment_id']}/runs/{lineage.info.run_id}/artifacts"
+    name = f"xai/gradcam_round_{ROUNDS:02d}.png"
+    browser.get(f"{base}/{name}?{ML_VIEW}")
+    ((width, height),) = wait_for(browser, loaded_image(name), f"the Grad-CAM grid {name}", ARTIFACTS)
+    assert width >= 800 and height >= 300
+    close_assistant(browser)
+    screenshot(browser, "lineage_gradcam_grid")
+
+    csv = f"concepts_round_{ROUNDS:02d}.csv"
+    entry = wait_for(browser, by_xpath(f'//*[normalize-space()="{csv}"]'), f"xai/{csv} in the artifact tree", ARTIFACTS)
+    js_click(browser, entry[-1])
+    wait_for(browser, by_xpath('//*[normalize-space()="reference_top3"]'), f"the table of xai/{csv}", ARTIFACTS)
+    wait_for(browser, by_xpath('//*[normalize-space()="red triangle"]'), f"the rows of xai/{csv}", ARTIFACTS)
+    screenshot(browser, "lineage_concepts_table")
