@@ -80,7 +80,7 @@ class CalibrationSpec(Spec):
 class RobustnessSpec(Spec):
     enabled: bool = True
     images: int = Field(200, ge=10, description="test images attacked and corrupted")
-    fgsm_eps: float = Field(8 / 255, ge=0, description="L-inf radius in pixel units ([0, 1]), for FGSM and PGD")
+    fgsm_eps: float = Field(8 / 255, ge=0, le=1, description="L-inf radius in pixel units ([0, 1]), for FGSM and PGD")
     pgd_steps: int = Field(5, ge=0, description="0 turns PGD off")
     corruptions: tuple[str, ...] = Field(
         DEFAULT_CORRUPTIONS, description="common corruptions to apply; ['all'] for every registered one"

@@ -15,6 +15,7 @@ import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -27,7 +28,72 @@ BULK_RUNS = 100  # the server's limit of run ids per bulk history request
 
 
 class SweepNotFound(LookupError):
-    """No sweep of that name in the experiment (or no such experiment)."""
+    """No sweep of that name in the experiment (or no such experiment, or none with that sweep id)."""
+
+
+@dataclass(frozen=True)
+class SweepChoice:
+    """One sweep of a name: its parent run (several configs may share a name)."""
+
+    parent_run_id: str
+    sweep_id: str  # the parent's `lth.id`: the hash of its config
+    start_time: int  # ms since the epoch
+    lineages: int  # its lineage runs
+    status: str
+
+    def line(self) -> str:
+        started = datetime.fromtimestamp(self.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S") if self.start_time else "-"
+        return f"{self.parent_run_id:<34}{self.sweep_id:<18}{started:<21}{self.lineages:>8}  {self.status}"
+
+
+def _choices_table(choices: list[SweepChoice]) -> str:
+    head = f"{'parent run':<34}{'sweep id':<18}{'started':<21}{'lineages':>8}  status"
+    return "\n".join(["  " + head] + ["  " + choice.line() for choice in choices])
+
+
+class SweepAmbiguous(LookupError):
+    """Several sweeps share the name (different configs, so different sweep ids and parent runs)
+    and nothing picked one; `choices` lists them, oldest first."""
+
+    def __init__(self, sweep: str, choices: list[SweepChoice], selector: str | None = None):
+        self.sweep, self.choices = sweep, choices
+        if selector:
+            self.head = f"{len(choices)} sweeps named {sweep!r} have a sweep id or parent run id starting {selector!r}"
+        else:
+            self.head = f"{len(choices)} sweeps are named {sweep!r}"
+        self.table = _choices_table(choices)
+        super().__init__(f"{self.head}; pick one by its sweep id or parent run id (sweep_id=, a prefix will do):\n{self.table}")
+
+
+def sweep_choices(runs: list[RunRecord]) -> list[SweepChoice]:
+    """The sweeps (parent runs) among a name's runs, oldest first, with their lineage counts."""
+    lineages: dict[str, int] = defaultdict(int)
+    for run in runs:
+        if run.tags.get(record.KIND) == record.LINEAGE_KIND:
+            lineages[run.tags.get(record.PARENT, "")] += 1
+    parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: (r.start_time, r.run_id))
+    return [SweepChoice(p.run_id, p.tags.get(record.ID, ""), p.start_time, lineages[p.run_id], p.status) for p in parents]
+
+
+def pick_sweep(sweep: str, choices: list[SweepChoice], sweep_id: str | None, latest: bool) -> str | None:
+    """The parent run id to read: the one whose sweep id or parent run id starts with `sweep_id`;
+    without it the latest (`latest`) or the only one. None: the runs have no parent run."""
+    if sweep_id is not None:
+        picked = [c for c in choices if c.sweep_id.startswith(sweep_id) or c.parent_run_id.startswith(sweep_id)] if sweep_id else []
+        if not picked:
+            head = f"no sweep named {sweep!r} has a sweep id or parent run id starting {sweep_id!r}"
+            table = _choices_table(choices) if choices else ""
+            error = SweepNotFound(f"{head}; the sweeps of that name:\n{table}" if table else head)
+            error.head, error.table = head, table  # for a caller that words its own message (the CLI)
+            raise error
+        if len(picked) > 1:
+            raise SweepAmbiguous(sweep, picked, sweep_id)
+        return picked[0].parent_run_id
+    if not choices:
+        return None
+    if latest or len(choices) == 1:
+        return choices[-1].parent_run_id
+    raise SweepAmbiguous(sweep, choices)
 
 
 def _histories_sql(store, run_ids: list[str], key: str) -> list[tuple[str, int, float]]:
@@ -156,18 +222,21 @@ class SweepRecord:
 
 def read_sweep(
     sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
-    parent_id: str | None = None, sql: bool = True,
+    parent_id: str | None = None, sql: bool = True, sweep_id: str | None = None,
 ) -> SweepRecord:
-    """The runs of a sweep. With several runs of the same sweep name (different configs), `latest`
-    keeps the most recently started parent's; `parent_id` picks one parent. With a database URI it
-    reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql` is False; the result is
-    the same."""
+    """The runs of a sweep. Several sweeps may share a name (different configs: different sweep
+    ids and parent runs): `sweep_id` picks the one whose sweep id (`lth.id`) or parent run id
+    starts with it (SweepNotFound if none does, SweepAmbiguous if several do); `parent_id` picks
+    one parent exactly; otherwise `latest` keeps the most recently started one, and
+    `latest=False` raises SweepAmbiguous, listing them, when there are several. With a database URI
+    it reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql` is False; the result
+    is the same."""
     client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     engine = getattr(client._tracking_client.store, "engine", None) if sql else None
     runs = _sweep_records(client, engine, sweep, experiment)
-    parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: r.start_time)
-    if parent_id is None and latest and parents:
-        parent_id = parents[-1].run_id
+    parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: (r.start_time, r.run_id))
+    if parent_id is None:
+        parent_id = pick_sweep(sweep, sweep_choices(runs), sweep_id, latest)
     if parent_id is not None:
         runs = [r for r in runs if r.tags.get(record.PARENT) == parent_id]
     lineages = sorted((r for r in runs if r.tags.get(record.KIND) == record.LINEAGE_KIND), key=lambda r: r.run_id)
@@ -183,10 +252,10 @@ def read_sweep(
 
 def load_sweep(
     sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
-    parent_id: str | None = None, sql: bool = True,
+    parent_id: str | None = None, sql: bool = True, sweep_id: str | None = None,
 ) -> pd.DataFrame:
     """The tidy table of a sweep (see `read_sweep` for the arguments)."""
-    return read_sweep(sweep, tracking_uri, experiment, latest, parent_id, sql).frame()
+    return read_sweep(sweep, tracking_uri, experiment, latest, parent_id, sql, sweep_id).frame()
 
 
 def _numeric(column: pd.Series) -> pd.Series:

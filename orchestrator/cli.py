@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -9,9 +10,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.config import ConfigError, load_config
+from orchestrator.config import load_config
+from orchestrator.config_errors import ConfigError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Everything written to stdout meanwhile (Tune's and Ray's prints, from this process or the
+    processes it starts) goes to stderr, at the file-descriptor level."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class BadInput(Exception):
@@ -32,13 +50,15 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(plan.describe())
         return 0
-    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
+    from orchestrator.mlflow_runs import TrackingUnavailable
+    from orchestrator.preflight import BadStore, check_sweep_stores
 
-    try:  # before importing Ray, Tune and torch (seconds): an absent server is reported at once
-        check_tracking(config.tracking.resolved_uri(Path.cwd()))
-    except TrackingUnavailable as error:
+    try:  # before importing Ray, Tune and torch (seconds), writing nothing: storage and tracking store
+        check_sweep_stores(config, Path.cwd())
+    except BadStore as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from orchestrator.interrupt import SweepInterrupted
     from orchestrator.progress import Console
     from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
     from orchestrator.summary import render
@@ -48,10 +68,14 @@ def _sweep(args) -> int:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     console = Console()
     try:
-        outcome = run_sweep(plan, address=args.address, console=console, check_store=False)
+        with stdout_to_stderr():  # only the summary reaches stdout (`--format json` stays parseable)
+            outcome = run_sweep(plan, address=args.address, console=console, check_store=False)
     except (RayUnreachable, TrackingUnavailable, ClusterTooSmall) as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SweepInterrupted as interrupted:
+        console.say(str(interrupted))
+        return EXIT_INTERRUPTED
     print(render(outcome.rows, args.format, outcome.unresolvable), flush=True)
     if args.format == "table":
         plots = ", ".join(path.name for path in outcome.plots)
@@ -76,14 +100,27 @@ def _ui(args) -> int:
 
 def _frame(args):
     """The sweep's tidy table; raises BadInput naming what is wrong."""
-    from analysis.query import SweepNotFound, load_sweep
     from orchestrator.config import Tracking
+    from orchestrator.preflight import BadStore, check_reading_store, tracking_source
 
     uri = args.tracking_uri or Tracking().resolved_uri(Path.cwd())
-    try:
-        frame = load_sweep(args.sweep, uri, args.experiment)
+    try:  # in seconds, writing nothing: MLflow's client would create a missing store, retry a server for minutes
+        check_reading_store(uri, tracking_source(args.tracking_uri, "--tracking-uri"))
+    except BadStore as error:
+        raise BadInput(f"lth: {error}") from None
+    from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
+
+    try:  # several sweeps of one name: the user picks one (the library's default is the latest)
+        frame = load_sweep(args.sweep, uri, args.experiment, latest=False, sweep_id=args.sweep_id)
+    except SweepAmbiguous as error:
+        raise BadInput(
+            f"lth: {error.head} (tracking store {uri}); pick one with --sweep-id "
+            f"(its sweep id or parent run id; a prefix will do):\n{error.table}"
+        ) from None
     except SweepNotFound as error:
-        raise BadInput(f"lth: {error} (tracking store {uri})") from None
+        table = getattr(error, "table", "")  # with --sweep-id: the sweeps of that name
+        head = f"lth: {getattr(error, 'head', error)} (tracking store {uri})"
+        raise BadInput(f"{head}; the sweeps of that name:\n{table}" if table else head) from None
     if args.where:
         try:
             frame = frame.query(args.where, engine="python")
@@ -177,6 +214,10 @@ def _tickets(args) -> int:
 
 def _add_sweep_selector(command) -> None:
     command.add_argument("--sweep", required=True, help="the sweep's name (its config's `name`)")
+    command.add_argument(
+        "--sweep-id", metavar="ID",
+        help="which sweep, when several share the name (different configs): its sweep id or parent run id, or a prefix",
+    )
     command.add_argument("--experiment", help="MLflow experiment (default: search all)")
     command.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     command.add_argument("--where", help="pandas query over the columns, e.g. \"method == 'imp' and `test/acc` > 0.9\"")

@@ -1,23 +1,32 @@
 """The sweep file: a pydantic schema whose sections (data, model, train, pruning) become a grid.
 
-In a section, a list where the schema expects one value is an axis of the grid; `pruning` may also
-be a list of whole sections (one per method set-up). `seeds` is an axis too. Every grid point is
-validated as the `LineageSpec` it becomes, so an error names the field it is about.
+In a section, a list where the schema expects one value is an axis of the grid; a section may also
+be a list of whole entries (one per set-up, e.g. one per pruning method). `seeds` is an axis too.
+Every entry's grid points are validated as the spec they become, and every lineage as a whole, so
+an error names the field and the entry it is about (`pruning[1].rate`).
+
+Before anything is validated, the file is bounded: its expanded size (YAML aliases count at every
+use; `$LTH_MAX_CONFIG_NODES`), and the grid's size (`max_lineages`), counted before it is expanded.
+Duplicate keys, empty sections, non-finite numbers and booleans where a number is meant are
+refused rather than read some way.
+
+This module holds the schema and loads a file into it; the grid is expanded in orchestrator.grid,
+YAML is read in orchestrator.config_yaml, and messages and value checks are in
+orchestrator.config_errors.
 """
 from __future__ import annotations
 
-import itertools
 import os
-import typing
+import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from analysis.analysis_spec import AnalysisSpec
-from trainables.pruning import PRUNING_METHODS
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from orchestrator.config_errors import ConfigError, _format_errors, _shown, non_finite, questionable
+from orchestrator.config_yaml import parse_yaml
+from trainables.specs import DataSpec, ModelSpec, TrainSpec
 
 GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
     "data": DataSpec,
@@ -27,8 +36,9 @@ GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
 }
 
 
-class ConfigError(Exception):
-    """A config the user must fix; its message names the file and the field."""
+DEFAULT_MAX_LINEAGES = 10_000
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+EMPTY_LIST = "an empty list sweeps over nothing"
 
 
 class Resources(BaseModel):
@@ -73,7 +83,10 @@ class Tracking(BaseModel):
 
 class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN, description="the sweep's name; `load_config` defaults it to the file's stem")
+    max_lineages: int = Field(
+        DEFAULT_MAX_LINEAGES, ge=1, description="refuse a grid of more lineages than this (counted before expanding it)"
+    )
     seeds: list[int] = Field([0], min_length=1)
     data: dict | list = Field(default_factory=dict)
     model: dict | list = Field(default_factory=dict)
@@ -90,84 +103,23 @@ class SweepConfig(BaseModel):
     @field_validator("seeds", mode="before")
     @classmethod
     def _one_seed_is_a_list(cls, value):
-        return [value] if isinstance(value, int) else value
+        if isinstance(value, list) and not value:
+            raise ValueError(f"{EMPTY_LIST}; give at least one seed, or leave seeds out for [0]")
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator(*GRID_SECTIONS, mode="before")
+    @classmethod
+    def _a_section_or_a_list_of_entries(cls, value, info):
+        if isinstance(value, list) and not value:
+            raise ValueError(f"{EMPTY_LIST}; give at least one entry, or leave {info.field_name} out for the defaults")
+        if not isinstance(value, (dict, list)):
+            raise ValueError(f"expected a mapping of fields, or a list of them (one entry per set-up), got {_shown(value)}")
+        return value
 
     def storage_path(self, base: Path) -> str:
         if "://" in self.storage:
             return self.storage
         return str((base / Path(self.storage).expanduser()).resolve())
-
-
-def _is_list_field(annotation) -> bool:
-    origins = {typing.get_origin(a) for a in [annotation, *typing.get_args(annotation)]}
-    return bool(origins & {list, tuple}) or annotation in (list, tuple)
-
-
-def _spec_class(section: str, entry: dict) -> type[BaseModel]:
-    if section != "pruning":
-        return GRID_SECTIONS[section]
-    method = entry.setdefault("method", "imp")
-    if method not in PRUNING_METHODS:
-        raise ConfigError(f"pruning.method: unknown pruning method {method!r}; known: {', '.join(PRUNING_METHODS)}")
-    return PRUNING_METHODS[method].Spec
-
-
-def expand_section(raw, section: str) -> list[dict]:
-    """All grid points of one section, as raw dicts (validated later, as part of a lineage).
-
-    A list value of a field that is not itself a list is a grid axis. In `pruning`, a list of
-    methods is expanded first, since each method has its own fields."""
-    entries = raw if isinstance(raw, list) else [raw]
-    points = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            where = f"{section}[{index}]" if isinstance(raw, list) else section
-            raise ConfigError(f"{where}: expected a mapping of fields, got {entry!r}")
-        methods = entry.get("method") if section == "pruning" else None
-        if isinstance(methods, list):
-            points += expand_section([{**entry, "method": m} for m in methods], section)
-            continue
-        entry = dict(entry)
-        fields = _spec_class(section, entry).model_fields
-        axes = []
-        for key, value in entry.items():
-            field = fields.get(key)
-            swept = isinstance(value, list) and field is not None and not _is_list_field(field.annotation)
-            if swept and not value:
-                raise ConfigError(f"{section}.{key}: an empty list sweeps over nothing")
-            axes.append([(key, v) for v in value] if swept else [(key, value)])
-        points += [dict(combo) for combo in itertools.product(*axes)]
-    return points
-
-
-def _format_errors(error: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
-    for item in error.errors():
-        # Drop pydantic's internal steps: validator names and the union tag (the method's name).
-        parts = [str(p) for p in item["loc"] if not str(p).startswith("function-")]
-        parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "pruning" and p in PRUNING_METHODS)]
-        loc = ".".join(parts)
-        msg = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
-    return lines
-
-
-def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[LineageSpec]:
-    """Every lineage of the grid, validated; `check_paths=False` (a dry run) does not require
-    data or weights files to exist, it only resolves their paths."""
-    sections = {name: expand_section(getattr(config, name), name) for name in GRID_SECTIONS}
-    lineages, errors = {}, []
-    for seed, data, model, train, pruning in itertools.product(config.seeds, *sections.values()):
-        raw = {"trunk": {"data": data, "model": model, "train": train, "seed": seed}, "pruning": pruning}
-        try:
-            spec = LineageSpec.model_validate(raw, context={"check_paths": check_paths})
-        except ValidationError as error:
-            errors += [line.replace("trunk.", "", 1) for line in _format_errors(error)]
-            continue
-        lineages.setdefault(spec.id, spec)
-    if errors:
-        raise ConfigError("\n".join(dict.fromkeys(errors)))
-    return list(lineages.values())
 
 
 def _select(target: dict, part: str, key: str) -> list:
@@ -187,10 +139,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=2")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({error})") from None
+    value = parse_yaml(text, f"--set {key}")
     targets, parts = [raw], key.split(".")
     for part in parts[:-1]:
         targets = [child for target in targets for child in _select(target, part, key)]
@@ -200,32 +149,52 @@ def apply_override(raw: dict, assignment: str) -> None:
         target[parts[-1]] = value
 
 
+def _name_from(path: Path) -> str:
+    """A config without `name` is named after its file (`my-sweep.yaml` -> my-sweep), never
+    after another sweep: two files without names must not share one sweep in MLflow."""
+    if not re.match(NAME_PATTERN, path.stem):
+        raise ConfigError(
+            f"name: not set, and the file name {path.stem!r} cannot stand for it (letters, digits, '_', '.' "
+            f"and '-' only); set `name:` in {path}"
+        )
+    return path.stem
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> SweepConfig:
     if path is None:
         path = Path(__file__).with_name("quickstart.yaml")
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read ({error})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(
+            f"{path}: the file is empty (nothing but comments or whitespace): a sweep config sets at least "
+            "one of name, data, model, train, pruning, seeds; run `lth sweep` without a file for the quickstart"
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for assignment in overrides:
         apply_override(raw, assignment)
+    if "name" not in raw:
+        raw["name"] = _name_from(path)
+    problems = questionable(raw, SweepConfig, "")
+    if problems:
+        raise ConfigError("\n".join(problems))
     try:
-        return SweepConfig.model_validate(raw)
+        config = SweepConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError("\n".join(_format_errors(error))) from None
-
-
-def unique_trunks(lineages: list[LineageSpec]) -> dict[str, tuple[TrunkSpec, tuple[int, ...]]]:
-    """Trunk id -> (trunk spec, the rewind iterations its lineages need), in first-seen order."""
-    trunks: dict[str, tuple[TrunkSpec, set[int]]] = {}
-    for lineage in lineages:
-        spec, rewinds = trunks.setdefault(lineage.trunk.id, (lineage.trunk, set()))
-        rewinds.add(lineage.pruning.rewind_iteration)
-    return {tid: (spec, tuple(sorted(r))) for tid, (spec, r) in trunks.items()}
+    problems = [
+        line
+        for name in type(config).model_fields
+        if name not in GRID_SECTIONS
+        for line in non_finite(getattr(config, name), name)
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config

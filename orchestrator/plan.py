@@ -6,7 +6,9 @@ import hashlib
 from dataclasses import dataclass
 
 from orchestrator import estimate
-from orchestrator.config import ConfigError, SweepConfig, expand_lineages, unique_trunks
+from orchestrator.config import SweepConfig
+from orchestrator.config_errors import ConfigError
+from orchestrator.grid import expand_lineages, unique_trunks
 from trainables.data.describe import describe
 from trainables.specs import LineageSpec, TrunkSpec
 
@@ -85,6 +87,41 @@ def check_devices(config: SweepConfig, lineages: list[LineageSpec]) -> None:
         )
 
 
+def check_models(lineages: list[LineageSpec], check_paths: bool = True) -> None:
+    """Each trunk's model takes the options its spec sets (`width`, `weights`), and, unless a dry
+    run (`check_paths=False`), its `model.weights` file is a weights file the loader reads, whose
+    keys and shapes fit the model built for the trunk's data: the model is built on the CPU with
+    the file loaded, as the trunk will build it, so what passes here loads there."""
+    from trainables.models import check_options
+
+    with_weights = {}
+    for spec in lineages:
+        model = spec.trunk.model
+        try:
+            check_options(model)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if model.weights is not None and check_paths:
+            data = describe(spec.trunk.data)
+            with_weights.setdefault((model, data.channels, data.size, data.classes), None)
+    if not with_weights:
+        return
+    import torch
+
+    from trainables.models import build_model
+
+    for model, channels, size, classes in with_weights:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():  # the driver's RNG stays as it was
+                build_model(model, in_channels=channels, image_size=size, num_classes=classes)
+        except ValueError as error:
+            message = str(error)
+            raise ConfigError(message if message.startswith("model.") else f"model: {message}") from None
+        except RuntimeError as error:  # e.g. torch refusing a tensor the checks above let through
+            reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise ConfigError(f"model.weights: {model.weights} cannot be loaded into {model.name}: {reason}") from None
+
+
 def validation_every(config: SweepConfig) -> int:
     """Iterations between validation losses of the early-stopping measure (0: not measured)."""
     analysis = config.analysis
@@ -103,9 +140,11 @@ def with_validation(spec: LineageSpec, config: SweepConfig) -> LineageSpec:
 
 
 def make_plan(config: SweepConfig, check_paths: bool = True) -> SweepPlan:
-    """`check_paths=False` (a dry run) plans without the data or weights files being there."""
+    """`check_paths=False` (a dry run) plans without the data or weights files being there (and
+    so without checking that the weights fit the model)."""
     lineages = expand_lineages(config, check_paths=check_paths)
     if validation_every(config):
         lineages = [with_validation(spec, config) for spec in lineages]
     check_devices(config, lineages)
+    check_models(lineages, check_paths=check_paths)
     return SweepPlan(config, lineages, unique_trunks(lineages))

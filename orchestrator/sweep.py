@@ -20,7 +20,8 @@ from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity, dimension_figures
 from analysis.query import read_sweep
 from orchestrator.analysis_handoff import hand_off
-from orchestrator.mlflow_runs import SweepTracker, check_tracking, flatten
+from orchestrator.interrupt import Interruption, SweepInterrupted
+from orchestrator.mlflow_runs import SweepTracker, check_tracking, finished_lineages, flatten
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
@@ -30,6 +31,7 @@ from orchestrator.summary import collect_rows, parent_metrics, render, succeeded
 from orchestrator.trunk_sharing import provide_trunks
 from orchestrator.tuner import expected_cost, experiment_name, make_tuner, mark_stopped
 from trainables import record
+from trainables.run_logger import RunLogger
 from trainables.trial_payload import ResumePoint, SharedObjects, TrialPayload
 
 
@@ -63,26 +65,38 @@ def run_sweep(
 ) -> SweepOutcome:
     """Runs the sweep. `callbacks`: Tune callbacks of the caller's own, told of every round's
     result as the progress printer is. `check_store=False`: the caller has checked the tracking
-    store already (the CLI does, before importing Ray)."""
+    store already (the CLI does, before importing Ray). Raises SweepInterrupted on Ctrl-C."""
     console = console or Console()
     uri = plan.config.tracking.resolved_uri(Path.cwd())
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
         check_tracking(uri)
-    started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
-    try:
-        runs = open_runs(plan, uri, console)
-        attach_resumes(plan, runs, console)
-        pool = AnalysisPool(plan.config.analysis, uri) if runs.pending and plan.config.analysis.enabled else None
-        try:  # the pool's actors start (import torch, build datasets) while trunks train
-            shared = provide_lineage_trunks(plan, runs, pool, console)
-            run_trials(plan, runs, shared, pool, console, callbacks)
+    if all_finished(plan, uri):  # nothing to train: no Ray
+        return finish(plan, open_runs(plan, uri, console), console)
+    runs = None
+    with Interruption() as interruption:
+        started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
+        try:
+            runs = open_runs(plan, uri, console)
+            attach_resumes(plan, runs, console)
+            pool = AnalysisPool(plan.config.analysis, uri) if runs.pending and plan.config.analysis.enabled else None
+            try:  # the pool's actors start (import torch, build datasets) while trunks train
+                shared = provide_lineage_trunks(plan, runs, pool, console)
+                run_trials(plan, runs, shared, pool, console, callbacks, interruption)
+            finally:
+                if pool is not None:
+                    pool.shutdown()
         finally:
-            if pool is not None:
-                pool.shutdown()
-    finally:
-        if started_ray:
-            ray.shutdown()
+            if started_ray:
+                ray.shutdown()
+    if interruption.happened:
+        raise SweepInterrupted(close_interrupted(plan, runs))
     return finish(plan, runs, console)
+
+
+def all_finished(plan: SweepPlan, uri: str) -> bool:
+    config = plan.config
+    finished = finished_lineages(uri, config.tracking.experiment, config.name, plan.sweep_id)
+    return all(spec.id in finished for spec in plan.lineages)
 
 
 def start_ray(plan: SweepPlan, address: str | None) -> bool:
@@ -138,6 +152,10 @@ def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
             runs.pending[index] = dataclasses.replace(payload, resume=ResumePoint(checkpoint, round_index))
             console.say(f"{display_name(payload.lineage)}: continues after round {round_index} (its checkpoint from an earlier run)")
             runs.done_rounds += round_index
+        elif record.steps_with(runs.tracker.client, payload.run_id, record.ROUND_DONE):
+            RunLogger(runs.tracker.uri, payload.run_id).note(None, [
+                f"no checkpoint left in {storage}: restarted from round 1 (rounds already in MLflow are not logged again)"
+            ])
     runs.pending.sort(key=lambda payload: -expected_cost(payload.lineage))
 
 
@@ -165,17 +183,42 @@ def provide_lineage_trunks(plan: SweepPlan, runs: SweepRuns, pool: AnalysisPool 
 
 def run_trials(
     plan: SweepPlan, runs: SweepRuns, shared: SharedObjects, pool: AnalysisPool | None, console: Console,
-    callbacks: Sequence[tune.Callback] = (),
+    callbacks: Sequence[tune.Callback], interruption: Interruption,
 ) -> None:
     """One Tune trial per pending lineage; then the analyses still running, and the lineages the
-    scheduler stopped (their runs end KILLED, saying why)."""
+    scheduler stopped (their runs end KILLED, saying why). A Ctrl-C stops every trial."""
     if not runs.pending:
         return
-    results = make_tuner(plan, runs.pending, shared, console, runs.done_rounds, callbacks).fit()
+    tuner = make_tuner(plan, runs.pending, shared, console, runs.done_rounds, callbacks, interruption.stopper())
+    interruption.tune_running = True
+    try:
+        results = tuner.fit()
+    finally:
+        interruption.tune_running = False
+    if interruption.happened:
+        return
     if pool is not None:
         pool.drain()  # a stopped lineage's last analysis may still be running
     if plan.config.scheduler.enabled:
         mark_stopped(plan, results, runs.tracker, console)
+
+
+def close_interrupted(plan: SweepPlan, runs: SweepRuns | None) -> str:
+    """After a Ctrl-C: every run of the sweep still RUNNING ends KILLED (MLflow's "interrupted");
+    finished lineages stay FINISHED. Returns what to tell the user."""
+    if runs is not None:
+        tracker = runs.tracker
+        still_running = tracker.client.search_runs(
+            [tracker.experiment_id], f"tags.`{record.PARENT}` = '{tracker.parent_id}' and attributes.status = 'RUNNING'",
+            max_results=10000,
+        )
+        for run in still_running:
+            RunLogger(tracker.uri, run.info.run_id).note(None, ["interrupted (Ctrl-C); the next run of the sweep continues it"])
+            tracker.client.set_terminated(run.info.run_id, "KILLED")
+        tracker.client.set_terminated(tracker.parent_id, "KILLED")
+        done = sum(1 for run_id in runs.lineage_runs.values() if tracker.client.get_run(run_id).info.status == "FINISHED")
+        return f"sweep {plan.config.name} interrupted ({done}/{len(plan.lineages)} lineages finished); run the same command to continue"
+    return f"sweep {plan.config.name} interrupted before it started; run the same command to start it"
 
 
 def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ray import tune
+from ray.tune.stopper import CombinedStopper, FunctionStopper
 
 from orchestrator.mlflow_runs import SweepTracker
 from orchestrator.plan import SweepPlan, display_name
@@ -28,8 +29,9 @@ def experiment_name(plan: SweepPlan) -> str:
 
 def make_tuner(
     plan: SweepPlan, pending: list[TrialPayload], shared: SharedObjects, console: Console, done_rounds: int,
-    callbacks: Sequence[tune.Callback] = (),
+    callbacks: Sequence[tune.Callback] = (), stopper: tune.Stopper | None = None,
 ) -> tune.Tuner:
+    """`stopper`: stops every trial when it says so (the user's Ctrl-C, `orchestrator/interrupt.py`)."""
     config, resources = plan.config, plan.config.resources
     trainable = tune.with_resources(
         tune.with_parameters(lineage_trial, shared=shared),
@@ -54,9 +56,15 @@ def make_tuner(
             callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), *callbacks],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            stop=make_stopper(config.scheduler),
+            stop=_combined(make_stopper(config.scheduler), stopper),
         ),
     )
+
+
+def _combined(scheduler_stop, stopper: tune.Stopper | None):
+    stoppers = [FunctionStopper(scheduler_stop)] if scheduler_stop is not None else []
+    stoppers += [stopper] if stopper is not None else []
+    return None if not stoppers else stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers)
 
 
 def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Console) -> None:

@@ -17,6 +17,12 @@ from trainables.pruning.base import PruneSpec
 __all__ = ["Spec", "DataSpec", "ModelSpec", "TrainSpec", "PruneSpec", "TrunkSpec", "LineageSpec"]
 
 
+#: the largest image size a config may ask for. No built-in model is designed for more than 299 px
+#: (inception_v3; the others 224 or less) and every loader resizes to `image_size`, so 1024 leaves
+#: room for high-resolution folders while a typo (22400) fails here, not as an out-of-memory worker.
+MAX_IMAGE_SIZE = 1024
+
+
 def checks_paths(info: ValidationInfo) -> bool:
     """Whether files must exist: validating with context {"check_paths": False} (a dry run) only
     resolves paths, so a plan can be made where the data is not."""
@@ -26,7 +32,7 @@ def checks_paths(info: ValidationInfo) -> bool:
 class DataSpec(Spec):
     name: str = "shapes"
     path: str | None = Field(None, description="local dataset folder, for datasets read from disk")
-    image_size: int = Field(16, ge=8)
+    image_size: int = Field(16, ge=8, description=f"side of the (square) images every loader resizes to; at most {MAX_IMAGE_SIZE}")
     train_size: int = Field(4000, ge=1)
     test_size: int = Field(1000, ge=1)
     ood_size: int = Field(500, ge=0)
@@ -64,6 +70,18 @@ class DataSpec(Spec):
             if not self.validation_size or self.name in SEPARATE_VALIDATION:
                 data.pop("validation_size", None)
         return data
+
+    @field_validator("image_size")
+    @classmethod
+    def _not_absurd(cls, size: int) -> int:
+        if size > MAX_IMAGE_SIZE:
+            batch = 64 * 3 * size * size * 4  # one float32 batch of 64 RGB images, before any activation
+            raise ValueError(
+                f"{size} pixels is beyond {MAX_IMAGE_SIZE}, the most any built-in model or dataset is meant for "
+                f"(the largest native input is inception_v3's 299); one batch of 64 such images alone would take "
+                f"{batch / 2**30:,.0f} GiB"
+            )
+        return size
 
     @field_validator("name")
     @classmethod

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import ConfigError, expand_lineages, load_config, unique_trunks
+from orchestrator.config import load_config
+from orchestrator.config_errors import ConfigError
+from orchestrator.grid import expand_lineages, unique_trunks
 from orchestrator.plan import make_plan
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"

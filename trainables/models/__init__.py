@@ -48,17 +48,24 @@ def takes(factory: ModelFactory, option: str) -> bool:
     return option in inspect.signature(factory).parameters
 
 
-def build_model(spec, *, in_channels: int, image_size: int, num_classes: int) -> PrunableModel:
-    """Builds the model a `ModelSpec` names; initialisation draws from torch's global RNG, and
-    `spec.weights` (a local file) are loaded over it."""
+def check_options(spec) -> dict:
+    """The factory options a `ModelSpec` sets (`width`, `weights`); ValueError naming the field
+    if its model has no such option. Cheap: nothing is built (a plan checks this before Ray)."""
     factory = MODELS[spec.name]
     options = {"width": spec.width, "weights": spec.weights}
     for option, value in options.items():
         if value is not None and not takes(factory, option):
             able = sorted(name for name, other in MODELS.items() if takes(other, option))
             raise ValueError(f"model.{option}: {spec.name} has no {option} option; models with one: {', '.join(able)}")
-    kwargs = {option: value for option, value in options.items() if value is not None}
+    return {option: value for option, value in options.items() if value is not None}
+
+
+def build_model(spec, *, in_channels: int, image_size: int, num_classes: int) -> PrunableModel:
+    """Builds the model a `ModelSpec` names; initialisation draws from torch's global RNG, and
+    `spec.weights` (a local file) are loaded over it."""
+    factory = MODELS[spec.name]
+    kwargs = check_options(spec)
     return factory(in_channels=in_channels, image_size=image_size, num_classes=num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "PrunableModel", "build_model", "nn"]
+__all__ = ["MODELS", "PrunableModel", "build_model", "check_options", "nn"]

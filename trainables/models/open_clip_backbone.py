@@ -32,6 +32,7 @@ from torch import nn
 
 from trainables.models.base import PrunableModel, conventional_norm_pairs
 from trainables.models.inputs import as_rgb, require_image_size, require_rgb_or_grey
+from trainables.models.pretrained import brief
 
 #: a ModifiedResNet halves the image five times before its attention pool
 RESNET_STRIDE = 32
@@ -71,7 +72,7 @@ class OpenClipClassifier(PrunableModel):
         except Exception as error:  # noqa: BLE001 - open_clip raises several types for a bad file
             if weights is None:
                 raise
-            raise ValueError(f"model.weights: {weights} does not fit open_clip {clip_model_name}: {error}") from error
+            raise ValueError(f"model.weights: {weights} does not fit open_clip {clip_model_name}: {brief(error)}") from error
         self.clip_model_name = clip_model_name
         for name, param in self.clip.named_parameters():
             if not name.startswith("visual."):

@@ -9,6 +9,8 @@ for another number of classes, which keeps its fresh initialisation.
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,24 +23,67 @@ log = logging.getLogger(__name__)
 SHOWN = 12
 
 
+def _state_dict_error(text: str) -> str:
+    """torch's `load_state_dict` error, every key on its own line, to one line naming the first few
+    keys of each kind in torch's words (a CLIP checkpoint can list hundreds)."""
+    header, *lines = [line.strip() for line in text.split("\n") if line.strip()]
+    parts, mismatches = [header], []
+    for line in lines:
+        label, sep, keys = line.partition(" in state_dict: ")
+        if sep:  # Missing key(s) / Unexpected key(s): "a", "b", ...
+            names = [name.strip() for name in keys.rstrip(". ").split(", ")]
+            parts.append(f"{label}: {_listed(names)}.")
+        else:  # size mismatch for NAME: copying a param with shape ...
+            mismatches.append(line)
+    parts += mismatches[:SHOWN]
+    if len(mismatches) > SHOWN:
+        parts.append(f"and {len(mismatches) - SHOWN} more size mismatches.")
+    return " ".join(parts)
+
+
+def brief(error: Exception) -> str:
+    """The informative part of a loader's error, on one line (torch's weights_only errors run to
+    paragraphs, its load_state_dict errors to a line per key)."""
+    text = str(error)
+    if "Error(s) in loading state_dict" in text:
+        return _state_dict_error(text[text.index("Error(s) in loading state_dict"):])
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|\. Please|$)", text, re.S)
+    line = " ".join((found.group(1) if found else text).split())
+    return (line[:300] + " ...") if len(line) > 300 else line or type(error).__name__
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; ValueError naming the file and why it is not one."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model.weights: no such file: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"model.weights: {path} is empty")
     try:
-        if path.suffix == ".safetensors":
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol: the error says enough
+            warnings.simplefilter("ignore")
+            if path.suffix == ".safetensors":
+                state = load_file(path)
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(
-            f"model.weights: cannot read {path} as a state dict "
-            f"(torch.load with weights_only=True, or safetensors): {error}"
-        ) from error
+        kind = "a safetensors file" if path.suffix == ".safetensors" else (
+            "a state dict (torch.load with weights_only=True, which reads tensors but no pickled objects; "
+            "a .safetensors file is read by its suffix)"
+        )
+        raise ValueError(f"model.weights: cannot read {path} as {kind}: {brief(error)}") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise ValueError(f"model.weights: {path} holds no state dict of tensors")
+    if not isinstance(state, dict) or not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        if isinstance(state, dict) and state:
+            odd = [f"{key!r} ({type(value).__name__})" for key, value in state.items() if not isinstance(value, torch.Tensor)]
+            what = f"entries that are not tensors: {_listed(odd)}"
+        else:
+            what = f"{'an empty ' if not state and isinstance(state, (dict, list)) else ''}{type(state).__name__}"
+        raise ValueError(
+            f"model.weights: {path} holds no state dict of tensors ({what}); expected parameter names mapped to "
+            "tensors, as model.state_dict() gives, optionally wrapped as {'state_dict': ...}"
+        )
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 

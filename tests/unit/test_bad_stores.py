@@ -1,0 +1,159 @@
+"""Bad stores end with a message naming the setting, exit 2, no traceback, before Ray, writing
+nothing (issue 18): the storage path and tracking store of `lth sweep`, the store `lth query` and
+`lth tickets` read (which they never create), and several sweeps sharing a name.
+
+Each case runs the real `lth` in a subprocess (tests/support/lth_cli.py: `ray.init` replaced by a
+function that exits 99 printing "RAY STARTED").
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.lth_cli import files_in, run_lth
+
+# Stand-ins for a file's bytes, made by the `stores` fixture: a real MLflow database holding two
+# sweeps named "twin" (sweep ids aaaa..., bbbb...), the same at an old schema version, and a
+# SQLite database that is not MLflow's.
+TWINS, OLD_SCHEMA, NOT_MLFLOW = "<twins>", "<old schema>", "<not mlflow>"
+READ_ONLY_FOLDER = "<read-only folder>"
+GARBAGE = bytes(range(256)) * 8
+
+TWIN_A, TWIN_B = "aaaa1111aaaa1111", "bbbb2222bbbb2222"
+
+
+@dataclass
+class Case:
+    id: str
+    files: dict[str, bytes | str]  # written into tmp_path first
+    args: list[str]  # "{tmp}" and "{port}" (a port nothing listens on) are filled in
+    code: int
+    says: tuple[str, ...]  # on stderr (on stdout for exit 0)
+    env: dict[str, str] = field(default_factory=dict)
+    skip_as_root: bool = False  # root writes in a folder without write permission
+
+
+SWEEP = ["sweep"]  # the quickstart, with --set overrides
+CASES = [
+    # --- 1. `lth sweep`: storage --------------------------------------------------------------
+    Case("storage-in-proc", {}, SWEEP + ["--set", "storage=/proc/x"], 2, ("storage '/proc/x'", "cannot create folders in /proc")),
+    Case("storage-under-a-file", {"afile": b"x"}, SWEEP + ["--set", "storage=afile/runs"], 2,
+         ("storage 'afile/runs'", "afile is a file, not a folder")),
+    Case("storage-unwritable-folder", {"ro": READ_ONLY_FOLDER}, SWEEP + ["--set", "storage=ro/runs"], 2,
+         ("storage 'ro/runs'", "cannot create folders in", "Permission denied"), skip_as_root=True),
+    Case("storage-unknown-scheme", {}, SWEEP + ["--set", "storage=foo://bucket/runs"], 2,
+         ("storage 'foo://bucket/runs'", "no filesystem for the scheme 'foo'")),
+    # --- 1. `lth sweep`: tracking store -------------------------------------------------------
+    Case("tracking-sqlite-in-proc", {}, SWEEP + ["--set", "tracking.uri=sqlite:////proc/x.db"], 2,
+         ("sqlite:////proc/x.db (tracking.uri)", "cannot create files in /proc")),
+    Case("tracking-unknown-scheme", {}, SWEEP + ["--set", "tracking.uri=foo://bar"], 2,
+         ("foo://bar (tracking.uri)", "unknown scheme 'foo'")),
+    Case("tracking-not-a-uri", {}, SWEEP + ["--set", "tracking.uri=not-a-uri"], 2,
+         ("not-a-uri (tracking.uri)", "not a URI")),
+    Case("tracking-bad-uri", {"sweep.yaml": b"tracking:\n  uri: '::bad uri::'\n"}, ["sweep", "sweep.yaml"], 2,
+         ("::bad uri:: (tracking.uri)", "not a URI")),
+    Case("tracking-file-store", {}, SWEEP + ["--set", "tracking.uri=file:///proc/x"], 2,
+         ("file:///proc/x (tracking.uri)", "MLflow's file store", "since 3.13")),
+    Case("tracking-corrupt-default-db", {"mlflow.db": GARBAGE}, SWEEP, 2,
+         ("mlflow.db (the default store", "not an MLflow database")),
+    Case("tracking-server-down-names-env", {}, SWEEP, 2,
+         ("MLflow tracking server http://127.0.0.1:{port} ($MLFLOW_TRACKING_URI) is unreachable", "connection refused"),
+         env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}"}),
+    # --- 2. `lth query`, `lth tickets` read and never create ----------------------------------
+    Case("query-missing-db", {}, ["query", "--sweep", "twin"], 2, ("no database at {tmp}/mlflow.db", "never creates")),
+    Case("tickets-empty-file", {"mlflow.db": b""}, ["tickets", "--sweep", "twin"], 2, ("mlflow.db is an empty file",)),
+    Case("query-garbage-file", {"x.db": GARBAGE}, ["query", "--sweep", "twin", "--tracking-uri", "sqlite:///x.db"], 2,
+         ("sqlite:///x.db (--tracking-uri)", "not an MLflow database")),
+    Case("tickets-sqlite-not-mlflow", {"mlflow.db": NOT_MLFLOW}, ["tickets", "--sweep", "twin"], 2,
+         ("not an MLflow database", "without MLflow's tables")),
+    Case("query-old-schema", {"mlflow.db": OLD_SCHEMA}, ["query", "--sweep", "twin"], 2,
+         ("older schema", "mlflow db upgrade")),
+    Case("tickets-server-down", {}, ["tickets", "--sweep", "twin", "--tracking-uri", "http://127.0.0.1:{port}"], 2,
+         ("MLflow tracking server http://127.0.0.1:{port} (--tracking-uri) is unreachable", "connection refused")),
+    # --- 3. several sweeps sharing a name ------------------------------------------------------
+    Case("query-two-sweeps", {"mlflow.db": TWINS}, ["query", "--sweep", "twin"], 2,
+         ("2 sweeps are named 'twin'", "--sweep-id", TWIN_A, TWIN_B, "lineages")),
+    Case("tickets-two-sweeps", {"mlflow.db": TWINS}, ["tickets", "--sweep", "twin"], 2,
+         ("2 sweeps are named 'twin'", "--sweep-id", TWIN_A, TWIN_B)),
+    Case("query-sweep-id-matches-none", {"mlflow.db": TWINS}, ["query", "--sweep", "twin", "--sweep-id", "cccc"], 2,
+         ("starting 'cccc'", TWIN_A, TWIN_B)),
+    Case("query-sweep-id-picks-one", {"mlflow.db": TWINS}, ["query", "--sweep", "twin", "--sweep-id", "bbbb", "--format", "csv"], 0,
+         ("lineage-b2",)),
+]
+
+
+def _mlflow_store(path: Path) -> None:
+    """Two sweeps named "twin" (two configs): A with one lineage, B (started later) with two."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables import record
+
+    client = MlflowClient(f"sqlite:///{path}")
+    experiment = client.create_experiment("lth-sweep")
+    for sweep_id, lineages in ((TWIN_A, ["lineage-a1"]), (TWIN_B, ["lineage-b1", "lineage-b2"])):
+        tags = {record.SWEEP: "twin", record.KIND: record.SWEEP_KIND, record.ID: sweep_id}
+        parent = client.create_run(experiment, tags=tags, run_name="twin").info.run_id
+        for lineage in lineages:
+            tags = {record.SWEEP: "twin", record.KIND: record.LINEAGE_KIND, record.ID: lineage, record.PARENT: parent,
+                    record.METHOD: "imp", record.TRUNK: "trunk-" + sweep_id}
+            run = client.create_run(experiment, tags=tags, run_name=lineage).info.run_id
+            client.log_metric(run, "test/acc", 0.9, step=1)
+            client.log_metric(run, record.ROUND_DONE, 0.5, step=1)
+            client.set_terminated(run)
+        client.set_terminated(parent)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("stores")
+    _mlflow_store(folder / "twins.db")
+    (folder / "old.db").write_bytes((folder / "twins.db").read_bytes())
+    with sqlite3.connect(folder / "old.db") as connection:  # MLflow's first migration
+        connection.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    with sqlite3.connect(folder / "other.db") as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    return {name: (folder / file).read_bytes() for name, file in ((TWINS, "twins.db"), (OLD_SCHEMA, "old.db"), (NOT_MLFLOW, "other.db"))}
+
+
+def _free_port() -> int:
+    with socket.socket() as bound:  # bound and released: nothing listens there
+        bound.bind(("127.0.0.1", 0))
+        return bound.getsockname()[1]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and folder under `folder`."""
+    folders = {str(path.relative_to(folder)): None for path in folder.rglob("*") if path.is_dir()}
+    return folders | {name: (folder / name).read_bytes() for name in files_in(folder)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_a_bad_store_exits_2_naming_it_before_ray_and_writes_nothing(case: Case, tmp_path, stores):
+    if case.skip_as_root and os.geteuid() == 0:
+        pytest.skip("root writes in a folder without write permission")
+    fill = {"tmp": str(tmp_path), "port": str(_free_port())}
+    for name, content in case.files.items():
+        if content == READ_ONLY_FOLDER:
+            (tmp_path / name).mkdir(mode=0o555)
+        else:
+            (tmp_path / name).write_bytes(stores.get(content, content) if isinstance(content, str) else content)
+    before = _snapshot(tmp_path)
+    env = {key: value.format(**fill) for key, value in case.env.items()}
+
+    done = run_lth([arg.format(**fill) for arg in case.args], tmp_path, env=env or None, timeout=150)
+
+    message = done.stdout if case.code == 0 else done.stderr
+    assert done.code == case.code, done.stderr[-3000:]
+    for text in case.says:
+        assert text.format(**fill) in message, message[-3000:]
+    assert not done.traceback, done.stderr[-3000:]
+    assert "RAY STARTED" not in done.stderr
+    for internal in ("model.dict[", "function-after[", "pydantic"):
+        assert internal not in done.stderr
+    assert _snapshot(tmp_path) == before  # no store, folder or probe left, no database modified
+    assert not Path("/proc/x.db").exists() and not Path("/proc/x").exists()
