@@ -27,8 +27,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Returns True if this call started Ray (and so should shut it down)."""
+    """Returns True if this call started Ray (and so should shut it down). In a process where Ray
+    is already initialized (a library caller's, a test session's), that Ray is used; an `address`
+    naming another cluster is an error, not silently ignored."""
     if ray.is_initialized():
+        if address and address != "auto":
+            _check_reachable(address)
+            current = ray.get_runtime_context().gcs_address
+            if address.split("://")[-1] != current:
+                raise RayUnreachable(f"--address {address}: this process is already connected to the Ray cluster at {current}")
         return False
     common = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     address = address or os.environ.get("RAY_ADDRESS") or None

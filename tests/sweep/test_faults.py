@@ -140,10 +140,20 @@ def test_a_killed_driver_resumes_without_retraining_or_duplicating(tmp_path, ray
         driver.wait()
     time.sleep(5)
     survivors = {pid: command_of(pid) for pid in below if alive(pid)}
-    for pid in survivors:  # whatever of its Ray did not die with it: only this driver's processes
-        os.kill(pid, signal.SIGKILL)
     print(f"\ndriver killed with {len(finished)} of {len(plan.lineages)} lineages finished; {len(below)} processes "
-          f"under it, {len(survivors)} still alive 5 s later (killed): {sorted(survivors.values())}")
+          f"under it, {len(survivors)} still alive 5 s later (left running through the resumed sweep, then "
+          f"killed): {sorted(survivors.values())}")
+    try:
+        resume_after_the_kill(tmp_path, plan, client, env)
+    finally:
+        for pid in survivors:  # whatever of its Ray did not die with it: only this driver's processes
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def resume_after_the_kill(tmp_path: Path, plan, client: MlflowClient, env: dict) -> None:
+    """The same command again, while what survived of the killed driver's Ray still runs: it must
+    not be affected by them."""
 
     # What MLflow holds now is what the resumed sweep sees (a trial may finish as its driver dies).
     lineages = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}

@@ -1,5 +1,5 @@
-"""Ctrl-C, a rerun of a finished sweep, and `--format json`, as a user meets them: `lth sweep` in a
-subprocess, interrupted with SIGINT midway, then run again."""
+"""Ctrl-C, deleted checkpoints, a rerun of a finished sweep and `--format json`, as a user meets
+them: `lth sweep` in a subprocess, interrupted with SIGINT midway, then run again, twice."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import load_config
@@ -20,13 +21,22 @@ from tests.support.sweeps import (
 )
 
 pytestmark = pytest.mark.slow
-#: Rounds of about 2 s, so that Ctrl-C lands while a lineage is midway, however fast the machine.
-LONG_ROUNDS = {"slow": True, "train": {"epochs": 40}}
+#: Rounds of about a second, so that Ctrl-C lands while the long lineages are midway (4+ rounds
+#: left when it is sent), however fast the machine.
+LONG_ROUNDS = {"slow": True, "train": {"epochs": 20}}
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
-    pruning = [{"rate": 0.5, "rounds": 2, "rewind": "init"}, {"rate": 0.3, "rounds": 8, "rewind": 5}]
-    (tmp_path / "sweep.yaml").write_text(sweep_yaml("ctrl-c", pruning, **LONG_ROUNDS))
+    """Three lineages at once: the short one finishes, then Ctrl-C. One long lineage continues from
+    its checkpoint; the other's checkpoints are deleted, so it restarts from round 1 and says so."""
+    pruning = [
+        {"rate": 0.5, "rounds": 2, "rewind": "init"},
+        {"rate": 0.3, "rounds": 6, "rewind": 5},
+        {"rate": 0.4, "rounds": 6, "rewind": 4},  # "imp@4": display names tell them apart
+    ]
+    config = yaml.safe_load(sweep_yaml("ctrl-c", pruning, **LONG_ROUNDS))
+    config["resources"]["cpus_per_trial"] = 0.5  # all three run at once on 2 CPUs
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
     plan = make_plan(load_config(tmp_path / "sweep.yaml"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     env = child_env(ray_tmp)
@@ -53,15 +63,18 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
             driver.kill()
     said = (tmp_path / "first.err").read_text()
     assert code == 130, said[-3000:]
-    assert "interrupted (1/2 lineages finished); run the same command to continue" in said, said[-3000:]
+    assert "interrupted (1/3 lineages finished); run the same command to continue" in said, said[-3000:]
     assert "Traceback" not in said
     statuses = {r.data.tags["lth.id"]: r.info.status for r in runs_of(client)}
     assert "RUNNING" not in statuses.values(), statuses
     lineages = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}
-    short, long = plan.lineages if plan.lineages[0].pruning.rounds == 2 else plan.lineages[::-1]
+    short, long, restarted = sorted(plan.lineages, key=lambda spec: (spec.pruning.rounds, spec.pruning.rate))
     assert lineages[short.id].info.status == "FINISHED"
-    assert lineages[long.id].info.status == "KILLED"
-    assert "interrupted (Ctrl-C)" in lineages[long.id].data.tags["lth.notes"]
+    for spec in (long, restarted):
+        assert lineages[spec.id].info.status == "KILLED"
+        assert "interrupted (Ctrl-C)" in lineages[spec.id].data.tags["lth.notes"]
+        assert len(rounds_of(client, lineages[spec.id].info.run_id)) >= 2
+    shutil.rmtree(tmp_path / "lth-runs" / f"ctrl-c-{plan.sweep_id}" / restarted.id)  # its checkpoints
     parent = next(r for r in runs_of(client) if r.data.tags["lth.kind"] == "sweep")
     assert parent.info.status == "KILLED"
 
@@ -70,12 +83,16 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-5000:]
     rows = json.loads(done.stdout)
-    assert [row["status"] for row in rows] == ["FINISHED", "FINISHED"]
+    assert [row["status"] for row in rows] == ["FINISHED"] * 3
     assert f"{display_name(long)}: continues after round" in done.stderr
+    assert f"{display_name(restarted)}: continues after round" not in done.stderr
+    notes = client.get_run(lineages[restarted.id].info.run_id).data.tags["lth.notes"]
+    assert "no checkpoint left in" in notes and "restarted from round 1" in notes
     assert_nothing_duplicated(client)
-    run = client.get_run(lineages[long.id].info.run_id)
-    assert run.info.status == "FINISHED"
-    assert_equals_uninterrupted(client, run, long, tmp_path)
+    for spec in (long, restarted):
+        run = client.get_run(lineages[spec.id].info.run_id)
+        assert run.info.status == "FINISHED"
+        assert_equals_uninterrupted(client, run, spec, tmp_path)
 
     # Run once more: everything is finished, so it is summarised from MLflow without starting Ray.
     again = run_lth(["sweep", "sweep.yaml", "--format", "json"], tmp_path, env=env)
@@ -83,35 +100,3 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
     assert json.loads(again.stdout) == rows
     assert "already finished" in again.stderr
 
-
-def test_deleted_checkpoints_restart_from_round_1_and_say_so(tmp_path, ray_tmp):
-    (tmp_path / "sweep.yaml").write_text(sweep_yaml("no-checkpoints", [{"rate": 0.3, "rounds": 8, "rewind": 5}], **LONG_ROUNDS))
-    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    env = child_env(ray_tmp)
-    with open(tmp_path / "first.err", "w") as err:
-        driver = subprocess.Popen(  # its own process group, as a terminal's foreground job
-            LTH + ["sweep", "sweep.yaml"], cwd=tmp_path, env=env, stdout=err, stderr=err, start_new_session=True,
-        )
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            try:
-                runs = runs_of(client, "lineage")
-                if runs and len(rounds_of(client, runs[0].info.run_id)) >= 2:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.1)
-        os.killpg(driver.pid, signal.SIGINT)  # Ctrl-C: the whole foreground job, Ray's processes too
-        assert driver.wait(timeout=120) == 130, (tmp_path / "first.err").read_text()[-3000:]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    shutil.rmtree(tmp_path / "lth-runs")
-    done = subprocess.run(LTH + ["sweep", "sweep.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-5000:]
-    run = runs_of(client, "lineage")[0]
-    assert "no checkpoint left" in run.data.tags["lth.notes"] and "restarted from round 1" in run.data.tags["lth.notes"]
-    assert_nothing_duplicated(client)
-    assert_equals_uninterrupted(client, client.get_run(run.info.run_id), plan.lineages[0], tmp_path)
