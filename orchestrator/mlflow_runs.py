@@ -75,6 +75,12 @@ def _other_store_schemes() -> set[str]:
     return registered - {"", "file", "databricks-uc", "uc"}  # MLflow refuses Unity Catalog as a tracking store
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file a `sqlite:///...` URI names (None for an in-memory or empty one)."""
+    path = unquote(uri.split(":///", 1)[1].split("?")[0]) if ":///" in uri else ""
+    return None if path in ("", ":memory:") else Path(path)
+
+
 def _check_sqlite(uri: str, parsed, reading: bool, where: str) -> None:
     from orchestrator.preflight import cannot_create_in, sqlite_problem
 
@@ -82,10 +88,9 @@ def _check_sqlite(uri: str, parsed, reading: bool, where: str) -> None:
         raise TrackingUnavailable(
             f"MLflow tracking store {where}: a SQLite URI names no host: sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
-    path = unquote(uri.split(":///", 1)[1].split("?")[0]) if ":///" in uri else ""
-    if path in ("", ":memory:"):
+    file = sqlite_file(uri)
+    if file is None:
         return
-    file = Path(path)
     if file.is_dir():
         raise TrackingUnavailable(f"MLflow tracking store {where}: {file} is a folder, not a database file")
     if file.exists():
@@ -242,8 +247,10 @@ class SweepTracker:
 def finished_lineages(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> set[str]:
     """The lineage ids of a sweep that MLflow holds as FINISHED, read without writing anything
     (no experiment or run is created): a sweep whose lineages all finished needs no Ray."""
-    if uri.startswith("sqlite:///") and not Path(unquote(uri.removeprefix("sqlite:///").split("?")[0])).is_file():
-        return set()  # MLflow's client would create the database
+    if uri.startswith("sqlite:"):
+        file = sqlite_file(uri)
+        if file is None or not file.is_file():
+            return set()  # nothing stored yet, and MLflow's client would create the database
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":
