@@ -15,6 +15,15 @@ from analysis import metrics as registry  # noqa: E402
 from analysis import noise_floor  # noqa: E402
 
 
+def method_colors(labels) -> dict[str, str]:
+    """One colour per method label, the same in every figure and in MLflow's UI (the driver sets
+    each lineage run's `mlflow.runColor` from it): matplotlib's tab10 (tab20 past ten labels) in
+    sorted-label order."""
+    labels = sorted(set(labels))
+    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {label: matplotlib.colors.to_hex(palette(i % palette.N)) for i, label in enumerate(labels)}
+
+
 def spread_ticks(remaining, count: int, digits: int = 3) -> list[float]:
     """Up to about `count` of the weights-remaining values, far enough apart on the log axis that
     their labels do not overlap (100, 80 and 64 would), the largest and smallest kept."""
@@ -37,6 +46,7 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
             by_method[row["method"]].append(row["curve"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     hidden = 0
+    colors = method_colors(by_method)
     for method, curves in sorted(by_method.items()):
         length = min(len(c) for c in curves)
         remaining = 100 * (1 - np.array([[s for s, _ in c[:length]] for c in curves]).mean(0))
@@ -45,7 +55,7 @@ def accuracy_vs_sparsity(rows: list[dict], path: str | Path, title: str) -> Path
         hidden += int((~drawable).sum())
         remaining, accs = remaining[drawable], accs[:, drawable]
         all_remaining += list(remaining)
-        line = ax.plot(remaining, accs.mean(0), marker="o", ms=4, label=f"{method} (n={len(curves)})")[0]
+        line = ax.plot(remaining, accs.mean(0), marker="o", ms=4, color=colors[method], label=f"{method} (n={len(curves)})")[0]
         if len(curves) > 1:
             ax.fill_between(remaining, accs.min(0), accs.max(0), color=line.get_color(), alpha=0.18)
     dense = np.array([row["dense_acc"] for row in rows if np.isfinite(row["dense_acc"])])
@@ -105,16 +115,17 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
     metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
     if not metrics:
         return None
-    columns = min(4, len(metrics))
+    columns = 2 if len(metrics) == 4 else min(3, len(metrics))
     rows = -(-len(metrics) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False)
+    colors = method_colors(frame["label"])
     for ax, metric in zip(axes.flat, metrics):
         for label, group in frame.groupby("label", sort=True):
             by_round = group.groupby("round")
             remaining = 100 * (1 - by_round["sparsity"].mean().to_numpy())
             drawable = remaining > 0  # a round that pruned every weight has no place on a log axis
             mean = by_round[metric].mean().to_numpy()[drawable]
-            line = ax.plot(remaining[drawable], mean, marker="o", ms=3, label=label)[0]
+            line = ax.plot(remaining[drawable], mean, marker="o", ms=3, color=colors[label], label=label)[0]
             if group["seed"].nunique() > 1:
                 low, high = by_round[metric].min().to_numpy(), by_round[metric].max().to_numpy()
                 ax.fill_between(remaining[drawable], low[drawable], high[drawable], color=line.get_color(), alpha=0.15)
@@ -146,9 +157,11 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
         plt.Line2D([], [], color="grey", linestyle=":", linewidth=1.5),
     ]
     labels += ["dense trunk", "noise floor (dense seeds' spread)", "a second dense seed vs the trunk"]
-    fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)), fontsize=8, frameon=False)
+    ncol = min(5, len(labels))
+    legend_rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 / rows, 1, 1))
+    fig.tight_layout(rect=(0, (0.035 * legend_rows + 0.01) / rows ** 0.5, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -157,8 +170,9 @@ def metrics_vs_sparsity(frame, metrics: list[str], path: str | Path, title: str)
 
 
 def dimension_figures(frame, folder: Path, title: str) -> list[Path]:
-    """One figure per dimension of `analysis.metrics.FIGURES` (generalisation, calibration,
-    explanations, geometry) from the sweep's tidy table; dimensions it measured nothing of are left out."""
+    """One figure per group of `analysis.metrics.FIGURES` (generalisation, robustness, ood, calibration,
+    geometry, gradcam, concepts, lime_and_mis) from the sweep's tidy table; groups it measured
+    nothing of are left out."""
     from analysis.metrics import FIGURES, in_figure
 
     if frame.empty:

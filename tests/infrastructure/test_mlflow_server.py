@@ -165,7 +165,7 @@ def test_lth_sweep_logs_to_the_server_with_credentials_from_the_environment_only
         "masks/round_01.safetensors", "masks/round_02.safetensors"
     }
     plots = [f.path for f in client.list_artifacts(runs["sweep"].info.run_id, "plots")]
-    assert "plots/accuracy_vs_sparsity.png" in plots and "plots/explanations_vs_sparsity.png" in plots
+    assert "plots/accuracy_vs_sparsity.png" in plots and "plots/gradcam_vs_sparsity.png" in plots
     assert list((server.root / "artifacts").rglob("round_02.safetensors"))  # through the proxy
 
     # The sweep's user created the experiment, so it manages it; without credentials: refused.

@@ -267,7 +267,7 @@ def test_parent_run_shows_the_summary_and_the_accuracy_plot(browser, ui, sweep):
     browser.get(f"{base}/artifacts/plots/accuracy_vs_sparsity.png?{ML_VIEW}")
     ((width, height),) = wait_for(browser, loaded_image("plots/accuracy_vs_sparsity.png"), "the accuracy plot", ARTIFACTS)
     assert width >= 600 and height >= 400
-    for plot in ("accuracy", "calibration", "explanations", "generalisation", "geometry"):
+    for plot in ("accuracy", "generalisation", "robustness", "ood", "calibration", "geometry", "gradcam", "concepts"):
         wait_for(browser, by_xpath(f'//*[normalize-space()="{plot}_vs_sparsity.png"]'), f"plots/{plot}_vs_sparsity.png", ARTIFACTS)
     close_assistant(browser)
     screenshot(browser, "parent_accuracy_plot")

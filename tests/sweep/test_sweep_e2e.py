@@ -87,7 +87,9 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
             "ticket/weights.safetensors", "ticket/masks.safetensors"
         }
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "plots")} == {
-        f"plots/{name}_vs_sparsity.png" for name in ("accuracy", "generalisation", "calibration", "explanations", "geometry")
+        f"plots/{name}_vs_sparsity.png" for name in (
+            "accuracy", "generalisation", "robustness", "ood", "calibration", "geometry", "gradcam", "concepts", "lime_and_mis"
+        )
     }
     assert "imp@3 s1" in parent.data.tags["mlflow.note.content"]  # the summary table, as description
     curve = client.get_metric_history(parent.info.run_id, "methods/imp_at_3/test/acc")

@@ -110,7 +110,8 @@ def test_a_winning_ticket_on_accuracy_also_learns_no_slower_than_dense():
 def test_the_registry_follows_a_parameter_into_the_metric_name():
     columns = ["test/acc", "xai/gradcam_iou_top20", "xai/concept_jaccard_top5", "xai/gradcam_rank_corr/class/red",
                "dense/xai/gradcam_iou_top20", "se/xai/gradcam_iou_top20", "floor/xai/concept_jaccard_top5"]
-    assert registry.in_figure("explanations", columns) == ["xai/gradcam_iou_top20", "xai/concept_jaccard_top5"]
+    assert registry.in_figure("gradcam", columns) == ["xai/gradcam_iou_top20"]
+    assert registry.in_figure("concepts", columns) == ["xai/concept_jaccard_top5"]
     assert registry.is_consistency("xai/concept_jaccard_top5") and not registry.is_consistency("xai/concept_recovery")
     assert registry.lookup("xai/gradcam_rank_corr/class/red").pattern == "xai/gradcam_rank_corr"
     assert registry.higher_is_better("flat/radius") and not registry.higher_is_better("calib/ece")
