@@ -16,6 +16,7 @@ orchestrator.config_errors.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -178,10 +179,19 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SweepConf
         )
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    for assignment in overrides:
-        apply_override(raw, assignment)
     if "name" not in raw:
         raw["name"] = _name_from(path)
+    return config_from_dict(raw, overrides)
+
+
+def config_from_dict(raw: dict, overrides: list[str] = ()) -> SweepConfig:
+    """A sweep config from the mapping a YAML file holds (e.g. built in a notebook), judged as
+    strictly as a file: `overrides` as `--set` takes them, then the same checks."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of the config's sections, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for assignment in overrides:
+        apply_override(raw, assignment)
     problems = questionable(raw, SweepConfig, "")
     if problems:
         raise ConfigError("\n".join(problems))

@@ -1,6 +1,7 @@
 """What the user sees while a sweep runs: one line per finished round, with the elapsed time."""
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -20,6 +21,14 @@ class Console:
 
     def say(self, message: str) -> None:
         print(f"[{self.elapsed()}] {message}", file=self.stream or sys.stderr, flush=True)
+
+
+class LogConsole(Console):
+    """The library's default: the same lines through `logging` (logger "orchestrator.progress"),
+    so a notebook or a service sees them only if it asks."""
+
+    def say(self, message: str) -> None:
+        logging.getLogger(__name__).info("[%s] %s", self.elapsed(), message)
 
 
 class RoundPrinter(tune.Callback):
