@@ -10,6 +10,7 @@ Actors restart when their process dies and their calls are retried (`max_restart
 """
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 import time
@@ -40,11 +41,43 @@ def analysed_steps(client: MlflowClient, run_id: str) -> set[int]:
     return record.steps_with(client, run_id, DONE_MARKER)
 
 
-def log_measurements(client: MlflowClient, run_id: str, step: int, metrics: dict[str, float], folder: Path) -> None:
-    """Artifacts first, then the metrics in one batch ending with the done marker."""
+def log_measurements(
+    client: MlflowClient, run_id: str, step: int, metrics: dict[str, float], folder: Path, dense_grid: bytes | None = None
+) -> None:
+    """Artifacts first, then the Grad-CAM grid as the image of this step (and on a lineage, its
+    trunk's grid `dense_grid` as step 0, where MLflow's image slider opens), then the metrics in one
+    batch ending with the done marker."""
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         client.log_artifact(run_id, str(file), str(file.parent.relative_to(folder)) or None)
+    logged = image_steps(client, run_id)
+    grids = {step: grid.read_bytes() for grid in sorted(folder.glob(record.gradcam_grid("*")))}
+    if dense_grid is not None and grids:
+        grids.setdefault(0, dense_grid)
+    for image_step, png in sorted(grids.items()):
+        if image_step not in logged:  # replayed after its images were logged, before its done marker
+            log_gradcam_image(client, run_id, image_step, png)
     record.log_metrics(client, run_id, step, metrics, marker=DONE_MARKER)
+
+
+def image_steps(client: MlflowClient, run_id: str, key: str = record.GRADCAM_IMAGES) -> set[int]:
+    """The steps at which image `key` is logged: MLflow keeps each as
+    `images/<key>+step+<step>+timestamp+<ms>+<uuid>.png` (and a compressed `.webp` beside it)."""
+    prefix = f"{key.replace('/', '~')}+step+"
+    steps = set()
+    for entry in client.list_artifacts(run_id, "images"):
+        name = entry.path.rsplit("/", 1)[-1]
+        if name.startswith(prefix):
+            steps.add(int(name[len(prefix):].split("+", 1)[0]))
+    return steps
+
+
+def log_gradcam_image(client: MlflowClient, run_id: str, step: int, png: bytes) -> None:
+    """A Grad-CAM grid as step `step` of the run's image `gradcam`: the run page's image chart
+    walks through the rounds with its step slider."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        client.log_image(run_id, image.convert("RGB"), key=record.GRADCAM_IMAGES, step=step, synchronous=True)
 
 
 class Analyzer:
@@ -131,7 +164,7 @@ class AnalysisActor:
         if round_index in analysed_steps(self.client, run_id):
             return {}
         metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage), reference, round_index, weights, masks)
-        log_measurements(self.client, run_id, round_index, metrics, folder)
+        log_measurements(self.client, run_id, round_index, metrics, folder, dense_grid=reference.grid)
         return metrics
 
 

@@ -12,7 +12,6 @@ is constant as 1.0 for every metric if both maps are constant and equal, and 0.0
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -158,27 +157,30 @@ def localisation(maps: Tensor, object_masks: Tensor, tolerance_px: int | None = 
     return {"energy_in_object": energy.float(), "pointing_hit": hit.float()}
 
 
-def metric_safe(name: str) -> str:
-    """A class name usable inside an MLflow metric name: "red circle" -> "red_circle"."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "_"
-
-
-def summarise(per_image: dict[str, Tensor], labels: Tensor, class_names: list[str], prefix: str) -> dict[str, float]:
+def summarise(per_image: dict[str, Tensor], prefix: str) -> dict[str, float]:
     """`<prefix><name>`: mean over images; `se/<prefix><name>`: its sampling standard error,
-    std / sqrt(n) with the sample std (n - 1), for two images or more; `<prefix><name>/class/<class>`:
-    mean over the images of each class present in `labels`."""
-    labels = torch.as_tensor(labels)
+    std / sqrt(n) with the sample std (n - 1), for two images or more."""
     out: dict[str, float] = {}
     for name, values in per_image.items():
         values = values.double()
         out[f"{prefix}{name}"] = float(values.mean()) if values.numel() else float("nan")
         if values.numel() > 1:
             out[f"se/{prefix}{name}"] = float(values.std() / math.sqrt(values.numel()))
-        for index, class_name in enumerate(class_names):
-            chosen = labels == index
-            if chosen.any():
-                out[f"{prefix}{name}/class/{metric_safe(class_name)}"] = float(values[chosen].mean())
     return out
+
+
+def per_class(per_image: dict[str, Tensor], labels: Tensor, class_names: list[str]) -> list[dict]:
+    """One row per class present in `labels`: its image count and the mean of each measure over
+    its images (a table artifact: as metrics they were dozens of keys per run)."""
+    labels = torch.as_tensor(labels)
+    rows = []
+    for index, class_name in enumerate(class_names):
+        chosen = labels == index
+        if chosen.any():
+            rows.append({"class": class_name, "images": int(chosen.sum())} | {
+                name: float(values.double()[chosen].mean()) for name, values in per_image.items()
+            })
+    return rows
 
 
 def overlay_grid(
@@ -222,10 +224,16 @@ def overlay_grid(
                 tile = 0.5 * tile + 0.5 * jet(heat / peak if peak > 0 else heat)[..., :3]
             top, left = row * (height + gap), col * (width + gap)
             mosaic[top : top + height, left : left + width] = tile
-    tile_inches, margin = 1.6, 1.2
-    fig = plt.figure(figsize=(tile_inches * n + margin, tile_inches * len(rows) + 0.5))
-    ax = fig.add_axes((margin / fig.get_figwidth(), 0.02, 1 - margin / fig.get_figwidth() - 0.01, 1 - 0.5 / fig.get_figheight()))
+    tile_inches, margin, scale = 1.6, 1.2, 0.9
+    fig = plt.figure(figsize=(tile_inches * n + margin + scale, tile_inches * len(rows) + 0.5))
+    inches = fig.get_figwidth()
+    ax = fig.add_axes((margin / inches, 0.02, 1 - (margin + scale) / inches - 0.01, 1 - 0.5 / fig.get_figheight()))
     ax.imshow(mosaic, interpolation="nearest")
+    # the maps' colour scale: each map divided by its own maximum, blended 50/50 over the input
+    bar = fig.add_axes((1 - (scale - 0.15) / inches, 0.1, 0.12 / inches, 0.6))
+    fig.colorbar(matplotlib.cm.ScalarMappable(cmap=jet), cax=bar, ticks=[0, 0.5, 1])
+    bar.set_title("Grad-CAM\n/ its max", fontsize=7)
+    bar.tick_params(labelsize=7)
     ax.set_axis_off()
     for row, (name, _) in enumerate(rows):
         ax.text(-gap, row * (height + gap) + height / 2, name, ha="right", va="center", fontsize=10)
@@ -243,7 +251,7 @@ __all__ = [
     "default_tolerance",
     "gradcam_maps",
     "localisation",
-    "metric_safe",
     "overlay_grid",
+    "per_class",
     "summarise",
 ]

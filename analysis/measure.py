@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis.analysis_spec import AnalysisSpec
+from trainables import record
 from trainables.data import Dataset, ImageSplit
 from trainables.masks import Masks
 from trainables.models import PrunableModel
@@ -32,6 +33,7 @@ class Reference:
     gradcam: torch.Tensor | None = None  # maps of the Grad-CAM sample
     pcbm: object | None = None  # its post-hoc concept bottleneck
     corruption_errors: dict | None = None
+    grid: bytes | None = None  # its Grad-CAM grid (PNG): step 0 of every lineage's image series
 
 
 @dataclass
@@ -172,22 +174,35 @@ def _gradcam(net: Network, dense: Reference | None, metrics: dict) -> dict:
         per_image |= gradcam.consistency(dense.gradcam, maps, top_percent=spec.top_percent)
     names = {"pointing_hit": "pointing_game", "iou_top": f"iou_top{spec.top_percent:g}"}
     per_image = {names.get(key, key): values for key, values in per_image.items()}
-    metrics |= gradcam.summarise(per_image, test.labels, data.class_names, prefix="xai/gradcam_")
+    metrics |= gradcam.summarise(per_image, prefix="xai/gradcam_")
+    write_csv(net.artifacts / "xai" / f"gradcam_per_class_{net.label}.csv", gradcam.per_class(per_image, test.labels, data.class_names))
     if spec.grid_images:
         shown = slice(0, spec.grid_images)
         reference_maps = None if dense is None or dense.gradcam is None else dense.gradcam[shown]
         predicted = probabilities(net.model, test.images[shown]).argmax(1)
+        who = "dense" if net.label == "dense" else net.label.replace("_", " ")
         titles = [
-            f"{data.class_names[int(y)]}\n(says {data.class_names[int(p)]})" if p != y else data.class_names[int(y)]
+            f"{data.class_names[int(y)]}\n({who} says {data.class_names[int(p)]})" if p != y else data.class_names[int(y)]
             for y, p in zip(test.labels[shown], predicted)
         ]
         sparsity = metrics_sparsity(net.masks)
-        gradcam.overlay_grid(
+        grid = gradcam.overlay_grid(
             data.to_pixels(test.images[shown]), reference_maps, maps[shown],
-            net.artifacts / "xai" / f"gradcam_{net.label}.png", titles=titles,
+            net.artifacts / record.gradcam_grid(net.label), titles=titles,
             label=net.label if sparsity is None else f"{net.label.replace('_', ' ')}\n{sparsity:.1%} sparse",
         )
+        if dense is None:
+            return {"gradcam": maps, "grid": grid.read_bytes()}
     return {"gradcam": maps}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """A table artifact (pandas: the same writer as the concepts table)."""
+    import pandas as pd
+
+    if rows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(path, index=False, float_format="%.4f")
 
 
 def _concepts(net: Network, dense: Reference | None, metrics: dict) -> dict:

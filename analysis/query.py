@@ -233,6 +233,8 @@ def read_sweep(
     is the same."""
     client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     engine = getattr(client._tracking_client.store, "engine", None) if sql else None
+    if engine is not None and not query_sql.schema_matches(engine):
+        engine = None  # another schema than the installed MLflow's (query_sql logged it): its client reads it
     runs = _sweep_records(client, engine, sweep, experiment)
     parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: (r.start_time, r.run_id))
     if parent_id is None:

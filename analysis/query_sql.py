@@ -6,10 +6,15 @@ latest_metrics, metrics) instead of MLflow's ORM, which builds one Python object
 (about 20 s of CPU for 1,000 lineages x 15 rounds x 30 metrics). It returns exactly what the
 client path returns (`tests/sweep/test_sweep_e2e.py` compares them on a real sweep).
 
-Only reads; the schema read here is MLflow's documented tracking schema, stable since MLflow 1.x.
+Only reads, and only a database of the schema revision the installed MLflow expects
+(`schema_matches`); any other goes through MLflow's client, which knows its own tables. MLflow
+verifies that revision when it opens a store, but caches stores per URI: a process that read a
+sweep keeps its store after another MLflow migrates the database (`mlflow db upgrade`).
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,6 +24,8 @@ from sqlalchemy import bindparam, text
 from trainables import record
 
 CHUNK = 500  # run ids per IN (...): well under every database's parameter limit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +38,37 @@ class RunRecord:
     tags: dict[str, str]
     params: dict[str, str]
     metrics: dict[str, float]  # the latest value of each
+
+
+@functools.lru_cache(maxsize=1)
+def expected_revision() -> str:
+    """The head of the installed MLflow's migrations: the schema revision its code is written for."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def schema_matches(engine) -> bool:
+    """Whether the database is at the schema revision the installed MLflow expects (its
+    `alembic_version`); if not, or if either cannot be read, logs a warning saying why."""
+    try:
+        expected = expected_revision()
+    except Exception as error:  # noqa: BLE001 - a private MLflow helper that may change
+        log.warning("cannot tell which MLflow schema revision to expect (%s): reading through MLflow's client", error)
+        return False
+    try:
+        with engine.connect() as connection:
+            found = [row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))]
+    except Exception as error:  # noqa: BLE001 - no such table, or no access to it
+        log.warning("cannot read the schema revision of %s (%s): reading through MLflow's client", engine.url, error)
+        return False
+    if found != [expected]:
+        log.warning(
+            "%s is at MLflow schema revision %s, not %s (the installed MLflow's): reading through MLflow's client",
+            engine.url, ", ".join(found) or "none", expected,
+        )
+        return False
+    return True
 
 
 def _chunks(ids: list[str]):

@@ -3,7 +3,7 @@ export a ticket. Nothing here prints; progress and notes go to `logging` (logger
 "orchestrator", "trainables", "analysis"), so switch them on with e.g.
 `logging.basicConfig(level=logging.INFO)`. Bad input raises the CLI's errors, each naming the
 problem: `ConfigError` (the config), `BadStore` (storage or tracking store), `SweepNotFound` /
-`SweepAmbiguous` (reading), `TicketError` (exporting).
+`SweepAmbiguous` (reading), `ExportError` (exporting).
 
     import lth_sweep as lth
 
@@ -12,6 +12,7 @@ problem: `ConfigError` (the config), `BadStore` (storage or tracking store), `Sw
     frame = lth.load_sweep(config.name)          # one row per (lineage, round)
     verdicts = lth.judge(frame)                  # winning tickets per method, against the noise floor
     lth.export_ticket(config.name, label="imp", seed=0, round=3, format="onnx", out="imp.onnx")
+    lth.export_ticket(config.name, label="imp", seed=0, register="quickstart-imp")  # its winning ticket
 
 """
 from __future__ import annotations
@@ -27,7 +28,22 @@ try:
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "unknown"
 
-__all__ = [
+#: errors a caller may catch, importable from here without importing what raises them up front
+_ERRORS = {
+    "BadStore": "orchestrator.preflight", "SweepNotFound": "analysis.query", "SweepAmbiguous": "analysis.query",
+    "ExportError": "trainables.export.errors", "SweepInterrupted": "orchestrator.interrupt",
+}
+
+
+def __getattr__(name: str):
+    if name in _ERRORS:
+        import importlib
+
+        return getattr(importlib.import_module(_ERRORS[name]), name)
+    raise AttributeError(f"module 'lth_sweep' has no attribute {name!r}")
+
+
+__all__ = [*_ERRORS, 
     "ConfigError", "SweepConfig", "config_from_dict", "export_ticket", "judge", "load_config", "load_sweep",
     "read_sweep", "run_sweep",
 ]
@@ -78,17 +94,31 @@ def judge(sweep, metrics=None, tolerance: dict[str, float] | float | None = None
     return judge_frame(frame, metrics or list(DEFAULT_METRICS), tolerance=tolerance, relative=relative)
 
 
-def export_ticket(sweep: str, *, label: str, seed: int, out: str | Path, round: int | None = None, winning: bool = False,
-                  format: str = "safetensors", slim: bool = False, force: bool = False, tracking_uri: str | None = None,
-                  experiment: str | None = None, sweep_id: str | None = None) -> Path:
-    """Writes one lineage's ticket (`round`, or the label's winning round) as `lth export` does;
-    returns the path written. See `trainables.export` for the formats and their loaders."""
-    from trainables.export import export_ticket as export
+def export_ticket(sweep: str, *, label: str, seed: int, out: str | Path | None = None, round: int | None = None,
+                  format: str = "safetensors", slim: bool = False, force: bool = False, register: str | None = None,
+                  metric: str = "test/acc", tracking_uri: str | None = None, experiment: str | None = None,
+                  sweep_id: str | None = None) -> Path | None:
+    """Writes one lineage's ticket as `lth export` does: round `round`, or without it the label's
+    winning ticket on `metric` (as `judge` finds it); `format` safetensors (a folder with a
+    loader that needs only torch), torchscript or onnx; `slim` cuts removed channels out (filter,
+    channel_in). Returns the path written (None with only `register`). `register`: also log it as
+    an ONNX model version of that registered model in MLflow's registry, its lineage's run as
+    source. Raises `trainables.export.errors.ExportError` naming what is wrong."""
+    from trainables.export.errors import ExportError
+    from trainables.export.export import ExportRequest, export_ticket as export
 
-    return export(
-        sweep=sweep, label=label, seed=seed, out=Path(out), round=round, winning=winning, format=format, slim=slim,
-        force=force, tracking_uri=_reading_uri(tracking_uri), experiment=experiment, sweep_id=sweep_id,
+    if out is None and register is None:
+        raise ExportError("give `out` (where to write the ticket), `register` (MLflow's model registry), or both")
+    request = ExportRequest(
+        tracking_uri=_reading_uri(tracking_uri), sweep=sweep, label=label, seed=seed, round_index=round,
+        export_format=format, slim=slim, sweep_id=sweep_id, experiment=experiment, metric=metric,
     )
+    path = export(request, out, force=force)[0] if out is not None else None
+    if register is not None:
+        from trainables.export.registry import register_ticket
+
+        register_ticket(request, register)
+    return path
 
 
 def _as_config(config, overrides) -> SweepConfig:
@@ -102,9 +132,9 @@ def _as_config(config, overrides) -> SweepConfig:
 def _reading_uri(tracking_uri: str | None) -> str:
     """The store, checked in seconds without creating it (MLflow's client would create a missing
     SQLite file and retry an absent server for minutes)."""
-    from orchestrator.config import Tracking
     from orchestrator.preflight import check_reading_store, tracking_source
+    from orchestrator.tracking_store import resolve_uri
 
-    uri = tracking_uri or Tracking().resolved_uri(Path.cwd())
+    uri = tracking_uri or resolve_uri(None, Path.cwd())
     check_reading_store(uri, tracking_source(tracking_uri, "tracking_uri"))
     return uri

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.config import load_config
 from orchestrator.config_errors import ConfigError
+from orchestrator.tracking_store import resolve_uri
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
@@ -38,8 +38,10 @@ class BadInput(Exception):
 
 
 def _sweep(args) -> int:
+    from orchestrator.config import load_config
+
     try:
-        config = load_config(args.config, args.set or [])
+        config = load_config(args.config, [*(args.set or []), *(["tracking.rerun_stale=true"] if args.rerun_stale else [])])
         from orchestrator.plan import make_plan
 
         plan = make_plan(config, check_paths=not args.dry_run)  # a dry run plans where the data is not
@@ -50,7 +52,7 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(plan.describe())
         return 0
-    from orchestrator.mlflow_runs import TrackingUnavailable
+    from orchestrator.tracking_store import TrackingUnavailable
     from orchestrator.preflight import BadStore, check_sweep_stores
 
     try:  # before importing Ray, Tune and torch (seconds), writing nothing: storage and tracking store
@@ -77,6 +79,12 @@ def _sweep(args) -> int:
         console.say(str(interrupted))
         return EXIT_INTERRUPTED
     print(render(outcome.rows, args.format, outcome.unresolvable), flush=True)
+    if outcome.stale:
+        console.say(
+            f"reused {len(outcome.stale)} finished run(s) made by another lth-sweep version: "
+            + "; ".join(stale.describe() for stale in outcome.stale)
+            + ". Run the same command with --rerun-stale to train them again"
+        )
     if args.format == "table":
         plots = ", ".join(path.name for path in outcome.plots)
         console.say(f"sweep {outcome.status.lower()}; plots: {outcome.plots[0].parent}/ ({plots})")
@@ -84,26 +92,51 @@ def _sweep(args) -> int:
     return 0 if outcome.succeeded else 1
 
 
-def _ui(args) -> int:
-    from orchestrator.config import Tracking
+def ui_store(config: str | None, backend_store_uri: str | None) -> str:
+    """The store `lth ui` shows: --backend-store-uri, else the config's `tracking.uri`, else
+    $MLFLOW_TRACKING_URI, else ./mlflow.db. Raises ConfigError for a bad config."""
+    if backend_store_uri is not None:
+        return backend_store_uri
+    if config is not None:
+        from orchestrator.config import load_config
 
-    uri = Tracking().resolved_uri(Path.cwd()) if args.backend_store_uri is None else args.backend_store_uri
+        return load_config(config).tracking.resolved_uri(Path.cwd())
+    return resolve_uri(None, Path.cwd())
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line that serves `uri`."""
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     # One worker: MLflow's default (4 uvicorn workers) costs ~1 GB, and uvicorn with several workers
     # delays every request on a kept-alive connection by ~40 ms (uvicorn issue #3149; bench/RESULTS.md).
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    return [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def _ui(args) -> int:
+    if args.config and args.config_option and args.config != args.config_option:
+        print(f"lth ui: two configs given ({args.config}, --config {args.config_option}); give one", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    config = args.config or args.config_option
+    try:
+        uri = ui_store(config, args.backend_store_uri)
+    except ConfigError as error:
+        print(f"lth: invalid config {config}:\n  " + str(error).replace("\n", "\n  "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if uri.startswith(("http://", "https://")):  # a tracking server serves its own UI: no second one
+        print("lth: the tracking store is an MLflow server; its UI is at:", file=sys.stderr)
+        print(uri)
+        return 0
     print(f"lth: MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
     # MLflow 3's UI starts GenAI job workers (~2 GB) that lth-sweep never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    return subprocess.call(command, env=env)
+    return subprocess.call(ui_command(uri, args.host, args.port), env=env)
 
 
 def _frame(args):
     """The sweep's tidy table; raises BadInput naming what is wrong."""
-    from orchestrator.config import Tracking
     from orchestrator.preflight import BadStore, check_reading_store, tracking_source
 
-    uri = args.tracking_uri or Tracking().resolved_uri(Path.cwd())
+    uri = args.tracking_uri or resolve_uri(None, Path.cwd())
     try:  # in seconds, writing nothing: MLflow's client would create a missing store, retry a server for minutes
         check_reading_store(uri, tracking_source(args.tracking_uri, "--tracking-uri"))
     except BadStore as error:
@@ -111,7 +144,8 @@ def _frame(args):
     from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
 
     try:  # several sweeps of one name: the user picks one (the library's default is the latest)
-        frame = load_sweep(args.sweep, uri, args.experiment, latest=False, sweep_id=args.sweep_id)
+        with stdout_to_stderr():  # stdout holds only the table (`--format json|csv` stays parseable)
+            frame = load_sweep(args.sweep, uri, args.experiment, latest=False, sweep_id=args.sweep_id)
     except SweepAmbiguous as error:
         raise BadInput(
             f"lth: {error.head} (tracking store {uri}); pick one with --sweep-id "
@@ -175,8 +209,7 @@ def parse_tolerances(values: list[str], metrics: list[str]) -> dict[str, float]:
 
 
 def _tickets(args) -> int:
-    import json
-
+    from analysis import strict_json
     from analysis.tickets import DEFAULT_METRICS, judge, render
 
     frame = _frame(args)
@@ -201,7 +234,7 @@ def _tickets(args) -> int:
         return EXIT_BAD_INPUT
     result = judge(frame, metrics, tolerance=tolerance, relative=args.relative)
     if args.format == "json":
-        print(json.dumps(result, indent=2))
+        print(strict_json.dumps(result, indent=2))
     elif args.format == "csv":
         import pandas as pd
 
@@ -224,8 +257,18 @@ def _add_sweep_selector(command) -> None:
     command.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lth-sweep")
+    except PackageNotFoundError:  # run from a checkout that pip never installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lth", description="Lottery Ticket sweeps on Ray Tune, tracked in MLflow")
+    top.add_argument("--version", action="version", version=f"lth-sweep {_version()}")
     commands = top.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="run (or resume) a sweep")
@@ -237,6 +280,11 @@ def parser() -> argparse.ArgumentParser:
     # scripts written against DESIGN.md's CLI contract and changes nothing, so help leaves it out.
     sweep.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     sweep.add_argument("--format", choices=["table", "json", "csv"], default="table", help="summary format")
+    sweep.add_argument(
+        "--rerun-stale", action="store_true",
+        help="train again the finished trunks and lineages another lth-sweep version made (their runs are deleted, "
+        "restorable in MLflow's UI); the same as --set tracking.rerun_stale=true",
+    )
     sweep.set_defaults(run=_sweep)
 
     query = commands.add_parser("query", help="one row per (lineage, round) of a sweep, from MLflow")
@@ -253,9 +301,15 @@ def parser() -> argparse.ArgumentParser:
     )
     tickets.add_argument("--relative", action="store_true", help="tolerance as a fraction of the dense value")
     tickets.set_defaults(run=_tickets)
+    from orchestrator.cli_export import add_parser as add_export_parser
+    add_export_parser(commands)
 
-    ui = commands.add_parser("ui", help="open the MLflow UI on the sweep's tracking store")
-    ui.add_argument("--backend-store-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    ui = commands.add_parser(
+        "ui", help="open the MLflow UI on the sweep's tracking store (an MLflow server: print its URL)"
+    )
+    ui.add_argument("config", nargs="?", help="a sweep YAML: show its `tracking.uri`")
+    ui.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same as CONFIG")
+    ui.add_argument("--backend-store-uri", help="default: the config's tracking.uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(run=_ui)

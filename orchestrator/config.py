@@ -17,7 +17,6 @@ orchestrator.config_errors.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from analysis.analysis_spec import AnalysisSpec
 from orchestrator.config_errors import ConfigError, _format_errors, _shown, non_finite, questionable
 from orchestrator.config_yaml import parse_yaml
+from orchestrator.tracking_store import resolve_uri
 from trainables.specs import DataSpec, ModelSpec, TrainSpec
 
 GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
@@ -73,13 +73,13 @@ class Tracking(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     experiment: str = "lth-sweep"
+    rerun_stale: bool = Field(
+        False, description="train again the finished trunks and lineages another lth-sweep version made (`--rerun-stale`)"
+    )
 
     def resolved_uri(self, base: Path) -> str:
         """An absolute URI: trials do not run where `lth` was started."""
-        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            uri = "sqlite:///" + str((base / uri[len("sqlite:///") :]).resolve())
-        return uri
+        return resolve_uri(self.uri, base)
 
 
 class SweepConfig(BaseModel):

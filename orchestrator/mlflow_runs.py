@@ -2,137 +2,12 @@
 and per lineage, each found again by its stable id so reruns never duplicate a run."""
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
-from urllib.parse import unquote, urlparse
-
 from mlflow.tracking import MlflowClient
 
-from trainables import record
+from orchestrator.mlflow_inputs import log_dataset_inputs
+from orchestrator.tracking_store import sqlite_file
+from trainables import provenance, record
 from trainables.specs import Spec
-
-PROBE_SECONDS = 5.0
-
-
-class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking store cannot be used: no server answers, it refuses the credentials, or
-    the URI names no store lth-sweep can use (an unknown scheme, MLflow's file store, a file that is
-    not an MLflow database, a folder nothing can be created in)."""
-
-
-DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
-STORE_SCHEMES = "sqlite:///PATH/mlflow.db, http(s)://HOST:PORT (an MLflow server) or a database (postgresql://, mysql://, mssql://)"
-
-
-def check_tracking(uri: str, timeout: float = PROBE_SECONDS, *, reading: bool = False, source: str = "") -> None:
-    """Judges a tracking store in seconds, writing nothing, where MLflow's own client would retry
-    for minutes (about 4, with backoff), create a store, or fail mid-sweep with a traceback: one
-    request without retries to a server, a TCP probe for a database URI, for SQLite the file (an
-    MLflow database, or a folder it can be created in), and the scheme itself. `reading`: the store
-    must exist already (`lth query`, `lth tickets` never create one). `source`: the setting the
-    URI came from, named in the message (e.g. "tracking.uri")."""
-    where = f"{uri} ({source})" if source else uri
-    try:
-        parsed = urlparse(uri)
-        scheme = parsed.scheme.lower()
-        hostname, port = parsed.hostname, parsed.port
-    except ValueError as error:
-        raise TrackingUnavailable(f"MLflow tracking store {where}: not a valid URI ({error}); use {STORE_SCHEMES}") from None
-    engine = scheme.split("+")[0]
-    if scheme in ("http", "https"):
-        if not hostname:
-            raise TrackingUnavailable(f"MLflow tracking server {where}: the URI names no host")
-        _probe_server(uri, timeout, where)
-    elif engine == "sqlite":
-        _check_sqlite(uri, parsed, reading, where)
-    elif engine in DATABASE_PORTS:
-        if not hostname:
-            return  # a local socket: the database's client says what is wrong, at once
-        port = port or DATABASE_PORTS[engine]
-        try:
-            socket.create_connection((hostname, port), timeout=timeout).close()
-        except OSError as error:
-            raise TrackingUnavailable(f"MLflow tracking store {where}: no database answers at {hostname}:{port} ({error})") from None
-    elif scheme == "file" or not scheme or (len(scheme) == 1 and scheme.isalpha()):  # a path, or C:\\...
-        said = "file:// is" if scheme == "file" else "not a URI (no scheme such as sqlite:/// or http://); as a path it is"
-        raise TrackingUnavailable(
-            f"MLflow tracking store {where}: {said} MLflow's file store, which MLflow refuses since 3.13 "
-            f"(maintenance mode) and lth-sweep does not support; use {STORE_SCHEMES}"
-        )
-    elif scheme not in _other_store_schemes():
-        raise TrackingUnavailable(f"MLflow tracking store {where}: unknown scheme {scheme!r}; use {STORE_SCHEMES}")
-
-
-def _other_store_schemes() -> set[str]:
-    """Schemes of MLflow's other tracking stores (databricks, and those of installed plugins)."""
-    try:
-        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
-        registered = set(_tracking_store_registry._registry)
-    except (ImportError, AttributeError):
-        registered = {"databricks"}
-    return registered - {"", "file", "databricks-uc", "uc"}  # MLflow refuses Unity Catalog as a tracking store
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file a `sqlite:///...` URI names (None for an in-memory or empty one)."""
-    path = unquote(uri.split(":///", 1)[1].split("?")[0]) if ":///" in uri else ""
-    return None if path in ("", ":memory:") else Path(path)
-
-
-def _check_sqlite(uri: str, parsed, reading: bool, where: str) -> None:
-    from orchestrator.preflight import cannot_create_in, sqlite_problem
-
-    if parsed.netloc:
-        raise TrackingUnavailable(
-            f"MLflow tracking store {where}: a SQLite URI names no host: sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        )
-    file = sqlite_file(uri)
-    if file is None:
-        return
-    if file.is_dir():
-        raise TrackingUnavailable(f"MLflow tracking store {where}: {file} is a folder, not a database file")
-    if file.exists():
-        problem = sqlite_problem(file, reading)
-        if problem is None and not reading and not os.access(file, os.W_OK):
-            problem = f"{file} is read-only"
-    elif reading:
-        problem = f"no database at {file} (reading never creates a store)"
-    elif not file.parent.is_dir():
-        what = "is not a folder" if file.parent.exists() else "does not exist"
-        problem = f"directory {file.parent} {what}"
-    else:
-        problem = None
-    if problem is None and not reading:  # SQLite creates the database, and its journal beside it
-        problem = cannot_create_in(file.parent)
-    if problem:
-        raise TrackingUnavailable(f"MLflow tracking store {where}: {problem}")
-
-
-def _probe_server(uri: str, timeout: float, where: str | None = None) -> None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import http_request
-
-    where = where or uri
-    try:
-        response = http_request(
-            get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
-            params={"max_results": 1}, max_retries=0, timeout=timeout, raise_on_status=False,
-        )
-    except (MlflowException, OSError) as error:  # MLflow wraps requests' connection errors
-        text = str(error).lower()
-        reason = {"refused": "connection refused", "timed out": f"no answer within {timeout:.0f} s"}
-        reason = next((said for key, said in reason.items() if key in text), text[:300])
-        raise TrackingUnavailable(f"MLflow tracking server {where} is unreachable ({reason}); is it running?") from None
-    if response.status_code in (401, 403):
-        raise TrackingUnavailable(
-            f"MLflow tracking server {where} refused the credentials (HTTP {response.status_code}); "
-            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        )
-    if response.status_code >= 500:
-        raise TrackingUnavailable(f"MLflow tracking server {where} answers HTTP {response.status_code}: {response.text[:200]}")
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, str]:
@@ -161,6 +36,8 @@ class SweepTracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=kind)
         self._known: dict | None = None  # the parent's children, by (kind, lth id)
         self._params: dict[str, set[str]] = {}  # run id -> the params it has
+        self._tags: dict[str, dict[str, str]] = {}  # run id -> its tags when found or created
+        self.provenance = provenance.creation_tags()  # what made the runs this driver creates
         self.parent = self._get_or_create(record.SWEEP_KIND, sweep_id, sweep_name, parent_id=None)
 
     def _find(self, kind: str, lth_id: str, parent_id: str | None):
@@ -189,12 +66,17 @@ class SweepTracker:
     def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
         run = self._children().get((kind, lth_id)) if parent_id else self._find(kind, lth_id, None)
         if run is None:
-            all_tags = {record.KIND: kind, record.ID: lth_id, record.SWEEP: self.sweep_name, **(tags or {})}
+            all_tags = {**self.provenance, record.KIND: kind, record.ID: lth_id, record.SWEEP: self.sweep_name, **(tags or {})}
             if parent_id:
                 all_tags[record.PARENT] = parent_id
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
             if parent_id:
                 self._known[(kind, lth_id)] = run
+        else:  # a run made before a tag existed (or a colour changed) gets it now
+            changed = {key: value for key, value in (tags or {}).items() if run.data.tags.get(key) != value}
+            if changed:
+                record.set_tags(self.client, run.info.run_id, changed)
+        self._tags[run.info.run_id] = run.data.tags
         # Also for a found run: a driver killed between creating it and logging its params left none.
         have = self._params.setdefault(run.info.run_id, set(run.data.params))
         have.update(record.log_params(self.client, run.info.run_id, params or {}, have))
@@ -208,9 +90,11 @@ class SweepTracker:
         record.log_params(self.client, self.parent_id, params, set(self.client.get_run(self.parent_id).data.params))
 
     def child(self, kind: str, spec: Spec, run_name: str, tags: dict | None = None):
-        return self._get_or_create(
+        run = self._get_or_create(
             kind, spec.id, run_name, self.parent_id, tags=tags, params=flatten(spec.model_dump(mode="json"))
         )
+        log_dataset_inputs(self.client, run, spec)  # also for a found run: one logged before this existed has none
+        return run
 
     def fail(self, run_id: str, error: str) -> None:
         """Ends a run FAILED with the reason in its error tag (what the summary shows)."""
@@ -218,8 +102,25 @@ class SweepTracker:
         self.client.set_terminated(run_id, "FAILED")
 
     def reopen(self, run_id: str) -> None:
-        """A run picked up again after an interrupted attempt is RUNNING once more."""
+        """A run picked up again after an interrupted attempt is RUNNING once more. It keeps the
+        tags of its creation; where this attempt runs other versions, its notes say which."""
         self.client.update_run(run_id, status="RUNNING")
+        created = self._tags.get(run_id) or self.client.get_run(run_id).data.tags
+        changes = provenance.version_changes(created, self.provenance)
+        if changes:
+            from trainables.run_logger import RunLogger  # torch: not before the store is judged (cli)
+
+            RunLogger(self.uri, run_id).note(None, [f"continued by an attempt with {', '.join(changes)}"])
+
+    def existing(self, kind: str, lth_id: str):
+        """The sweep's child run of this kind and id, or None where there is none yet."""
+        return self._children().get((kind, lth_id))
+
+    def discard(self, run) -> None:
+        """Deletes a child run (MLflow's soft delete: restorable in the UI, skipped by every
+        search), so that the next `child` call for it creates a new one."""
+        self.client.delete_run(run.info.run_id)
+        self._children().pop((run.data.tags[record.KIND], run.data.tags[record.ID]), None)
 
     def log_missing_metrics(self, run_id: str, metrics: dict[tuple[str, int], float]) -> None:
         """Logs (key, step) values the run does not have yet, so a rerun never logs a step twice."""
@@ -245,31 +146,34 @@ class SweepTracker:
 
 
 def finished_lineages(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> set[str]:
-    """The lineage ids of a sweep that MLflow holds as FINISHED, read without writing anything
-    (no experiment or run is created): a sweep whose lineages all finished needs no Ray."""
+    """The lineage ids of a sweep that MLflow holds as FINISHED (see `finished_runs`)."""
+    return {lth_id for kind, lth_id in finished_runs(uri, experiment, sweep_name, sweep_id) if kind == record.LINEAGE_KIND}
+
+
+def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(kind, lth id) -> tags of each trunk and lineage of a sweep that MLflow holds as FINISHED,
+    read without writing anything (no experiment or run is created): a sweep whose lineages all
+    finished needs no Ray, unless some are to be made again (`tracking.rerun_stale`)."""
     if uri.startswith("sqlite:"):
         file = sqlite_file(uri)
         if file is None or not file.is_file():
-            return set()  # nothing stored yet, and MLflow's client would create the database
+            return {}  # nothing stored yet, and MLflow's client would create the database
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":
-        return set()
+        return {}
     same_sweep = f"tags.`{record.SWEEP}` = '{sweep_name}'"
     parents = client.search_runs(
         [found.experiment_id], f"{same_sweep} and tags.`{record.KIND}` = '{record.SWEEP_KIND}' and tags.`{record.ID}` = '{sweep_id}'",
         max_results=1, order_by=["attributes.start_time ASC"],
     )
     if not parents:
-        return set()
-    query = (
-        f"{same_sweep} and tags.`{record.PARENT}` = '{parents[0].info.run_id}' "
-        f"and tags.`{record.KIND}` = '{record.LINEAGE_KIND}' and attributes.status = 'FINISHED'"
-    )
-    finished, token = set(), None
+        return {}
+    query = f"{same_sweep} and tags.`{record.PARENT}` = '{parents[0].info.run_id}' and attributes.status = 'FINISHED'"
+    finished, token = {}, None
     while True:
         page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
-        finished |= {run.data.tags[record.ID] for run in page}
+        finished |= {(run.data.tags[record.KIND], run.data.tags[record.ID]): run.data.tags for run in page}
         token = page.token
         if not token:
             return finished

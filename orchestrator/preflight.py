@@ -5,7 +5,7 @@ the MLflow tracking store, in seconds, writing nothing.
 `check_reading_store`, which also requires the store to exist already (reading never creates one).
 A problem raises `BadStore`, whose message names the setting (`storage`, `tracking.uri`,
 `$MLFLOW_TRACKING_URI`, `--tracking-uri`) and says why. The tracking store itself is judged by
-`orchestrator.mlflow_runs.check_tracking`, with the helpers below for SQLite files and folders.
+`orchestrator.tracking_store.check_tracking`, with the helpers below for SQLite files and folders.
 
 Judging writes nothing: a folder is tested by creating a uniquely named probe in it and removing it
 at once, and a SQLite file is only read (read-only connection, after its header is checked).
@@ -161,7 +161,7 @@ def storage_problem(storage: str, local: str) -> str | None:
 def check_sweep_stores(config, base: Path) -> None:
     """`lth sweep`: the config's storage path and tracking store, before Ray starts. Raises
     BadStore naming every setting that is wrong."""
-    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
+    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     problems = []
     problem = storage_problem(config.storage, config.storage_path(base))
@@ -182,7 +182,7 @@ def check_sweep_stores(config, base: Path) -> None:
 def check_reading_store(uri: str, source: str) -> None:
     """`lth query`, `lth tickets`: the store must exist and be MLflow's (reading never creates one)
     and answer within seconds."""
-    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
+    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     try:
         check_tracking(uri, source=source, reading=True)

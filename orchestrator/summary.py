@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from fnmatch import fnmatchcase
 
 from analysis import metrics as registry
+from analysis import strict_json
 from analysis.noise_floor import FLOOR_PREFIX
 from analysis.query import SweepRecord
 from orchestrator.plan import SweepPlan, display_name
@@ -96,7 +96,7 @@ def unresolvable_columns(frame) -> dict[str, float]:
 def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] | None = None) -> str:
     plain = [{k: v for k, v in row.items() if k != "curve"} for row in rows]
     if fmt == "json":
-        return json.dumps(plain, indent=2)
+        return strict_json.dumps(plain, indent=2)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(plain[0]) if plain else [])
@@ -171,24 +171,62 @@ def _from_dense(row: dict, column: str) -> str:
     return f"{row[f'dense_{column}']:.2f} -> {row[column]:.2f}"
 
 
-def metric_safe(label: str) -> str:
-    """'imp@125+reinit' -> 'imp_at_125_reinit': MLflow metric names allow only [/\\w.\\- :]."""
-    return label.replace("@", "_at_").replace("+", "_").replace("/", "_")
+#: The summary table's columns, as the rows name them (the parent run's `summary/lineages.json`).
+#: In the order of the printed table (what fits the UI's first screen comes first).
+TABLE_COLUMNS = (
+    "name", "rounds", "sparsity", "dense_acc", "last_acc", "delta_vs_dense", "best_round", "best_sparsity", "best_acc",
+    *(column for column, _, _ in DRIFT_COLUMNS), "status", "method", "seed", "lineage", "run_id",
+)
+TABLE_DIGITS = 4  #: decimals kept in the table: 0.9785, not 0.9784999999999999
 
 
-def parent_metrics(rows: list[dict]) -> dict[tuple[str, int], float]:
-    """Per method, the mean over seeds of test/acc at each round (step = round), plus the dense
-    accuracy at step 0: the sweep's curves, chartable on the parent run."""
-    by_method: dict[str, dict[int, list[float]]] = {}
-    for row in rows:
-        for round_index, (_, acc) in enumerate(row["curve"], start=1):
-            by_method.setdefault(row["method"], {}).setdefault(round_index, []).append(acc)
-    metrics = {
-        (f"methods/{metric_safe(method)}/test/acc", step): sum(values) / len(values)
-        for method, rounds in by_method.items()
-        for step, values in rounds.items()
-    }
-    dense = {row["trunk"]: row["dense_acc"] for row in rows if row["dense_acc"] == row["dense_acc"]}
-    if dense:
-        metrics[("dense/test/acc", 0)] = sum(dense.values()) / len(dense)
-    return metrics
+def summary_frame(rows: list[dict]):
+    """The rows as a pandas DataFrame of TABLE_COLUMNS: numbers rounded, NaN as missing (null)."""
+    import pandas as pd
+
+    def cell(value):
+        if isinstance(value, float):
+            return round(value, TABLE_DIGITS) if math.isfinite(value) else None
+        return value
+
+    frame = pd.DataFrame([{column: cell(row.get(column)) for column in TABLE_COLUMNS} for row in rows], columns=list(TABLE_COLUMNS))
+    return frame.astype({"seed": "Int64", "best_round": "Int64"})
+
+
+def render_markdown(rows: list[dict], unresolvable: dict[str, float] | None = None) -> str:
+    """The summary as a Markdown table that wraps in MLflow's run description (the fixed-width
+    table is ~150 characters wide and widens the page), with its legend and noise floor as text."""
+    plain = [{k: v for k, v in row.items() if k != "curve"} for row in rows]
+    drift = any(row.get("gradcam_rho") == row.get("gradcam_rho") for row in plain if "gradcam_rho" in row)
+    header = ["lineage", "rounds", "sparsity", "dense acc", "last acc", "vs dense", "best round (sparsity, acc)"]
+    if drift:
+        header += [DRIFT_LABELS[column] for column, _, _ in DRIFT_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in plain:
+        best = "-" if row["best_round"] is None else f"{row['best_round']} ({row['best_sparsity']:.1%}, {row['best_acc']:.4f})"
+        status = "" if row["status"] == "FINISHED" else " (stopped early)" if row["stopped"] else f" ({row['status']})"
+        cells = [
+            row["name"].replace("|", "\\|") + status, row["rounds"], f"{row['sparsity']:.1%}", f"{row['dense_acc']:.4f}",
+            f"{row['last_acc']:.4f}", f"{row['delta_vs_dense']:+.4f}", best,
+        ]
+        if drift:
+            cells += [
+                _number(row.get("gradcam_rho"), 3), _dense_to_last(row, "on_object"), _number(row.get("concepts_j"), 2),
+                _dense_to_last(row, "true_concepts"),
+            ]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    # the printed table's notes, as paragraphs: its legend is one, wrapped at 100 characters; one line each for the rest
+    notes = "\n".join(render(rows, "table", unresolvable).splitlines()[2 + len(plain):]).strip().split("\n\n")
+    first = notes[0].splitlines() if drift else []
+    legend = [" ".join(line for line in first if "NOT RESOLVABLE" not in line)] if drift else []
+    rest = [line for line in first if "NOT RESOLVABLE" in line] + [l for part in notes[len(legend):] for l in part.splitlines()]
+    paragraphs = legend + [line for line in rest if line.strip()]
+    return "\n".join(lines) + "".join(f"\n\n{paragraph}" for paragraph in paragraphs)
+
+
+def _number(value, digits: int) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _dense_to_last(row: dict, column: str) -> str:
+    return f"{_number(row.get(f'dense_{column}'), 2)} -> {_number(row.get(column), 2)}"

@@ -13,24 +13,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 
 from analysis.actors import AnalysisPool
-from analysis.plots import accuracy_vs_sparsity, dimension_figures
+from analysis.plots import accuracy_vs_sparsity, dimension_figures, method_colors
 from analysis.query import read_sweep
 from orchestrator.analysis_handoff import hand_off
 from orchestrator.interrupt import Interruption, SweepInterrupted
-from orchestrator.mlflow_runs import SweepTracker, check_tracking, finished_lineages, flatten
+from orchestrator.mlflow_inputs import log_table
+from orchestrator.mlflow_runs import SweepTracker, finished_runs, flatten
 from orchestrator.plan import SweepPlan, display_name
-from orchestrator.progress import Console
+from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
 from orchestrator.scheduler import STOPPED_TAG
-from orchestrator.summary import collect_rows, parent_metrics, render, succeeded, unresolvable_columns
-from orchestrator.trunk_sharing import provide_trunks
+from orchestrator.summary import collect_rows, render, render_markdown, succeeded, summary_frame, unresolvable_columns
+from orchestrator.tracking_store import check_tracking
+from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
 from orchestrator.tuner import expected_cost, experiment_name, make_tuner, mark_stopped
-from trainables import record
+from trainables import provenance, record
 from trainables.run_logger import RunLogger
 from trainables.trial_payload import ResumePoint, SharedObjects, TrialPayload
 
@@ -43,6 +46,7 @@ class SweepRuns:
     lineage_runs: dict[str, str] = field(default_factory=dict)  # lineage id -> run id
     pending: list[TrialPayload] = field(default_factory=list)
     done_rounds: int = 0  # rounds already in MLflow (finished lineages, checkpoints to continue from)
+    stale: list[provenance.StaleRun] = field(default_factory=list)  # reused, though another lth-sweep version made them
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,21 @@ class SweepOutcome:
     plots: list[Path]
     tracking_uri: str
     parent_url: str  # the parent run in MLflow's UI (`lth ui`)
+    stale: tuple[provenance.StaleRun, ...] = ()  # finished runs reused though another lth-sweep version made them
 
     @property
     def succeeded(self) -> bool:
         return self.status == "FINISHED"
+
+    def table(self):
+        """The summary as a pandas DataFrame, one row per lineage."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def summary(self, fmt: str = "table") -> str:
+        """The summary the CLI prints: "table" (with the noise floor under it), "json" or "csv"."""
+        return render(self.rows, fmt, self.unresolvable)
 
 
 def run_sweep(
@@ -66,7 +81,7 @@ def run_sweep(
     """Runs the sweep. `callbacks`: Tune callbacks of the caller's own, told of every round's
     result as the progress printer is. `check_store=False`: the caller has checked the tracking
     store already (the CLI does, before importing Ray). Raises SweepInterrupted on Ctrl-C."""
-    console = console or Console()
+    console = console or LogConsole()
     uri = plan.config.tracking.resolved_uri(Path.cwd())
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
         check_tracking(uri)
@@ -94,9 +109,13 @@ def run_sweep(
 
 
 def all_finished(plan: SweepPlan, uri: str) -> bool:
+    """Every lineage FINISHED in MLflow, and none of the sweep's runs to be made again."""
     config = plan.config
-    finished = finished_lineages(uri, config.tracking.experiment, config.name, plan.sweep_id)
-    return all(spec.id in finished for spec in plan.lineages)
+    finished = finished_runs(uri, config.tracking.experiment, config.name, plan.sweep_id)
+    if not all((record.LINEAGE_KIND, spec.id) in finished for spec in plan.lineages):
+        return False
+    current = provenance.versions()[record.VERSION_LTH_SWEEP]
+    return not (config.tracking.rerun_stale and any(provenance.is_stale(tags, current) for tags in finished.values()))
 
 
 def start_ray(plan: SweepPlan, address: str | None) -> bool:
@@ -116,13 +135,18 @@ def open_runs(plan: SweepPlan, uri: str, console: Console) -> SweepRuns:
     left alone, the others (re)opened and given a trial payload."""
     config = plan.config
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
-    tracker.log_sweep_params(flatten(config.model_dump(mode="json")))
+    tracker.log_sweep_params(flatten(config.model_dump(mode="json", exclude={"tracking": {"rerun_stale"}})))
     tracker.reopen(tracker.parent_id)
     console.say(f"sweep {config.name} ({plan.sweep_id}): {len(plan.trunks)} trunk(s), {len(plan.lineages)} lineage(s)")
     console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
     runs = SweepRuns(tracker)
+    judge_stale(plan, runs, console)
+    colors = method_colors(spec.pruning.label for spec in plan.lineages)
     for slot, spec in enumerate(plan.lineages):
-        tags = {record.METHOD: spec.pruning.method, record.LABEL: spec.pruning.label, record.TRUNK: spec.trunk.id}
+        tags = {
+            record.METHOD: spec.pruning.method, record.LABEL: spec.pruning.label, record.TRUNK: spec.trunk.id,
+            record.SEED: str(spec.trunk.seed), record.RUN_COLOR: colors[spec.pruning.label],
+        }
         if config.analysis.enabled:
             tags[record.ANALYSIS] = config.analysis.id
         run = tracker.child(record.LINEAGE_KIND, spec, display_name(spec), tags=tags)
@@ -135,10 +159,46 @@ def open_runs(plan: SweepPlan, uri: str, console: Console) -> SweepRuns:
             tracker.client.delete_tag(run.info.run_id, STOPPED_TAG)
         tracker.reopen(run.info.run_id)
         runs.pending.append(TrialPayload(
-            lineage=spec, run_id=run.info.run_id, tracking_uri=uri, threads=max(1, int(config.resources.cpus_per_trial)),
+            lineage=spec, run_id=run.info.run_id, threads=max(1, int(config.resources.cpus_per_trial)),
             slot=slot, validation_every=plan.validation_every, validation_images=config.analysis.early_stopping_images,
         ))
     return runs
+
+
+def judge_stale(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
+    """Finished trunks and lineages that another lth-sweep version made (or one from before versions
+    were recorded): reused and reported, or with `tracking.rerun_stale` deleted (restorable in
+    MLflow's UI) with their checkpoints, to be made again; so is every lineage of a trunk made again."""
+    tracker, rerun = runs.tracker, plan.config.tracking.rerun_stale
+    current = tracker.provenance[record.VERSION_LTH_SWEEP]
+    remade: set[str] = set()
+    entries = [(record.TRUNK_KIND, tid, trunk_name(spec), None) for tid, (spec, _) in plan.trunks.items()]
+    entries += [(record.LINEAGE_KIND, spec.id, display_name(spec), spec.trunk.id) for spec in plan.lineages]
+    for kind, lth_id, name, trunk_id in entries:
+        run = tracker.existing(kind, lth_id)
+        if run is None:
+            continue
+        stale = run.info.status == "FINISHED" and provenance.is_stale(run.data.tags, current)
+        made_by = provenance.made_by(run.data.tags)
+        if rerun and (stale or trunk_id in remade):
+            tracker.discard(run)
+            remade.add(lth_id)
+            why = f"made by lth-sweep {made_by or provenance.UNKNOWN}" if stale else "its trunk is trained again"
+            console.say(f"{name}: {why}: run {run.info.run_id} deleted (restorable in MLflow's UI), trained again")
+        elif stale:
+            runs.stale.append(provenance.StaleRun(kind, name, lth_id, run.info.run_id, made_by))
+            console.say(
+                f"{name}: reused from run {run.info.run_id}, made by lth-sweep {made_by or provenance.UNKNOWN}, "
+                f"not {current}; --rerun-stale trains it again"
+            )
+            RunLogger(tracker.uri, run.info.run_id).note(
+                None, [f"reused by lth-sweep {current}; made by lth-sweep {made_by or provenance.UNKNOWN}"]
+            )
+    lineages = remade & {spec.id for spec in plan.lineages}
+    if lineages:  # a lineage made again must not continue from the old run's checkpoints
+        filesystem, root = pafs.FileSystem.from_uri(plan.config.storage_path(Path.cwd()))
+        for lineage_id in lineages:
+            filesystem.delete_dir_contents(f"{root.rstrip('/')}/{experiment_name(plan)}/{lineage_id}", missing_dir_ok=True)
 
 
 def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
@@ -147,12 +207,18 @@ def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
     storage = plan.config.storage_path(Path.cwd())
     left = latest_checkpoints(storage, experiment_name(plan), [payload.lineage_id for payload in runs.pending])
     for index, payload in enumerate(runs.pending):
-        if payload.lineage_id in left:
-            checkpoint, round_index = left[payload.lineage_id]
+        logged = record.steps_with(runs.tracker.client, payload.run_id, record.ROUND_DONE)
+        checkpoint, round_index = left.get(payload.lineage_id, (None, 0))
+        if checkpoint and set(range(1, round_index + 1)) <= logged:
             runs.pending[index] = dataclasses.replace(payload, resume=ResumePoint(checkpoint, round_index))
             console.say(f"{display_name(payload.lineage)}: continues after round {round_index} (its checkpoint from an earlier run)")
             runs.done_rounds += round_index
-        elif record.steps_with(runs.tracker.client, payload.run_id, record.ROUND_DONE):
+        elif checkpoint:  # a trial logs a round before checkpointing it: this store never saw these rounds
+            RunLogger(runs.tracker.uri, payload.run_id).note(None, [
+                f"the checkpoint of round {round_index} in {storage} is not this store's (its rounds are not in it: "
+                "a copied or moved folder?): not used, restarted from round 1"
+            ])
+        elif logged:
             RunLogger(runs.tracker.uri, payload.run_id).note(None, [
                 f"no checkpoint left in {storage}: restarted from round 1 (rounds already in MLflow are not logged again)"
             ])
@@ -174,11 +240,11 @@ def provide_lineage_trunks(plan: SweepPlan, runs: SweepRuns, pool: AnalysisPool 
         tracker.fail(payload.run_id, failed[payload.lineage.trunk.id])
     for tid, (spec, _) in plan.trunks.items():  # every trunk has its run, for the summary's dense side
         if tid not in trunks:
-            tracker.child(record.TRUNK_KIND, spec, "")
+            tracker.child(record.TRUNK_KIND, spec, trunk_name(spec), tags=trunk_tags(spec))
     analysis = None
     if runs.pending and pool is not None:
         analysis = hand_off(pool, trunks, {tid: spec for tid, (spec, _) in plan.trunks.items()}, console.say)
-    return SharedObjects({tid: ref for tid, (ref, _) in trunks.items()}, analysis)
+    return SharedObjects(tracker.uri, {tid: ref for tid, (ref, _) in trunks.items()}, analysis)
 
 
 def run_trials(
@@ -222,7 +288,7 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None) -> str:
 
 
 def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
-    """Reads the sweep back from MLflow once; logs the plots, the per-method curves and the summary
+    """Reads the sweep back from MLflow once; logs the plots and the summary (description and table)
     to the parent run, and ends it FINISHED, or FAILED when a lineage failed."""
     config, tracker = plan.config, runs.tracker
     sweep = read_sweep(config.name, tracker.uri, config.tracking.experiment, parent_id=tracker.parent_id)
@@ -233,12 +299,16 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     plots += dimension_figures(frame, plot_dir, config.name)
     for plot in plots:
         tracker.client.log_artifact(tracker.parent_id, str(plot), record.PLOTS_FOLDER)
-    tracker.log_missing_metrics(tracker.parent_id, parent_metrics(rows))
+    log_table(tracker.client, tracker.parent_id, summary_frame(rows), record.SUMMARY_TABLE, record.SUMMARY_CSV)
     unresolvable = unresolvable_columns(frame)
-    tracker.describe(tracker.parent_id, f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n```\n{render(rows, unresolvable=unresolvable)}\n```\n")
+    tracker.describe(
+        tracker.parent_id,
+        f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n{render_markdown(rows, unresolvable)}\n\n"
+        f"The same table: artifact `{record.SUMMARY_TABLE}` (and `{record.SUMMARY_CSV}`); figures: `{record.PLOTS_FOLDER}/`.\n",
+    )
     failed = [row for row in rows if not succeeded(row)]
     for row in failed:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
     status = "FAILED" if failed else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
-    return SweepOutcome(rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id))
+    return SweepOutcome(rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tuple(runs.stale))

@@ -63,6 +63,14 @@ def trunk_name(spec: TrunkSpec) -> str:
     return f"trunk {spec.model.name} {spec.data.name} s{spec.seed}"
 
 
+#: the dense trunks' colour in MLflow's charts: the reference every method is drawn against
+TRUNK_COLOR = "#333333"
+
+
+def trunk_tags(spec: TrunkSpec) -> dict[str, str]:
+    return {record.SEED: str(spec.seed), record.RUN_COLOR: TRUNK_COLOR}
+
+
 def _log_trunk(tracker: SweepTracker, run_id: str, result: TrunkResult) -> None:
     """Tensors, then the manifest of their checksums, then metrics; FINISHED marks it complete."""
     logger = RunLogger(tracker.uri, run_id)
@@ -137,7 +145,7 @@ def provide_trunks(
 
     nodes = _worker_nodes()
     for trunk_id, (spec, rewinds) in plan.items():
-        run = tracker.child(record.TRUNK_KIND, spec, trunk_name(spec))
+        run = tracker.child(record.TRUNK_KIND, spec, trunk_name(spec), tags=trunk_tags(spec))
         if run.info.status == "FINISHED":
             where = "DEFAULT" if not nodes else NodeAffinitySchedulingStrategy(nodes[len(loading) % len(nodes)], soft=True)
             task = _load_trunk_task.options(num_cpus=0, scheduling_strategy=where)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.stopper import CombinedStopper, FunctionStopper
 
 from orchestrator.mlflow_runs import SweepTracker
@@ -53,7 +54,9 @@ def make_tuner(
             name=experiment_name(plan),
             storage_path=config.storage_path(Path.cwd()),
             verbose=0,
-            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), *callbacks],
+            # Every round in each trial's progress.csv and result.json, for Ray's own ExperimentAnalysis
+            # (README: "Reading a sweep with Ray's own tools"); TensorBoard's files are left off.
+            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), CSVLoggerCallback(), JsonLoggerCallback(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=_combined(make_stopper(config.scheduler), stopper),

@@ -28,6 +28,19 @@ WORKER = "lth.worker"  #: host:pid of the attempt that ran a lineage
 DEVICE = "lth.device"  #: the device a trunk or lineage trained on
 PARENT = "mlflow.parentRunId"  #: MLflow's own: the sweep's run, on every child
 DESCRIPTION = "mlflow.note.content"  #: MLflow's own: the run's description in the UI
+RUN_COLOR = "mlflow.runColor"  #: MLflow's own: a run's colour in charts (one per method, as in the figures)
+SEED = "lth.seed"  #: a trunk's or lineage's training seed (also `trunk.seed` in params), to filter by
+# What made a run, set when it is created (trainables.provenance):
+USER = "mlflow.user"  #: MLflow's own: who started the driver
+SOURCE_NAME = "mlflow.source.name"  #: MLflow's own: the program that made the run (the `lth` script)
+SOURCE_TYPE = "mlflow.source.type"  #: MLflow's own: LOCAL
+GIT_COMMIT = "mlflow.source.git.commit"  #: MLflow's own: lth-sweep's commit, where it runs from a git checkout
+SOURCE_DIRTY = "lth.source.dirty"  #: "true" when that checkout's tracked files differed from the commit
+VERSION_LTH_SWEEP = "lth.version.lth_sweep"  #: lth-sweep's version; another one's finished run is "stale"
+VERSION_TORCH = "lth.version.torch"
+VERSION_RAY = "lth.version.ray"
+VERSION_MLFLOW = "lth.version.mlflow"
+VERSION_PYTHON = "lth.version.python"
 
 TAG_CHARS = 5000  #: longest tag value kept (MLflow's limit is 8000; errors and notes are cut here)
 PARAM_CHARS = 6000  #: longest param value kept (MLflow's limit)
@@ -37,6 +50,7 @@ SWEEP_KIND, TRUNK_KIND, LINEAGE_KIND = "sweep", "trunk", "lineage"
 # --- markers: logged last in their batch, so their steps are the complete ones ------------------
 ROUND_DONE = "sparsity"  #: on a lineage: the rounds whose metrics are all logged
 ANALYSIS_DONE = "analysis/seconds"  #: on a lineage (and at step 0 on a trunk): the analysed rounds
+QUEUED_SECONDS = "time/queued_seconds"  #: at step 0 on a lineage: from its run's creation to its trial's start
 
 # --- artifact paths -----------------------------------------------------------------------------
 TRUNK_FOLDER = "trunk"  #: a trunk's tensors (init, final, rewind_<k>) and their manifest
@@ -44,11 +58,26 @@ TRUNK_MANIFEST = "manifest.json"  #: in TRUNK_FOLDER: the sha256 of each tensor 
 TICKET_WEIGHTS = "ticket/weights.safetensors"  #: the last round's reported network
 TICKET_MASKS = "ticket/masks.safetensors"  #: the masks it trained under
 PLOTS_FOLDER = "plots"  #: the sweep's figures, on the parent run
+SUMMARY_TABLE = "summary/lineages.json"  #: on the parent: the summary, one row per lineage (a table MLflow's UI renders)
+SUMMARY_CSV = "summary/lineages.csv"  #: the same table as CSV
+GRADCAM_IMAGES = "gradcam"  #: MLflow image key of the Grad-CAM grids, step = round, 0 the trunk's: the run page's image slider
+
+
+def gradcam_grid(label: str) -> str:
+    """Where an analysis draws its Grad-CAM grid (`label`: dense, round_<NN>)."""
+    return f"xai/gradcam_{label}.png"
 
 
 def round_masks(round_index: int) -> str:
     """Where a lineage's masks of one round are stored."""
     return f"masks/round_{round_index:02d}.safetensors"
+
+
+def round_ticket(round_index: int) -> str:
+    """Where a lineage keeps one round's evaluated network and the masks it trained under, packed
+    (trainables/export/packing.py). Runs made before these were kept have only the last round's,
+    as TICKET_WEIGHTS and TICKET_MASKS."""
+    return f"tickets/round_{round_index:02d}.safetensors"
 
 
 def trunk_file(name: str) -> str:

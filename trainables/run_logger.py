@@ -11,6 +11,7 @@ attempt did land is harmless: the SQL stores drop metrics identical to ones they
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -19,6 +20,11 @@ from safetensors.torch import save_file
 
 from trainables import record
 from trainables.checkpoint import sha256
+from trainables.export.packing import pack_ticket
+
+
+#: the trunk's metrics a lineage logs at step 0 (its charts' starting point)
+DENSE_AT_STEP_0 = ("test/acc", "test/loss")
 
 
 class RunLogger:
@@ -27,11 +33,35 @@ class RunLogger:
         self.run_id = run_id
         self.logged_rounds = record.steps_with(self.client, run_id, record.ROUND_DONE)
 
-    def log_round(self, round_index: int, metrics: dict[str, float], masks: dict[str, torch.Tensor]) -> None:
+    def log_round(
+        self, round_index: int, metrics: dict[str, float], masks: dict[str, torch.Tensor],
+        evaluated: dict[str, torch.Tensor] | None = None, evaluated_masks: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """The round's masks, its evaluated network packed with the masks it trained under
+        (`evaluated_masks`, default `masks`; `record.round_ticket`), then its metrics, the round
+        marker last: a round MLflow marks done has its ticket."""
         if round_index in self.logged_rounds:
             return
         self.log_tensors(record.round_masks(round_index), masks)
+        if evaluated is not None:
+            self.log_round_ticket(round_index, evaluated, masks if evaluated_masks is None else evaluated_masks)
         self.log_metrics(round_index, metrics)
+
+    def log_round_ticket(self, round_index: int, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+        tensors, metadata = pack_ticket(weights, masks)
+        self.log_tensors(record.round_ticket(round_index), tensors, metadata)
+
+    def log_start(self, trunk_metrics: dict[str, float]) -> None:
+        """At a trial's first start, step 0: the trunk's test accuracy and loss, so the lineage's
+        own charts in MLflow start from the dense network, and `time/queued_seconds`, how long the
+        run waited for its trial (the driver creates every run when the sweep starts, so MLflow's
+        Duration of a run counts that wait). No round marker: readers see rounds from 1."""
+        if self.client.get_metric_history(self.run_id, record.QUEUED_SECONDS):
+            return  # a restarted attempt
+        started = self.client.get_run(self.run_id).info.start_time or 0
+        step_0 = {key: trunk_metrics[key] for key in DENSE_AT_STEP_0 if key in trunk_metrics}
+        step_0[record.QUEUED_SECONDS] = max(0.0, time.time() - started / 1000)
+        record.log_metrics(self.client, self.run_id, 0, step_0)
 
     def log_metrics(self, round_index: int, metrics: dict[str, float]) -> None:
         """The round's metrics in one `log_batch` (per 1000), the round marker last."""
@@ -46,12 +76,12 @@ class RunLogger:
         lines += [f"{prefix}{note}" for note in notes if f"{prefix}{note}" not in lines]
         self.client.set_tag(self.run_id, record.NOTES, "\n".join(lines)[: record.TAG_CHARS])
 
-    def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor]) -> str:
+    def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
         """Uploads one safetensors file; returns its sha256, for a manifest."""
         path = Path(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / path.name
-            save_file({k: v.contiguous() for k, v in tensors.items()}, file)
+            save_file({k: v.contiguous() for k, v in tensors.items()}, file, metadata=metadata)
             self.client.log_artifact(self.run_id, str(file), str(path.parent))
             return sha256(file)
 

@@ -44,8 +44,9 @@ def lineage_trial(config: dict, shared: SharedObjects) -> None:
     spec = payload.lineage
     torch.set_num_threads(max(1, payload.threads))
     trunk = ray.get(shared.trunks[spec.trunk.id])
-    logger = RunLogger(payload.tracking_uri, payload.run_id)
+    logger = RunLogger(shared.tracking_uri, payload.run_id)
     record.set_tags(logger.client, payload.run_id, attempt_tags(payload))
+    logger.log_start(trunk.metrics)
     analyst = None
     if shared.analysis is not None:
         analyst = RoundAnalysis(
@@ -102,10 +103,13 @@ def resume_state(payload: TrialPayload, logger: RunLogger, analyst: RoundAnalysi
 def report_round(
     payload: TrialPayload, result: RoundResult, trunk: TrunkResult, logger: RunLogger, analyst: RoundAnalysis | None
 ) -> None:
-    """MLflow first (metrics, masks, notes, the ticket after the last round), then the analysis,
-    then Tune's checkpoint: a checkpointed round is always in MLflow."""
+    """MLflow first (masks, the round's ticket, metrics, notes, and the last round's ticket once
+    more where runs made before every round's was kept had it), then the analysis, then Tune's
+    checkpoint: a checkpointed round is always in MLflow."""
     round_index = result.state.round
-    logger.log_round(round_index, result.metrics, result.state.masks)
+    logger.log_round(
+        round_index, result.metrics, result.state.masks, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks
+    )
     if result.notes:
         logger.note(round_index, result.notes)
     if round_index == payload.rounds:  # before the checkpoint that marks the lineage done

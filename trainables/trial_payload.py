@@ -27,8 +27,7 @@ class ResumePoint:
 @dataclass(frozen=True)
 class TrialPayload:
     lineage: LineageSpec
-    run_id: str  #: the lineage's MLflow run, created by the driver
-    tracking_uri: str  #: absolute: a trial's working directory is not the driver's
+    run_id: str  #: the lineage's MLflow run, created by the driver (its store: `SharedObjects.tracking_uri`)
     threads: int = 1  #: torch threads, the trial's CPUs
     slot: int = 0  #: which analysis actor takes its first round (spreads lineages over the pool)
     validation_every: int = 0  #: > 0: track the validation loss for the early-stopping iteration
@@ -70,5 +69,9 @@ class AnalysisHandoff:
 
 @dataclass(frozen=True)
 class SharedObjects:
+    #: absolute (a trial's working directory is not the driver's). Here, not in the payload: Tune saves
+    #: the payload in its experiment folder, and a copy of that folder, restored, must not write into
+    #: the original sweep's store; `tune.with_parameters` objects are not saved there.
+    tracking_uri: str
     trunks: dict = field(default_factory=dict)  #: trunk id -> ObjectRef of its `TrunkResult`
     analysis: AnalysisHandoff | None = None  #: None: the sweep's analysis is off

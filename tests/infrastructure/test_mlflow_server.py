@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import sys
 import urllib.error
 import urllib.request
 
@@ -15,7 +14,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.query import _histories_rest
-from deploy.local_mlflow_server import start_server, stop_server
 from orchestrator.cli import main
 from tests.support.sweeps import RAY_INIT
 
@@ -32,15 +30,6 @@ train: {epochs: 1, batch_size: 32, lr: 0.01}
 pruning: {rate: 0.5, rounds: 2, rewind: init}
 tracking: {uri: "URI", experiment: on-server}
 """
-
-
-@pytest.fixture(scope="module")
-def server():
-    server = start_server()  # raises, never skips, if PostgreSQL or MLflow cannot be had
-    timings = ", ".join(f"{k} {v:.1f} s" for k, v in server.timings.items())
-    print(f"\nMLflow test server at {server.url} ready: {timings}", file=sys.stderr)
-    yield server
-    stop_server(server)
 
 
 @pytest.fixture
@@ -103,20 +92,6 @@ def test_the_client_logs_and_reads_back_with_credentials_from_the_environment(se
     clean_env.delenv("MLFLOW_TRACKING_PASSWORD")
     with pytest.raises(Exception, match="401|Unauthorized|credentials"):
         MlflowClient(server.url).get_run(run.info.run_id)
-
-
-@pytest.fixture(scope="module")
-def sweep_user(server):
-    """A non-admin user for sweeps, created by the admin through MLflow's auth API, as the README
-    of deploy/ tells an operator to do."""
-    password = secrets.token_urlsafe(18)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        patch.setenv("MLFLOW_TRACKING_PASSWORD", server.admin_password)
-        from mlflow.server import get_app_client
-
-        get_app_client("basic-auth", tracking_uri=server.url).create_user("lth-sweep", password)
-    return "lth-sweep", password
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 SQLite, the analysis actors on), `lth ui` on its store, a headless Chromium (Debian's package,
 driven by Selenium; see tests/support/browser.py) that finds the sweep's parent run with its
 trunk and lineages nested under it, a metric chart in the experiment's chart view and on a
-lineage's page, and the parent's accuracy plot and a lineage's Grad-CAM grid as artifacts.
+lineage's page, what made a lineage's run (user, source, lth-sweep's commit, the versions), and
+the parent's accuracy plot and a lineage's Grad-CAM grid as artifacts.
 
 Screenshots go to tests/artifacts/mlflow_ui_*.png (kept for CI to collect and for people to look
 at); a look-up that fails also saves the page there as mlflow_ui_failed_*.png/.html/.txt.
@@ -33,6 +34,7 @@ from tests.support.browser import (
     wait_for,
     xpath_literal,
 )
+from trainables import provenance, record
 
 pytestmark = pytest.mark.slow
 
@@ -240,6 +242,27 @@ def test_lineage_page_charts_gradcam_rank_correlation_per_round(browser, ui, swe
     assert "imp@3 s0 (xai/gradcam_rank_corr)" in card.get_attribute("textContent")
     assert wait_for(browser, lambda d: plotted_points(card) == ROUNDS, f"{ROUNDS} points, one per round", ARTIFACTS)
     screenshot(browser, "lineage_gradcam_rank_corr")
+
+
+def test_lineage_page_says_who_and_what_made_the_run(browser, ui, sweep):
+    """"About this run": the user, the source (the program that ran `lth`) with lth-sweep's commit,
+    and the versions among the run's tags."""
+    _, runs = sweep
+    lineage = runs["imp@3 s0"]
+    tags = lineage.data.tags
+    browser.get(f"{ui.url}/#/experiments/{runs['experiment_id']}/runs/{lineage.info.run_id}?{ML_VIEW}")
+    wait_for(browser, by_xpath('//*[@data-testid="runs-header" and normalize-space()="imp@3 s0"]'), "the lineage's page title", ARTIFACTS)
+    close_assistant(browser)
+    (user,) = wait_for(browser, by_xpath('//*[@data-testid="key-value-Created by"]'), "'Created by' in 'About this run'", ARTIFACTS)
+    assert tags[record.USER] in user.text, user.text
+    (source,) = wait_for(browser, by_xpath('//*[@data-testid="key-value-Source"]'), "'Source' in 'About this run'", ARTIFACTS)
+    assert Path(tags[record.SOURCE_NAME]).name in source.text, source.text
+    if record.GIT_COMMIT in tags:  # the UI shows a commit's first 7 characters
+        assert tags[record.GIT_COMMIT][:7] in source.text, source.text
+    for key in provenance.VERSION_TAGS:
+        (tag,) = wait_for(browser, by_xpath(f'//*[@role="status" and @title={xpath_literal(key)}]'), f"the tag {key}", ARTIFACTS)
+        assert "".join(tag.text.split()) == f"{key}:{tags[key]}", tag.text  # the UI breaks the line after the key
+    screenshot(browser, "lineage_provenance")
 
 
 def loaded_image(name: str):

@@ -92,7 +92,7 @@ def test_an_unreachable_tracking_server_stops_the_sweep_in_seconds_before_ray(tm
     assert not list(ray_tmp.rglob("session_*")), "Ray was started"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "lth-runs").exists()
 
-    from orchestrator.mlflow_runs import TrackingUnavailable, check_tracking
+    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     silent = socket.socket()  # accepts connections (backlog) and never answers
     silent.bind(("127.0.0.1", 0))

@@ -78,7 +78,14 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
         assert run.data.params["pruning.rate"] == "0.5"
         for key in ("test/acc", "test/loss", "sparsity", "sparsity/nominal"):
             history = client.get_metric_history(run.info.run_id, key)
-            assert sorted(m.step for m in history) == [1, 2, 3], key
+            # test/acc and test/loss start at step 0 with the trunk's value: the lineage's charts start from dense
+            assert sorted(m.step for m in history) == ([0, 1, 2, 3] if key.startswith("test/") else [1, 2, 3]), key
+        (trunk,) = [t for t in trunks if t.data.tags["lth.id"] == run.data.tags["lth.trunk"]]
+        dense_acc = [m.value for m in client.get_metric_history(run.info.run_id, "test/acc") if m.step == 0]
+        assert dense_acc == [trunk.data.metrics["test/acc"]]
+        (queued,) = client.get_metric_history(run.info.run_id, "time/queued_seconds")  # MLflow's Duration counts it
+        assert queued.step == 0 and queued.value >= 0
+        assert run.data.tags["lth.seed"] == run.data.params["trunk.seed"] == trunk.data.tags["lth.seed"]
         sparsity = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "sparsity")}
         assert sparsity[3] == pytest.approx(0.875, abs=1e-3)
         artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "masks")}
@@ -86,14 +93,18 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
         assert {f.path for f in client.list_artifacts(run.info.run_id, "ticket")} == {
             "ticket/weights.safetensors", "ticket/masks.safetensors"
         }
+    # one colour per method in MLflow's charts (the figures' colours), the trunks another
+    colors = {(r.data.tags["lth.label"], r.data.tags["mlflow.runColor"]) for r in lineages}
+    assert len(colors) == len({label for label, _ in colors}) == 2
+    assert {t.data.tags["mlflow.runColor"] for t in trunks} == {"#333333"}
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "plots")} == {
         f"plots/{name}_vs_sparsity.png" for name in (
             "accuracy", "generalisation", "robustness", "ood", "calibration", "geometry", "gradcam", "concepts", "lime_and_mis"
         )
     }
-    assert "imp@3 s1" in parent.data.tags["mlflow.note.content"]  # the summary table, as description
-    curve = client.get_metric_history(parent.info.run_id, "methods/imp_at_3/test/acc")
-    assert sorted(m.step for m in curve) == [1, 2, 3]
+    description = parent.data.tags["mlflow.note.content"]  # the summary, as a Markdown table that wraps
+    assert "| imp@3 s1 | 3/3 |" in description and "|---|" in description and "```" not in description
+    assert not [key for key in parent.data.metrics if key.startswith("methods/")]  # runs grouped by label show these
     assert client.get_experiment_by_name("e2e").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
@@ -104,7 +115,7 @@ def test_every_round_of_every_lineage_is_analysed_against_its_trunk(sweep):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
             assert sorted(steps) == [1, 2, 3], (run.data.tags["lth.label"], key)
         artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "xai")}
-        assert artifacts == {f"xai/{kind}_round_0{i}.{ext}" for i in (1, 2, 3) for kind, ext in (("gradcam", "png"), ("concepts", "csv"))}
+        assert artifacts == {f"xai/{kind}_round_0{i}.{ext}" for i in (1, 2, 3) for kind, ext in (("gradcam", "png"), ("concepts", "csv"), ("gradcam_per_class", "csv"))}
     for trunk in runs_of(client, "trunk", EXPERIMENT):  # the dense reference, at step 0
         assert [m.step for m in client.get_metric_history(trunk.info.run_id, "xai/gradcam_energy_in_object")] == [0]
         assert trunk.data.metrics["corrupt/mce"] == 1.0
@@ -181,7 +192,7 @@ def test_logged_masks_equal_an_in_process_run_bit_for_bit(sweep):
         path = client.download_artifacts(run.info.run_id, f"masks/round_{result.state.round:02d}.safetensors", str(workdir))
         logged = load_file(path)
         assert all(torch.equal(logged[k], result.state.masks[k]) for k in result.state.masks)
-    acc = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "test/acc")}
+    acc = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "test/acc") if m.step > 0}
     assert acc == {r.state.round: r.metrics["test/acc"] for r in local}
 
 
@@ -197,9 +208,8 @@ def test_rerunning_the_sweep_trains_nothing_and_duplicates_nothing(sweep, capsys
     err = capsys.readouterr().err
     assert err.count("already finished") == 4 and "training" not in err
     assert {r.info.run_id for r in runs_of(client, experiment=EXPERIMENT)} == before
-    for run in runs_of(client, "lineage", EXPERIMENT) + runs_of(client, "sweep", EXPERIMENT):
-        history = client.get_metric_history(run.info.run_id, "methods/imp/test/acc" if run.data.tags["lth.kind"] == "sweep" else "test/acc")
-        assert len(history) == 3
+    for run in runs_of(client, "lineage", EXPERIMENT):
+        assert len(client.get_metric_history(run.info.run_id, "test/acc")) == 1 + 3  # the dense value, three rounds
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(ray_session, tmp_path, monkeypatch):

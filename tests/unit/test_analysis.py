@@ -50,7 +50,10 @@ def test_the_dense_trunk_looks_at_the_object_and_recovers_the_true_concepts(trai
     assert dense["xai/concept_recovery"] >= 7 / 9
     assert dense["xai/concept_pcbm_acc"] > 0.9
     assert dense["corrupt/mce"] == 1.0  # the trunk is its own reference
-    assert {p.name for p in (folder / "xai").iterdir()} == {"gradcam_dense.png", "concepts_dense.csv"}
+    assert {p.name for p in (folder / "xai").iterdir()} == {"gradcam_dense.png", "concepts_dense.csv", "gradcam_per_class_dense.csv"}
+    per_class = (folder / "xai" / "gradcam_per_class_dense.csv").read_text().splitlines()
+    assert per_class[0] == "class,images,energy_in_object,pointing_game" and len(per_class) == 1 + 9  # every class sampled
+    assert not [key for key in dense if "/class/" in key]  # no per-class metrics
 
 
 def test_a_network_compared_with_itself_is_exactly_consistent(trained):
@@ -60,7 +63,7 @@ def test_a_network_compared_with_itself_is_exactly_consistent(trained):
     for name in CONSISTENCY:
         assert metrics[name] == 1.0, name
     assert metrics["corrupt/mce"] == 1.0
-    assert {p.name for p in (folder / "xai").iterdir()} == {"gradcam_round_01.png", "concepts_round_01.csv"}
+    assert {p.name for p in (folder / "xai").iterdir()} == {"gradcam_round_01.png", "concepts_round_01.csv", "gradcam_per_class_round_01.csv"}
     assert metrics[DONE_MARKER] > 0
 
 

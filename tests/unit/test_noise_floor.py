@@ -160,7 +160,7 @@ def test_a_floor_below_the_metric_s_resolution_takes_the_default():
 
 
 def test_the_summary_marks_a_drift_column_the_samples_cannot_resolve():
-    from orchestrator.summary import render, unresolvable_columns
+    from orchestrator.summary import render, render_markdown, unresolvable_columns
 
     def noisy(label, seed, rnd):
         return 0.4 + 0.1 * ((seed + rnd) % 2) + (0.01 if label == "imp" else 0.0)
@@ -173,3 +173,15 @@ def test_the_summary_marks_a_drift_column_the_samples_cannot_resolve():
            "dense_true_concepts": 1.0}
     text = render([row], unresolvable=unresolvable_columns(frame))
     assert "on object: NOT RESOLVABLE at this sample size" in text and "Grad-CAM rho: NOT" not in text
+    markdown = render_markdown([row, {**row, "name": "random s0", "gradcam_rho": math.nan, "status": "FAILED"}],
+                               unresolvable_columns(frame))
+    table, *paragraphs = markdown.split("\n\n")
+    assert table.splitlines()[:2] == [
+        "| lineage | rounds | sparsity | dense acc | last acc | vs dense | best round (sparsity, acc) | Grad-CAM rho | on object"
+        " | concepts J@3 | true concepts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    assert table.splitlines()[2] == "| imp s0 | 3/3 | 87.5% | 0.9000 | 0.9000 | +0.0000 | 1 (50.0%, 0.9000) | 0.800 | 0.45 -> 0.40 | 0.90 | 1.00 -> 1.00 |"
+    assert table.splitlines()[3].startswith("| random s0 (FAILED) |") and "| - |" in table.splitlines()[3]
+    assert paragraphs[0].startswith("Grad-CAM rho: rank correlation") and "\n" not in paragraphs[0]  # one paragraph
+    assert paragraphs[1].startswith("on object: NOT RESOLVABLE")

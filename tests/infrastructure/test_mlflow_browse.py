@@ -1,0 +1,257 @@
+"""What a user browsing MLflow's UI finds beyond metrics, after a tiny real sweep (real Ray Tune,
+real MLflow on SQLite, the analysis actors on) that is then run again (a finished sweep, read back
+and summarised again): a lineage's data as dataset inputs with the data spec's id as digest, its
+Grad-CAM grids as one image chart whose step slider walks from the trunk's grid (step 0) through
+the rounds, and the sweep's summary as a table on the parent run. What the client can see is
+asserted through MLflow's client; what the UI shows, in a headless Chromium (tests/support/browser.py).
+
+Screenshots go to tests/artifacts/mlflow_browse_*.png; a look-up that fails also saves the page
+there as mlflow_ui_failed_*.png/.html/.txt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.actors import image_steps
+from orchestrator.cli import main
+from orchestrator.config import load_config
+from orchestrator.plan import make_plan
+from orchestrator.summary import TABLE_COLUMNS
+from tests.support.browser import (
+    MlflowUi,
+    assert_nontrivial_png,
+    by_css,
+    by_xpath,
+    ensure_chromium,
+    js_click,
+    quit_chrome,
+    start_chrome,
+    wait_for,
+    xpath_literal,
+)
+from trainables import record
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # tests/artifacts (git-ignored)
+ML_VIEW = "workflowType=machine_learning"
+ROUNDS = 2
+LINEAGE = "imp s0"
+TRUNK = "trunk conv2 shapes s0"
+
+CONFIG = f"""
+name: browse
+seeds: [0]
+data: {{image_size: 16, train_size: 256, test_size: 128, ood_size: 0}}
+model: {{name: conv2, width: 4}}
+train: {{epochs: 1, batch_size: 32, lr: 0.01}}
+pruning: {{rate: 0.5, rounds: {ROUNDS}, rewind: init}}
+analysis: {{gradcam: {{images: 32, grid_images: 6}}, concepts: {{train_images: 100, eval_images: 50}},
+           robustness: {{enabled: false}}, mis: {{enabled: false}}, lime: {{enabled: false}}, flatness: {{enabled: false}}}}
+tracking: {{uri: "sqlite:///mlflow.db", experiment: browse-test}}
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium + chromium-driver, installed first so a machine without them fails fast."""
+    seconds = ensure_chromium()  # raises BrowserSetupError, never skips
+    if seconds:
+        print(f"\ninstalled chromium and chromium-driver in {seconds:.0f} s", file=sys.stderr)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for old in ARTIFACTS.glob("mlflow_browse_*"):
+        old.unlink()
+    return seconds
+
+
+@pytest.fixture(scope="module")
+def sweep(chromium, ray_session, tmp_path_factory):
+    """The sweep run twice in its folder: (client, runs by name + "parent", the data spec's id)."""
+    workdir = tmp_path_factory.mktemp("browse-sweep")
+    (workdir / "sweep.yaml").write_text(CONFIG)
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    start = time.monotonic()
+    try:
+        assert main(["sweep", "sweep.yaml"]) == 0
+        assert main(["sweep", "sweep.yaml"]) == 0  # finished: read back and summarised again, no Ray
+        data_id = make_plan(load_config("sweep.yaml")).lineages[0].trunk.data.id
+    finally:
+        os.chdir(cwd)
+    print(f"\nsweep for the browse test ran (twice) in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("browse-test")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    found = {run.info.run_name: run for run in runs}
+    assert set(found) == {"browse", TRUNK, LINEAGE}, "the rerun duplicated a run"
+    return workdir, client, {"experiment_id": experiment.experiment_id, "parent": found["browse"], **found}, data_id
+
+
+@pytest.fixture(scope="module")
+def ui(sweep):
+    server = MlflowUi(sweep[0])
+    server.start()  # raises BrowserSetupError with the server's log, never skips
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser(chromium):
+    """A new headless Chromium for each test, tall enough for an image chart and its slider."""
+    driver = start_chrome(ARTIFACTS / "mlflow_browse_chromedriver.log", height=1200)
+    yield driver
+    quit_chrome(driver)
+
+
+def screenshot(driver, name: str) -> Path:
+    time.sleep(0.5)  # let drawers and images finish their transition
+    path = ARTIFACTS / f"mlflow_browse_{name}.png"
+    assert driver.save_screenshot(str(path)), f"could not save {path}"
+    assert_nontrivial_png(path, min_width=1200, min_height=700)
+    return path
+
+
+def close_assistant(driver) -> None:
+    """MLflow 3.17 opens its "MLflow Assistant" panel on a quarter of the window; close it."""
+    for button in by_css('button[data-component-id="mlflow.assistant.chat_panel.close"]')(driver):
+        js_click(driver, button)
+
+
+def run_page(ui, runs: dict, name: str, tab: str = "") -> str:
+    return f"{ui.url}/#/experiments/{runs['experiment_id']}/runs/{runs[name].info.run_id}{tab}?{ML_VIEW}"
+
+
+def text_of(driver) -> str:
+    return driver.execute_script("return document.body.innerText")
+
+
+def test_a_lineage_lists_its_train_and_test_data_with_the_data_specs_id(browser, ui, sweep):
+    _, client, runs, data_id = sweep
+    for name in (TRUNK, LINEAGE):
+        inputs = client.get_run(runs[name].info.run_id).inputs.dataset_inputs
+        contexts = {entry.dataset.name: ({tag.key: tag.value for tag in entry.tags}["mlflow.data.context"], entry.dataset.digest) for entry in inputs}
+        assert contexts == {"shapes": ("training", data_id), "shapes (test)": ("evaluation", data_id)}, name  # once, after two runs
+
+    browser.get(run_page(ui, runs, LINEAGE))
+    dataset = wait_for(browser, by_xpath(f'//*[normalize-space()={xpath_literal(f"shapes ({data_id})")}]'), "the lineage's dataset", ARTIFACTS)
+    close_assistant(browser)
+    assert "Training" in wait_for(browser, by_xpath('//*[normalize-space()="Datasets"]/..'), "the Datasets row", ARTIFACTS)[0].text
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", dataset[-1])
+    screenshot(browser, "lineage_datasets")
+
+    dataset[-1].click()  # a real click: the drawer opens on pointer events
+    wait_for(browser, by_xpath('//*[starts-with(normalize-space(), "Data details for")]'), "the dataset drawer", ARTIFACTS)
+    wait_for(browser, by_xpath(f'//*[normalize-space()={xpath_literal(f"shapes (test) ({data_id})")}]'), "the test split in the drawer", ARTIFACTS)
+    wait_for(browser, lambda d: "images: 256" in text_of(d) and "classes: 9" in text_of(d), "the train split's profile", ARTIFACTS)
+    assert "Evaluation" in text_of(browser)
+    screenshot(browser, "lineage_dataset_drawer")
+
+
+def image_card(driver):
+    """The `gradcam` image chart on a run's model-metrics page, scrolled into view."""
+    card = f'//*[@data-testid="experiment-view-compare-runs-card"][.//h4[@title={xpath_literal(record.GRADCAM_IMAGES)}]]'
+
+    def find(d):
+        found = by_xpath(card)(d)
+        if not found:  # a section draws its charts only once it is on screen
+            for header in d.find_elements("xpath", '//*[@data-testid="experiment-view-compare-runs-section-header"]'):
+                d.execute_script("arguments[0].scrollIntoView({block: 'start'});", header)
+        return found
+
+    found = wait_for(driver, find, "the gradcam image chart", ARTIFACTS)[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", found)
+    return found
+
+
+def shown_steps(driver) -> list[tuple[int, int]]:
+    """(step, decoded width) of every decoded image of the `gradcam` series on the page."""
+    script = (
+        "return [...document.images].filter(i => i.complete && i.naturalWidth > 0)"
+        ".map(i => [decodeURIComponent(i.src), i.naturalWidth]);"
+    )
+    prefix = f"images/{record.GRADCAM_IMAGES}+step+"
+    return [(int(src.split(prefix, 1)[1].split("+", 1)[0]), width) for src, width in driver.execute_script(script) if prefix in src]
+
+
+def test_the_gradcam_image_slider_walks_from_the_trunk_through_the_rounds(browser, ui, sweep):
+    from selenium.webdriver.common.keys import Keys
+
+    _, client, runs, _ = sweep
+    lineage = runs[LINEAGE].info.run_id
+    assert image_steps(client, lineage) == set(range(ROUNDS + 1))
+    assert image_steps(client, runs[TRUNK].info.run_id) == {0}
+    pngs = [entry.path for entry in client.list_artifacts(lineage, "images") if entry.path.endswith(".png")]
+    assert len(pngs) == ROUNDS + 1, pngs  # one per step, though the sweep ran twice
+    artifacts = {entry.path for entry in client.list_artifacts(lineage, "xai")}
+    assert {record.gradcam_grid(f"round_{r:02d}") for r in range(1, ROUNDS + 1)} <= artifacts
+
+    browser.get(run_page(ui, runs, LINEAGE, "/model-metrics"))
+    search = wait_for(browser, by_css('input[placeholder="Search metric charts"]'), "the chart search box", ARTIFACTS)[0]
+    close_assistant(browser)
+    search.send_keys(record.GRADCAM_IMAGES)
+    card = image_card(browser)
+    # The chart opens at step 0, the trunk's grid (its thumbnail: MLflow's 256 px WebP), though
+    # MLflow lists every run parameter above it, hiding it below the card's edge.
+    wait_for(browser, lambda d: (0, 256) in shown_steps(d), "the image of step 0 in the chart", ARTIFACTS)
+    slider = card.find_elements("css selector", '[role="slider"]')[0]
+    assert (slider.get_attribute("aria-valuemin"), slider.get_attribute("aria-valuemax")) == ("0", str(ROUNDS))
+
+    # What a user does to see it and the last round: the chart's Configure dialog (a large preview
+    # with the step slider), the step set, the run's parameters hidden.
+    card.find_element("css selector", '[data-testid="experiment-view-compare-runs-card-menu"]').click()
+    wait_for(browser, by_xpath('//*[@role="menuitem" and normalize-space()="Configure"]'), "the chart's Configure", ARTIFACTS)[0].click()
+    dialog = wait_for(browser, by_css('[role="dialog"]'), "the Edit chart dialog", ARTIFACTS)[-1]
+    wait_for(browser, lambda d: shown_steps(d).count((0, 256)) == 2, "the image of step 0 in the dialog", ARTIFACTS)
+    screenshot(browser, "gradcam_dialog_step0")
+    step = dialog.find_element("css selector", 'input[type="number"]')
+    step.send_keys(Keys.CONTROL, "a")  # a React input: clear() leaves its value, and it takes the new one on blur
+    step.send_keys(str(ROUNDS), Keys.TAB)
+    wait_for(browser, lambda d: (ROUNDS, 256) in shown_steps(d), f"the image of step {ROUNDS} in the dialog", ARTIFACTS)
+    dialog.find_element("css selector", '[data-component-id="mlflow.charts.image_grid_configure.show_run_params"] button').click()
+    screenshot(browser, "gradcam_dialog_last_round")
+    dialog.find_element("xpath", './/button[normalize-space()="Save changes"]').click()
+    wait_for(browser, lambda d: not by_css('[role="dialog"]')(d), "the dialog closed", ARTIFACTS)
+    card = image_card(browser)
+    wait_for(browser, lambda d: shown_steps(d) == [(ROUNDS, 256)], f"only the image of step {ROUNDS} in the chart", ARTIFACTS)
+    image = card.find_element("tag name", "img")
+    inside = browser.execute_script(
+        "const [c, i] = [arguments[0].getBoundingClientRect(), arguments[1].getBoundingClientRect()];"
+        "return i.top >= c.top && i.bottom <= c.bottom && i.height > 50;", card, image,
+    )
+    assert inside, "the grid is not inside the chart card once the run parameters are hidden"
+    screenshot(browser, "gradcam_chart_last_round")
+
+    image.click()  # MLflow's preview: the full-size PNG
+    wait_for(browser, lambda d: any(s == ROUNDS and width > 256 for s, width in shown_steps(d)), "the full-size grid", ARTIFACTS)
+    screenshot(browser, "gradcam_preview_last_round")
+
+
+def test_the_parent_run_shows_the_summary_as_a_table(browser, ui, sweep):
+    workdir, client, runs, _ = sweep
+    parent = runs["parent"].info.run_id
+    text = Path(client.download_artifacts(parent, record.SUMMARY_TABLE, str(workdir / "downloaded"))).read_text()
+    table = json.loads(text)
+    assert "NaN" not in text and table["columns"] == list(TABLE_COLUMNS)
+    (row,) = [dict(zip(table["columns"], values)) for values in table["data"]]  # one lineage, after two runs
+    assert (row["name"], row["rounds"], row["run_id"]) == (LINEAGE, f"{ROUNDS}/{ROUNDS}", runs[LINEAGE].info.run_id)
+    assert row["best_round"] in range(1, ROUNDS + 1) and abs(row["sparsity"] - 0.75) < 0.01
+    for column in ("sparsity", "dense_acc", "last_acc", "delta_vs_dense", "gradcam_rho"):
+        assert row[column] == round(row[column], 4), f"{column} = {row[column]} is not rounded"
+    csv = Path(client.download_artifacts(parent, record.SUMMARY_CSV, str(workdir / "downloaded"))).read_text().splitlines()
+    assert csv[0] == ",".join(TABLE_COLUMNS) and len(csv) == 2
+
+    browser.get(run_page(ui, runs, "parent", f"/artifacts/{record.SUMMARY_TABLE}"))
+    wait_for(browser, by_xpath('//*[normalize-space()="View as table"]'), "the table switch of the summary artifact", ARTIFACTS)
+    close_assistant(browser)
+    for header in ("name", "sparsity", "last_acc", "delta_vs_dense"):
+        wait_for(browser, by_xpath(f'//*[@role="columnheader" or self::th][normalize-space()="{header}"]'), f"column {header}", ARTIFACTS)
+    wait_for(browser, by_xpath(f'//*[@role="cell" or self::td][normalize-space()={xpath_literal(LINEAGE)}]'), "the lineage's row", ARTIFACTS)
+    assert f"{row['last_acc']}" in text_of(browser)
+    screenshot(browser, "parent_summary_table")

@@ -1,0 +1,55 @@
+"""A sweep's Tune experiment folder reads with Ray's own tools: `ExperimentAnalysis(path)` and
+`Tuner.restore(path, trainable).get_results()` see every round of every lineage, including a
+lineage whose worker was killed and which Tune restarted from its checkpoint; the values are those
+MLflow holds."""
+from __future__ import annotations
+
+import pytest
+from ray import tune
+from ray.tune import ExperimentAnalysis
+
+from analysis.query import load_sweep
+from orchestrator.config import load_config
+from orchestrator.plan import make_plan
+from orchestrator.sweep import run_sweep
+from orchestrator.tuner import experiment_name
+from tests.support.sweeps import Killer, sweep_yaml
+from trainables.trial import lineage_trial
+from trainables.trial_payload import TrialPayload
+
+pytestmark = pytest.mark.slow
+
+PRUNING = [{"method": "imp", "rate": 0.5, "rounds": 3}, {"method": "omp", "rate": 0.5, "rounds": 2}]
+
+
+def test_every_round_of_every_lineage_reads_with_ray_s_own_tools(ray_session, tmp_path, monkeypatch):
+    (tmp_path / "sweep.yaml").write_text(sweep_yaml("ray-native", PRUNING, slow=True))
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+    rounds = {spec.id: list(range(1, spec.pruning.rounds + 1)) for spec in plan.lineages}
+    killer = Killer([spec.id for spec in plan.lineages], {0: [1]})  # imp's worker dies in round 2
+    outcome = run_sweep(plan, callbacks=[killer])
+    assert outcome.succeeded and len(killer.killed) == 1
+
+    path = str(tmp_path / "lth-runs" / experiment_name(plan))  # Ray takes an absolute path or a URI
+    mlflow = load_sweep("ray-native", f"sqlite:///{tmp_path / 'mlflow.db'}").set_index(["lineage", "round"])
+    analysis = ExperimentAnalysis(path)
+    frames = {TrialPayload.of(trial.config).lineage_id: analysis.trial_dataframes[trial.trial_id] for trial in analysis.trials}
+    assert set(frames) == set(rounds)
+    for lineage_id, frame in frames.items():
+        assert frame["round"].tolist() == rounds[lineage_id], lineage_id  # each round once, the killed one too
+        logged = mlflow.loc[lineage_id]["test/acc"]
+        assert frame["test/acc"].tolist() == logged.loc[frame["round"]].tolist()
+
+    grid = tune.Tuner.restore(path, trainable=lineage_trial).get_results()  # reads; trains nothing
+    assert not grid.errors and len(grid) == len(rounds)
+    for result in grid:
+        lineage_id = TrialPayload.of(result.config).lineage_id
+        assert result.metrics["round"] == rounds[lineage_id][-1]
+        assert result.metrics_dataframe["round"].tolist() == rounds[lineage_id]
+        assert result.checkpoint is not None
+
+    # A copy of the folder restored elsewhere cannot write into this sweep's store: the store is
+    # handed to trials through tune.with_parameters, which Tune does not save in the folder.
+    stored = [file for file in (tmp_path / "lth-runs").rglob("*") if file.is_file() and str(tmp_path / "mlflow.db").encode() in file.read_bytes()]
+    assert not stored, stored

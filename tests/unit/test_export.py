@@ -1,0 +1,464 @@
+"""`lth export`: every round's ticket kept in MLflow, packed and rebuilt bit for bit; a lineage's
+round exported as safetensors (+ standalone loader), TorchScript and ONNX and run in a fresh Python
+that cannot import lth-sweep; `--slim` cuts filter-pruned channels out with the same outputs; bad
+input is named. No Ray: tiny lineages train in-process and log to a real MLflow store (SQLite)
+through the sweep's own tracker and the trial's RunLogger."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file, save_file
+
+from orchestrator.mlflow_runs import SweepTracker
+from orchestrator.plan import display_name
+from tests.support.lth_cli import run_lth
+from tests.support.tiny import shapes_model, tiny_lineage, tiny_trunk
+from trainables import record
+from trainables.export import formats, ticket_loader
+from trainables.export.errors import ExportError
+from trainables.export.export import ExportRequest, export_onnx_model, export_ticket
+from trainables.export.metadata import FORMAT_VERSION, METADATA_KEY
+from trainables.export.output import staged
+from trainables.export.packing import load_ticket, pack_ticket, save_ticket, unpack_ticket
+from trainables.export.standalone import NotStandalone, standalone_source
+from trainables.lineage import RoundResult, run_lineage
+from trainables.models import MODELS, build_model
+from trainables.run_logger import RunLogger
+from trainables.trunk import cached_dataset, train_trunk
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EXPERIMENT = "export"
+TRAIN = {"epochs": 3}  # enough for the tiny IMP lineage to stay level with its trunk for a few rounds
+IMP = dict(method="imp", rate=0.5, rounds=3)
+FILTER = dict(method="filter", rate=0.5, rounds=2)
+
+
+@dataclass
+class Store:
+    uri: str
+    folder: Path
+    results: dict[str, list[RoundResult]]  # label -> the rounds as the lineage computed them
+    runs: dict[str, str]  # label -> run id (sweep "tiny")
+
+    def request(self, label: str = "imp", **options) -> ExportRequest:
+        return ExportRequest(**{"tracking_uri": self.uri, "sweep": "tiny", "label": label, "seed": 0, **options})
+
+
+def log_sweep(uri: str, name: str, trunk, specs, per_round_tickets: bool = True) -> tuple[dict, dict]:
+    """A sweep's record as `lth sweep` leaves it (parent, trunk, lineages), made in-process: each
+    round logged by the trial's RunLogger; `per_round_tickets=False` logs as lth-sweep did before
+    every round's ticket was kept (the last round's as ticket/weights + ticket/masks)."""
+    tracker = SweepTracker(uri, EXPERIMENT, name, f"{name}-id")
+    trunk_run = tracker.child(record.TRUNK_KIND, trunk.spec, "trunk")
+    tracker.log_missing_metrics(trunk_run.info.run_id, {(k, 0): v for k, v in {**trunk.metrics, "sparsity": 0.0}.items()})
+    tracker.client.set_terminated(trunk_run.info.run_id, "FINISHED")
+    results, runs = {}, {}
+    for spec in specs:
+        tags = {record.METHOD: spec.pruning.method, record.LABEL: spec.pruning.label, record.TRUNK: spec.trunk.id}
+        run_id = tracker.child(record.LINEAGE_KIND, spec, display_name(spec), tags=tags).info.run_id
+        logger = RunLogger(uri, run_id)
+
+        def report(result: RoundResult, logger=logger, last=spec.pruning.rounds) -> None:
+            if per_round_tickets:
+                logger.log_round(result.state.round, result.metrics, result.state.masks, result.evaluated, result.evaluated_masks)
+            else:
+                logger.log_round(result.state.round, result.metrics, result.state.masks)
+            if result.state.round == last:
+                logger.log_tensors(record.TICKET_WEIGHTS, result.evaluated)
+                logger.log_tensors(record.TICKET_MASKS, result.evaluated_masks)
+
+        results[spec.pruning.label] = run_lineage(spec, trunk, on_round=report)
+        runs[spec.pruning.label] = run_id
+        logger.finish()
+    return results, runs
+
+
+@pytest.fixture(scope="module")
+def store(_empty_mlflow_db, tmp_path_factory) -> Store:
+    folder = tmp_path_factory.mktemp("export-store")
+    shutil.copyfile(_empty_mlflow_db, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    trunk = train_trunk(tiny_trunk(**TRAIN))
+    results, runs = log_sweep(uri, "tiny", trunk, [tiny_lineage(train=TRAIN, **IMP), tiny_lineage(train=TRAIN, **FILTER)])
+    log_sweep(uri, "legacy", trunk, [tiny_lineage(train=TRAIN, **IMP)], per_round_tickets=False)
+    return Store(uri, folder, results, runs)
+
+
+def reference_logits(result: RoundResult, images: torch.Tensor) -> torch.Tensor:
+    """What the lineage's own network, built by lth-sweep, says about `images`."""
+    spec = tiny_trunk(**TRAIN)
+    data = cached_dataset(spec.data)
+    model = build_model(spec.model, in_channels=data.in_channels, image_size=data.image_size, num_classes=data.num_classes)
+    model.load_state_dict(result.evaluated)
+    with torch.no_grad():
+        return model.eval()(images)
+
+
+def some_images(count: int = 32) -> torch.Tensor:
+    return cached_dataset(tiny_trunk(**TRAIN).data).test.batch(slice(0, count))[0]
+
+
+# --- a fresh Python that cannot import lth-sweep -------------------------------------------------
+FRESH = """
+import json, sys
+sys.path.append(SITE)  # the venv's packages, without its .pth files (-S): the editable lth-sweep stays out
+try:
+    import trainables
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("lth-sweep is importable here")
+import torch
+from safetensors.torch import load_file, save_file
+kind, path, inputs, out = sys.argv[1:5]
+images = load_file(inputs)["images"]
+if kind == "safetensors":
+    sys.path.insert(0, path)
+    from load_ticket import load, read_metadata
+    model, metadata = load(path), read_metadata(path)
+    with torch.no_grad():
+        logits = model(images)
+    parameters = sum(p.numel() for p in model.parameters())
+elif kind == "torchscript":
+    extra = {"lth.ticket.json": ""}
+    model = torch.jit.load(path, _extra_files=extra)
+    metadata = json.loads(extra["lth.ticket.json"])
+    with torch.no_grad():
+        logits = model(images)
+    parameters = sum(p.numel() for p in model.parameters())
+else:
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["lth.ticket"])
+    logits = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    parameters = None
+save_file({"logits": logits.contiguous()}, out)
+print(json.dumps({"metadata": metadata, "parameters": parameters}))
+"""
+
+
+def made(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+def run_fresh(kind: str, path: Path, images: torch.Tensor, tmp_path: Path) -> tuple[torch.Tensor, dict, int | None]:
+    """(logits, metadata, parameter count) of the export at `path`, from `python -S` in tmp_path
+    with only the venv's site-packages on its path."""
+    inputs, out = tmp_path / "inputs.safetensors", tmp_path / "logits.safetensors"
+    save_file({"images": images.contiguous()}, inputs)
+    script = FRESH.replace("SITE", repr(sysconfig.get_paths()["purelib"]))
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script, kind, str(path), str(inputs), str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    return load_file(out)["logits"], said["metadata"], said["parameters"]
+
+
+# --- every round's ticket, packed -------------------------------------------------------------------
+def test_packing_rebuilds_a_rounds_weights_bit_for_bit_and_small(store, tmp_path):
+    result = store.results["imp"][-1]
+    file = tmp_path / "ticket.safetensors"
+    save_ticket(file, result.evaluated, result.evaluated_masks)
+    weights, masks = load_ticket(file)
+    assert list(weights) == list(result.evaluated) and list(masks) == list(result.evaluated_masks)
+    for name, value in result.evaluated.items():  # bit for bit: the sign of a pruned -0.0 too
+        assert weights[name].dtype == value.dtype and bits(weights[name]) == bits(value), name
+    assert any(torch.signbit(value[~result.evaluated_masks[name]]).any() for name, value in result.evaluated.items()
+               if name in result.evaluated_masks)  # training leaves -0.0 where it masks a negative weight
+    for name, mask in result.evaluated_masks.items():
+        assert torch.equal(masks[name], mask.to(torch.bool)), name
+    dense = tmp_path / "dense.safetensors"
+    masks = {f"mask/{k}": m for k, m in result.evaluated_masks.items()}
+    save_file({k: v.contiguous() for k, v in {**result.evaluated, **masks}.items()}, dense)
+    assert file.stat().st_size < 0.3 * dense.stat().st_size  # 87.5% sparse: kept values + 1 bit a mask entry
+
+
+def bits(tensor: torch.Tensor) -> bytes:
+    return tensor.contiguous().numpy().tobytes()
+
+
+def test_packing_keeps_a_weight_that_is_not_zero_where_masked(store):
+    """Never produced by training, but packing must not lose it: such a weight is stored in full."""
+    result = store.results["imp"][0]
+    name = next(iter(result.evaluated_masks))
+    weights = dict(result.evaluated)
+    weights[name] = weights[name].clone() + 0.5  # non-zero at pruned places too
+    rebuilt, masks = unpack_ticket(*pack_ticket(weights, result.evaluated_masks))
+    assert torch.equal(rebuilt[name], weights[name]) and torch.equal(masks[name], result.evaluated_masks[name])
+
+
+def test_every_round_keeps_the_network_it_evaluated(store, tmp_path):
+    client = MlflowClient(store.uri)
+    for label in ("imp", "filter"):
+        run_id = store.runs[label]
+        logged = {item.path for item in client.list_artifacts(run_id, "tickets")}
+        assert logged == {record.round_ticket(r.state.round) for r in store.results[label]}
+        for result in store.results[label]:
+            weights, masks = load_ticket(client.download_artifacts(run_id, record.round_ticket(result.state.round), str(tmp_path)))
+            assert all(torch.equal(weights[k], v) for k, v in result.evaluated.items()) and weights.keys() == result.evaluated.keys()
+            assert all(torch.equal(masks[k], v) for k, v in result.evaluated_masks.items())
+
+
+def test_a_replayed_round_does_not_log_its_ticket_again(store, tmp_path):
+    """A restarted trial replays rounds after its checkpoint; those MLflow holds are not logged again."""
+    client = MlflowClient(store.uri)
+    run_id = store.runs["imp"]
+    first = store.results["imp"][0]
+    zeros = {k: torch.zeros_like(v) for k, v in first.evaluated.items()}
+    RunLogger(store.uri, run_id).log_round(1, first.metrics, first.state.masks, zeros, first.evaluated_masks)
+    weights, _ = load_ticket(client.download_artifacts(run_id, record.round_ticket(1), str(tmp_path)))
+    assert all(torch.equal(weights[k], v) for k, v in first.evaluated.items())
+    assert [m.step for m in client.get_metric_history(run_id, record.ROUND_DONE)] == [1, 2, 3]
+
+
+# --- exports, run where lth-sweep is not -------------------------------------------------------------
+@pytest.mark.parametrize("export_format", ["safetensors", "torchscript", "onnx"])
+def test_each_format_runs_without_lth_sweep_and_predicts_as_the_round(store, tmp_path, export_format):
+    out = tmp_path / ("ticket" if export_format == "safetensors" else f"ticket.{export_format}")
+    path, metadata = export_ticket(store.request(round_index=2, export_format=export_format), out)
+    assert path == out.absolute() and out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary folder left beside it
+    images = some_images()
+    logits, said, _ = run_fresh(export_format, out, images, made(tmp_path / "fresh"))
+    expected = reference_logits(store.results["imp"][1], images)
+    if export_format == "onnx":
+        assert torch.allclose(logits, expected, atol=1e-5)
+    else:
+        assert torch.equal(logits, expected)
+    assert said == json.loads(json.dumps(metadata))
+    ticket = said["ticket"]
+    assert (ticket["label"], ticket["method"], ticket["round"], ticket["seed"], ticket["winning"]) == ("imp", "imp", 2, 0, False)
+    assert ticket["sweep"] == "tiny" and ticket["sweep_id"] == "tiny-id" and ticket["mlflow_run_id"] == store.runs["imp"]
+    assert said["format_version"] == FORMAT_VERSION and said["export_format"] == export_format
+    arguments = {"depth": 2, "in_channels": 3, "image_size": 16, "num_classes": 9, "width": 4}
+    assert said["model"] == {"name": "conv2", "class": "ConvNet", "arguments": arguments}
+    assert said["input"]["shape"] == [3, 16, 16] and said["input"]["normalisation"]["mean"] == [0.5] * 3
+    assert said["classes"]["count"] == 9 and len(said["classes"]["names"]) == 9
+    metrics = store.results["imp"][1].metrics
+    assert said["sparsity"]["effective"] == metrics["sparsity"] and said["sparsity"]["masked"] == metrics["sparsity/masked"]
+    assert said["lth_sweep_version"] and said["slim"] is None
+
+
+@pytest.mark.parametrize("name,width", [
+    ("conv2", 4), ("conv4", 4), ("conv6", 4), ("lenet_300_100", 30), ("resnet20", 4), ("resnet56", 4), ("vgg16", 4), ("vgg19", 4),
+])
+def test_built_in_models_load_standalone(tmp_path, name, width):
+    """The safetensors export's model.py + load_ticket.py rebuild each built-in model of the quickstart
+    and tests exactly, with masks applied (random ones here: the architecture is what is tested)."""
+    model = shapes_model(name, width, seed=0).eval()
+    with torch.no_grad():
+        for weight in model.pruned_weights():
+            parameter = model.get_parameter(weight)
+            parameter.mul_(torch.rand_like(parameter) > 0.7)
+    factory = MODELS[name]
+    cls = getattr(factory, "func", factory)
+    arguments = {**getattr(factory, "keywords", {}), "in_channels": 3, "image_size": 16, "num_classes": 9, "width": width}
+    metadata = {"model": {"name": name, "class": cls.__name__, "arguments": arguments}}
+    folder = tmp_path / "export"
+    folder.mkdir()
+    images = torch.randn(8, 3, 16, 16)
+    formats.write_safetensors(model, cls, metadata, images, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["load_ticket.py", "model.py", "weights.safetensors"]
+    assert "trainables" not in (folder / "model.py").read_text().replace("lth-sweep's trainables", "")
+    logits, _, parameters = run_fresh("safetensors", folder, images, made(tmp_path / "fresh"))
+    with torch.no_grad():
+        assert torch.equal(logits, model(images))
+    assert parameters == sum(p.numel() for p in model.parameters())
+
+
+def test_a_model_that_cannot_be_standalone_is_named_with_the_way_out():
+    factory = MODELS["clip_vit_b32"]
+    with pytest.raises(NotStandalone, match=r"model clip_vit_b32 .*open_clip.*--format torchscript or --format onnx"):
+        standalone_source(factory.func, "clip_vit_b32")
+
+
+def test_onnx_model_in_memory_with_its_metadata(store):
+    """For the model registry: the ONNX model and its metadata, nothing written."""
+    import onnxruntime
+
+    proto, metadata = export_onnx_model(store.request(round_index=3))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props[METADATA_KEY]) == json.loads(json.dumps(metadata)) and props["format_version"] == FORMAT_VERSION
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    images = some_images(1)  # the batch dimension is free: one image
+    logits = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    assert torch.allclose(logits, reference_logits(store.results["imp"][2], images), atol=1e-5)
+
+
+# --- the winning round, and --slim ------------------------------------------------------------------
+def test_winning_exports_the_round_lth_tickets_names(store, tmp_path):
+    from analysis.query import read_sweep
+    from analysis.tickets import judge
+
+    rows = judge(read_sweep("tiny", store.uri).frame(), ["test/acc"])["metrics"]["test/acc"]
+    expected = {row["method"]: row["ticket_round"] for row in rows}
+    assert expected["imp"] is not None and expected["filter"] is None  # the tiny sweep has both cases
+    _, metadata = export_ticket(store.request(export_format="torchscript"), tmp_path / "won.pt")
+    assert metadata["ticket"]["round"] == expected["imp"] and metadata["ticket"]["winning"] is True
+    with pytest.raises(ExportError, match="label 'filter' has no winning ticket on test/acc.*--round K"):
+        export_ticket(store.request("filter"), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("export_format", ["safetensors", "onnx"])
+def test_slim_filter_ticket_is_smaller_with_the_same_outputs(store, tmp_path, export_format):
+    out = tmp_path / ("slim" if export_format == "safetensors" else "slim.onnx")
+    _, metadata = export_ticket(store.request("filter", round_index=2, export_format=export_format, slim=True), out)
+    slim = metadata["slim"]
+    assert slim["parameters_after"] < slim["parameters_before"] and metadata["parameters"] == slim["parameters_after"]
+    assert slim["channels_removed"]  # filters of the convs, whose next layers lose their inputs
+    images = some_images()
+    logits, said, parameters = run_fresh(export_format, out, images, made(tmp_path / "fresh"))
+    assert torch.allclose(logits, reference_logits(store.results["filter"][1], images), atol=1e-5)
+    assert said["slim"] == slim
+    if export_format == "safetensors":
+        assert parameters == slim["parameters_after"]
+        masked = tmp_path / "masked"
+        export_ticket(store.request("filter", round_index=2), masked)
+        assert (out / "weights.safetensors").stat().st_size < (masked / "weights.safetensors").stat().st_size
+
+
+def test_slim_on_an_unstructured_lineage_is_refused(store, tmp_path):
+    with pytest.raises(ExportError, match="--slim .*filter and channel_in.*'imp'"):
+        export_ticket(store.request(round_index=1, slim=True), tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- lineages logged before every round was kept ---------------------------------------------------
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_a_lineage_from_before_exports_its_last_round_only(store, tmp_path):
+    legacy = ExportRequest(tracking_uri=store.uri, sweep="legacy", label="imp", seed=0, round_index=3, export_format="torchscript")
+    export_ticket(legacy, tmp_path / "last.pt")
+    with torch.no_grad():
+        logits = torch.jit.load(str(tmp_path / "last.pt"))(some_images())
+    assert torch.equal(logits, reference_logits(store.results["imp"][2], some_images()))
+    earlier = ExportRequest(tracking_uri=store.uri, sweep="legacy", label="imp", seed=0, round_index=1)
+    with pytest.raises(ExportError, match=r"round 1 of lineage imp seed 0 .* was not kept.*only its last round \(3\)"):
+        export_ticket(earlier, tmp_path / "early")
+    assert not (tmp_path / "early").exists()
+
+
+# --- bad input, and never half an export -----------------------------------------------------------
+def test_bad_choices_are_named(store, tmp_path):
+    with pytest.raises(ExportError, match="no lineage labelled 'omp' with seed 0; it has: filter seed 0, imp seed 0"):
+        export_ticket(store.request("omp", round_index=1), tmp_path / "a")
+    with pytest.raises(ExportError, match="no lineage labelled 'imp' with seed 7"):
+        export_ticket(store.request(seed=7, round_index=1), tmp_path / "a")
+    with pytest.raises(ExportError, match="has no finished round 4; finished rounds: 1, 2, 3"):
+        export_ticket(store.request(round_index=4), tmp_path / "a")
+    with pytest.raises(ExportError, match="unknown export format 'pickle'"):
+        store.request(round_index=1, export_format="pickle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_is_kept_unless_forced(store, tmp_path):
+    out = tmp_path / "ticket.onnx"
+    out.write_text("mine")
+    with pytest.raises(ExportError, match="exists; pass --force"):
+        export_ticket(store.request(round_index=1, export_format="onnx"), out)
+    assert out.read_text() == "mine"
+    export_ticket(store.request(round_index=1, export_format="onnx"), out, force=True)
+    assert out.read_bytes()[:4] != b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["ticket.onnx"]
+
+
+def test_a_failed_write_leaves_nothing_and_the_old_export_whole(tmp_path):
+    out = tmp_path / "ticket"
+    out.mkdir()
+    (out / "weights.safetensors").write_text("old")
+    with pytest.raises(RuntimeError, match="midway"):
+        with staged(out, force=True, directory=True) as target:
+            (target / "weights.safetensors").write_text("half")
+            raise RuntimeError("midway")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ticket"] and (out / "weights.safetensors").read_text() == "old"
+
+
+def test_the_cli_writes_one_line_and_maps_bad_input_to_exit_2(store, tmp_path):
+    base = ["export", "--sweep", "tiny", "--seed", "0", "--tracking-uri", store.uri]
+    done = run_lth([*base, "--label", "imp", "--round", "1", "--format", "torchscript", "--out", "t.pt"], tmp_path)
+    assert done.code == 0, done.stderr
+    assert done.stdout.strip().splitlines() == [f"wrote {tmp_path / 't.pt'} (torchscript: imp seed 0, round 1)"]
+    again = run_lth([*base, "--label", "imp", "--round", "1", "--format", "torchscript", "--out", "t.pt"], tmp_path)
+    assert again.code == 2 and "exists; pass --force" in again.stderr and not again.traceback
+    slim = run_lth([*base, "--label", "imp", "--winning", "--slim", "--out", "s"], tmp_path)
+    assert slim.code == 2 and "--slim" in slim.stderr and not slim.traceback
+    nosweep = run_lth([*base[:2], "nope", *base[3:], "--label", "imp", "--round", "1", "--out", "n"], tmp_path)
+    assert nosweep.code == 2 and "no sweep named 'nope'" in nosweep.stderr
+    missing = run_lth(["export", *base[1:5], "--label", "imp", "--round", "1", "--out", "m"], made(tmp_path / "empty"))
+    assert missing.code == 2 and "no database at" in missing.stderr and missing.left == []
+    assert run_lth([*base, "--label", "imp", "--round", "0", "--out", "z"], tmp_path).code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "t.pt"]
+
+
+def test_the_shipped_loader_reads_the_format_the_exporter_writes():
+    assert ticket_loader.METADATA_KEY == METADATA_KEY and FORMAT_VERSION in ticket_loader.FORMAT_VERSIONS
+    from orchestrator import cli_export
+
+    assert formats.FORMATS == cli_export.FORMATS
+
+
+@pytest.mark.parametrize("name,dim", [("resnet20", 0), ("resnet20", 1), ("vgg16", 0), ("vgg16", 1)])
+def test_slim_surgery_follows_residuals_norms_and_flattening(name, dim):
+    """Filters (dim 0, with their norms' scale and shift, as the filter method removes them) or input
+    channels (dim 1) cut to 30% of each layer's: the slim network computes what the masked one does,
+    and is smaller. The norms' statistics are those of a few batches, so outputs depend on the input."""
+    from trainables.export.slim import slimmed
+    from trainables.masks import apply_masks, companion_masks
+    from trainables.pruning.structured import prune_channels
+
+    model = shapes_model(name, 8, seed=0)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    masks = {n: torch.ones_like(weights[n], dtype=torch.bool) for n in model.pruned_weights()}
+    protect = {model.prunable_weights()[-1] if dim == 0 else model.prunable_weights()[0]}
+    masks, _ = prune_channels(weights, masks, dim=dim, norm="l1", target=0.7, scope="layerwise", protect=protect)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None  # a plain average over the batches below
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(0.0, 0.3)
+        apply_masks(model, {**masks, **(companion_masks(model, masks) if dim == 0 else {})})
+        model.train()
+        for _ in range(4):
+            model(torch.randn(32, 3, 16, 16))
+    images = torch.randn(16, 3, 16, 16)
+    slim, report = slimmed(model.eval(), images, model.prunable_weights()[-1].removesuffix(".weight"))
+    assert report.parameters_after < 0.6 * report.parameters_before
+    assert sum(p.numel() for p in slim.parameters()) == report.parameters_after
+    with torch.no_grad():
+        assert torch.allclose(slim(images), model(images), atol=1e-5)
+        assert model(images).std(0).mean() > 1e-2  # outputs that depend on the input: the check is not vacuous
+
+
+def test_slim_keeps_a_filter_whose_norm_still_emits_a_constant():
+    """Filter weights zeroed but the norm after them left alone (as an unstructured method would):
+    each such channel still emits relu(shift), which the next layers read, so nothing is cut."""
+    from trainables.export.slim import slimmed
+    from trainables.masks import apply_masks
+    from trainables.pruning.structured import prune_channels
+
+    model = shapes_model("resnet20", 8, seed=0)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    masks = {n: torch.ones_like(weights[n], dtype=torch.bool) for n in model.pruned_weights()}
+    masks, _ = prune_channels(weights, masks, dim=0, norm="l1", target=0.7, scope="layerwise", protect={"fc.weight"})
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.bias.uniform_(0.1, 0.3)
+        apply_masks(model, masks)
+    images = torch.randn(16, 3, 16, 16)
+    slim, report = slimmed(model.eval(), images, "fc")
+    assert report.parameters_after == report.parameters_before and report.channels_removed == {}

@@ -1,0 +1,55 @@
+"""What the modules a sweep's processes import pull in: open_clip (with timm, ~0.45 s) only when a
+CLIP model or concept bank is built, never in the driver, a trial worker or an analysis actor of
+another model."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from tests.support.sweeps import ROOT
+
+#: what the driver (`lth sweep`), a trial worker and an analysis actor import
+PROCESS_MODULES = ("orchestrator.sweep", "trainables.trial", "analysis.actors")
+
+
+def modules_after(statements: str) -> set[str]:
+    """The names in sys.modules of a fresh interpreter after running `statements`."""
+    code = f"import json, sys\n{statements}\nprint(json.dumps(sorted(sys.modules)))"
+    with tempfile.TemporaryDirectory() as home:  # matplotlib and MLflow write caches under $HOME
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": home},
+        )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", PROCESS_MODULES)
+def test_a_sweep_process_does_not_import_open_clip(module):
+    loaded = modules_after(f"import {module}")
+    assert module in loaded
+    assert "open_clip" not in loaded and "timm" not in loaded
+
+
+def test_building_a_clip_model_imports_it():
+    loaded = modules_after(
+        "from trainables.models import build_model\n"
+        "from trainables.specs import ModelSpec\n"
+        "build_model(ModelSpec(name='clip_rn50'), in_channels=3, image_size=32, num_classes=3)"
+    )
+    assert "open_clip" in loaded
+
+
+def test_commands_that_do_not_train_import_neither_torch_nor_ray(tmp_path):
+    """`lth --help`, `lth query`, `lth tickets`, `lth ui` answer in about a second, not the 2 s and
+    650 MB that importing torch costs (bench/RESULTS.md)."""
+    loaded = modules_after("import orchestrator.cli; orchestrator.cli.parser()")
+    assert not {"torch", "ray", "mlflow", "pandas"} & loaded
+    loaded = modules_after(
+        "import orchestrator.cli, analysis.query, analysis.tickets, orchestrator.preflight, orchestrator.tracking_store"
+    )
+    assert "mlflow" in loaded and not {"torch", "ray"} & loaded
