@@ -88,7 +88,9 @@ def _sweep(args) -> int:
     if args.format == "table":
         plots = ", ".join(path.name for path in outcome.plots)
         console.say(f"sweep {outcome.status.lower()}; plots: {outcome.plots[0].parent}/ ({plots})")
-        console.say(f"MLflow UI: run `lth ui` (store {outcome.tracking_uri}), then open {outcome.parent_url}")
+        serve = "" if outcome.tracking_uri.startswith(("http://", "https://")) else f"run `lth ui` (store {outcome.tracking_uri}), then "
+        console.say(f"MLflow UI: {serve}open {outcome.parent_url}")
+        console.say(f"methods compared (lineages grouped by method; README, \"Comparing runs\"): {outcome.comparison_url}")
     return 0 if outcome.succeeded else 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
+from orchestrator import mlflow_view
 from orchestrator.mlflow_inputs import log_dataset_inputs
 from orchestrator.tracking_store import sqlite_file
 from trainables import provenance, record
@@ -139,10 +140,19 @@ class SweepTracker:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         record.set_tags(self.client, run_id, tags)
 
-    def run_url(self, run_id: str, server: str = "http://127.0.0.1:5000") -> str:
+    def ui_server(self) -> str:
+        """Where MLflow's UI serves this store: the tracking server itself, else `lth ui`'s default."""
+        return self.uri.rstrip("/") if self.uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+    def run_url(self, run_id: str) -> str:
         # The query parameter opens MLflow's model-training view; without it a fresh browser
         # lands in the GenAI view, whatever the experiment's tags say.
-        return f"{server}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+        return f"{self.ui_server()}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+    def comparison_url(self) -> str:
+        """Publishes the view comparing this sweep's methods and returns its URL."""
+        mlflow_view.publish_comparison_view(self.client, self.experiment_id, self.parent_id)
+        return mlflow_view.comparison_url(self.ui_server(), self.experiment_id, self.parent_id)
 
 
 def finished_lineages(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> set[str]:

@@ -57,6 +57,7 @@ class SweepOutcome:
     plots: list[Path]
     tracking_uri: str
     parent_url: str  # the parent run in MLflow's UI (`lth ui`)
+    comparison_url: str  # the sweep's lineages in MLflow's chart view
     stale: tuple[provenance.StaleRun, ...] = ()  # finished runs reused though another lth-sweep version made them
 
     @property
@@ -311,4 +312,7 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
     status = "FAILED" if failed else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
-    return SweepOutcome(rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tuple(runs.stale))
+    return SweepOutcome(
+        rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tracker.comparison_url(),
+        tuple(runs.stale),
+    )

@@ -22,6 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
+from orchestrator.mlflow_view import comparison_url
 from tests.support.browser import (
     MlflowUi,
     assert_nontrivial_png,
@@ -313,3 +314,25 @@ def test_lineage_artifacts_show_the_gradcam_grid_and_the_concepts_table(browser,
     wait_for(browser, by_xpath('//*[normalize-space()="reference_top3"]'), f"the table of xai/{csv}", ARTIFACTS)
     wait_for(browser, by_xpath('//*[normalize-space()="red triangle"]'), f"the rows of xai/{csv}", ARTIFACTS)
     screenshot(browser, "lineage_concepts_table")
+
+
+def test_the_comparison_view_groups_the_lineages_by_method(browser, ui, sweep):
+    """The URL the sweep prints at its end opens the chart view on this sweep's lineages only,
+    grouped by `lth.label` (one line per method: the mean over its seeds with their min-max band),
+    with test/acc found: nothing to click first."""
+    _, runs = sweep
+    parent = runs["parent"].info.run_id
+    browser.get(comparison_url(ui.url, runs["experiment_id"], parent))
+    close_assistant(browser)
+    wait_for(browser, by_xpath(f'//*[contains(normalize-space(), {xpath_literal(f"Group by: {record.LABEL}")})]'),
+             f"the runs grouped by {record.LABEL}", ARTIFACTS)
+    for name in LINEAGES:
+        label = runs[name].data.tags[record.LABEL]
+        wait_for(browser, by_xpath(f'//*[normalize-space()={xpath_literal(f"Group: {label}")}]'), f"the group {label}", ARTIFACTS)
+        wait_for(browser, by_xpath(link_to_run(runs[name].info.run_id, name)), f"lineage {name!r} in its group", ARTIFACTS)
+    assert not by_xpath(link_to_run(runs[TRUNK].info.run_id, TRUNK))(browser), "the view shows the trunk too"
+    card = chart_card(browser, "test/acc", "the grouped test/acc chart")
+    for name in LINEAGES:
+        legend = f"{runs[name].data.tags[record.LABEL]} (test/acc)"
+        wait_for(browser, lambda d: legend in card.text, f"the line {legend!r}", ARTIFACTS)
+    screenshot(browser, "comparison_view")
