@@ -31,22 +31,28 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
 
 
 class MaskKeeper:
-    """Training callback that keeps pruned weights at exactly zero."""
+    """Training callback that keeps pruned weights at exactly zero.
+
+    One fused multi-tensor multiply per step for all layers (`torch._foreach_mul_`) instead of
+    one kernel launch per layer: the same products, bit for bit (signs of zeros included), with
+    2 launches per step instead of 2 per pruned layer (bench/mask_keeping.py)."""
 
     def __init__(self, model: nn.Module, masks: Masks):
         params = dict(model.named_parameters())
-        self.pairs = [(params[name], mask) for name, mask in masks.items()]
+        self.params = [params[name] for name in masks]
+        self.masks = list(masks.values())
 
     @torch.no_grad()
     def before_step(self) -> None:
-        for param, mask in self.pairs:
-            if param.grad is not None:
-                param.grad.mul_(mask)
+        pairs = [(param.grad, mask) for param, mask in zip(self.params, self.masks) if param.grad is not None]
+        if pairs:
+            grads, masks = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(masks))
 
     @torch.no_grad()
     def after_step(self) -> None:
-        for param, mask in self.pairs:
-            param.mul_(mask)
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
 
 
 def sparsity_report(model: nn.Module, masks: Masks, nominal: float, example: torch.Tensor | None = None) -> dict[str, float]:

@@ -103,6 +103,48 @@ def test_masks_survive_optimizer_steps(make_optimizer):
     assert sparsity_report(model, masks, 0.8)["sparsity"] == 1 - sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
 
 
+def test_the_fused_mask_keeper_trains_bit_for_bit_like_one_multiply_per_layer():
+    """The keeper multiplies all layers in one fused call; a keeper doing one multiply per layer
+    must give the same weights, bit for bit, signs of zeros included, after SGD with momentum and
+    weight decay (where a leak would show)."""
+
+    class PerLayerKeeper:
+        def __init__(self, model, masks):
+            params = dict(model.named_parameters())
+            self.pairs = [(params[name], mask) for name, mask in masks.items()]
+
+        @torch.no_grad()
+        def before_step(self):
+            for param, mask in self.pairs:
+                param.grad.mul_(mask)
+
+        @torch.no_grad()
+        def after_step(self):
+            for param, mask in self.pairs:
+                param.mul_(mask)
+
+    def trained(keeper_class):
+        torch.manual_seed(0)
+        model, masks = model_and_masks()
+        masks = prune_by_magnitude(weights_of(model), masks, 0.7, "global")
+        apply_masks(model, masks)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        keeper = keeper_class(model, masks)
+        x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 9, (8,))
+        for _ in range(10):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            keeper.before_step()
+            optimizer.step()
+            keeper.after_step()
+        return model.state_dict()
+
+    fused, per_layer = trained(MaskKeeper), trained(PerLayerKeeper)
+    for name, value in fused.items():
+        assert torch.equal(value, per_layer[name]), name
+        assert torch.equal(torch.signbit(value), torch.signbit(per_layer[name])), name
+
+
 def test_every_method_s_hooks_are_declared_on_its_spec_with_their_defaults():
     from trainables.pruning import PRUNING_METHODS
 
