@@ -6,7 +6,8 @@ actor handles. An actor logs what it measured straight to the lineage's MLflow r
 step = round, in one batch whose last metric (`analysis/seconds`) marks the round as analysed, so a
 replayed request (a restarted trial, a retried task) is answered from MLflow instead of logged twice.
 Actors restart when their process dies and their calls are retried (`max_restarts`,
-`max_task_retries`).
+`max_task_retries`). With `analysis.gpus_per_actor` each actor asks Ray for that share of a GPU
+and measures where `analysis.device` says, and tags every run it logs to with it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from analysis import metrics as registry
+from analysis.device import DEVICE_TAG, actor_device, describe, use_full_precision
 from analysis.measure import Network, Reference, measure
 from analysis.noise_floor import FLOOR_PREFIX
 from analysis.analysis_spec import AnalysisSpec
@@ -83,9 +85,10 @@ def log_gradcam_image(client: MlflowClient, run_id: str, step: int, png: bytes) 
 class Analyzer:
     """Plain-Python core of the actor (also used in-process by tests and benchmarks)."""
 
-    def __init__(self, spec: AnalysisSpec | dict, threads: int = 1):
+    def __init__(self, spec: AnalysisSpec | dict, threads: int = 1, device: torch.device | str = "cpu"):
         self.spec = spec if isinstance(spec, AnalysisSpec) else AnalysisSpec.model_validate(spec)
         self.threads = threads
+        self.device = torch.device(device)
         self.cache: dict = {}
         self._datasets: dict[str, Dataset] = {}
 
@@ -98,8 +101,8 @@ class Analyzer:
         model.load_state_dict(_state_dict(weights))
         # Channels-last: convolutions and pooling on the CPU run ~2.5x faster than in the default
         # layout here (bench/RESULTS.md); the values agree to float rounding.
-        model = model.to(memory_format=torch.channels_last)
-        masks = {name: torch.as_tensor(np.asarray(mask)).clone() for name, mask in (masks or {}).items()}
+        model = model.to(self.device, memory_format=torch.channels_last)
+        masks = {name: torch.as_tensor(np.asarray(mask)).to(self.device, copy=True) for name, mask in (masks or {}).items()}
         return Network(model.eval(), masks, dataset, self.spec, label, folder, self.cache, data_id=trunk.data.id)
 
     def reference(self, trunk: TrunkSpec, final: dict[str, np.ndarray]) -> tuple[dict[str, float], Reference, Path]:
@@ -137,15 +140,30 @@ class Analyzer:
 @ray.remote(max_restarts=-1, max_task_retries=-1)
 class AnalysisActor:
     def __init__(self, spec: dict, tracking_uri: str, threads: int = 1):
-        self.analyzer = Analyzer(spec, threads)
+        device = actor_device()
+        use_full_precision(device)
+        self.analyzer = Analyzer(spec, threads, device)
+        torch.set_num_threads(threads)  # before `describe`, which names the threads
+        self.device = describe(device)
         self.client = MlflowClient(tracking_uri)
+        self.tagged: set[str] = set()
 
     def ping(self) -> None:
         """Runs after every call queued before it: what `AnalysisPool.drain` waits on."""
 
+    def placement(self) -> str:
+        """Where this actor measures, as its runs' `lth.analysis_device` tag says."""
+        return self.device
+
+    def _tag(self, run_id: str) -> None:
+        if run_id not in self.tagged:
+            self.client.set_tag(run_id, DEVICE_TAG, self.device)
+            self.tagged.add(run_id)
+
     def reference(self, trunk: TrunkResult, run_id: str) -> Reference:
         """The trunk's reference; its dense values are logged to the trunk's run at step 0 once."""
         metrics, reference, folder = self.analyzer.reference(trunk.spec, trunk.final)
+        self._tag(run_id)
         if 0 not in analysed_steps(self.client, run_id):
             log_measurements(self.client, run_id, 0, metrics, folder)
         return reference
@@ -164,8 +182,26 @@ class AnalysisActor:
         if round_index in analysed_steps(self.client, run_id):
             return {}
         metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage), reference, round_index, weights, masks)
+        self._tag(run_id)
         log_measurements(self.client, run_id, round_index, metrics, folder, dense_grid=reference.grid)
         return metrics
+
+
+class PoolTooLarge(RuntimeError):
+    """One analysis actor asks for more than the whole Ray cluster has: it would never start."""
+
+
+def pool_shortfall(spec: AnalysisSpec, cluster: dict[str, float]) -> str | None:
+    """What no node set of `cluster` (`ray.cluster_resources()`) could give one actor, in the
+    config's terms; None when an actor fits. (An autoscaling cluster must start with one node of
+    each kind an actor needs, as for trials.)"""
+    for name, wanted, field in (("CPU", spec.cpus_per_actor, "cpus_per_actor"), ("GPU", spec.gpus_per_actor, "gpus_per_actor")):
+        if wanted > cluster.get(name, 0) + 1e-9:
+            return (
+                f"analysis.{field}: {wanted:g} {name}s per analysis actor, but the Ray cluster has "
+                f"{cluster.get(name, 0):g}; the actors would never start and every round would wait for them"
+            )
+    return None
 
 
 class AnalysisPool:
@@ -173,12 +209,19 @@ class AnalysisPool:
 
     def __init__(self, spec: AnalysisSpec, tracking_uri: str):
         self.spec = spec
-        options = {"num_cpus": spec.cpus_per_actor}
+        problem = pool_shortfall(spec, ray.cluster_resources())
+        if problem:
+            raise PoolTooLarge(problem)
+        options = {"num_cpus": spec.cpus_per_actor, "num_gpus": spec.gpus_per_actor}
         threads = max(1, int(spec.cpus_per_actor))
         self.actors = [
             AnalysisActor.options(**options).remote(spec.model_dump(mode="json"), tracking_uri, threads)
             for _ in range(spec.actors)
         ]
+
+    def placements(self) -> list[str]:
+        """Where each actor measures (`lth.analysis_device`), for the driver to say."""
+        return ray.get([actor.placement.remote() for actor in self.actors])
 
     def references(self, trunks: dict[str, tuple[ray.ObjectRef, str]]) -> dict[str, ray.ObjectRef]:
         """Trunk id -> object ref of its Reference, computed on the actors in parallel; `trunks`

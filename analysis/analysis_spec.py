@@ -118,11 +118,18 @@ class AnalysisSpec(Spec):
     # How the pool runs, not what it measures: resizing it reuses the sweep's finished runs. In the
     # identity they take their defaults' place (not dropped), so ids from before this rule still hold.
     EXECUTION: ClassVar[dict[str, object]] = {"actors": 1, "cpus_per_actor": 0.0}
+    # Added after ids existed: left out of the identity altogether (a GPU changes where, not what).
+    EXECUTION_LATER: ClassVar[tuple[str, ...]] = ("gpus_per_actor",)
 
     enabled: bool = True
     actors: int = Field(1, ge=1, description="analysis actors in the pool")
     cpus_per_actor: float = Field(
         0.0, ge=0, description="CPUs Ray reserves per actor; 0 shares the trials' cores (right for a laptop)"
+    )
+    gpus_per_actor: float = Field(
+        0.0, ge=0,
+        description="GPUs Ray reserves per actor (fractions share one: 0.25 puts four actors on a GPU); an actor "
+        "measures on CUDA when Ray gave it a GPU and torch sees one, else on the CPU, as training's device: auto",
     )
     seed: int = Field(0, description="seed of the analysis samples, the same for every round")
     early_stopping_every: int = Field(
@@ -143,10 +150,22 @@ class AnalysisSpec(Spec):
     robustness: RobustnessSpec = RobustnessSpec()
     flatness: FlatnessSpec = FlatnessSpec()
 
+    @field_validator("gpus_per_actor")
+    @classmethod
+    def _one_device(cls, gpus: float) -> float:
+        if gpus > 1:
+            raise ValueError(
+                f"{gpus:g} GPUs per actor, but an actor measures on one device: at most 1 "
+                "(a fraction shares a GPU between actors, e.g. 0.25)"
+            )
+        return gpus
+
     @model_serializer(mode="wrap")
     def _identity(self, handler, info: SerializationInfo) -> dict:
         data = handler(self)
         if (info.context or {}).get("identity"):
             data |= self.EXECUTION
+            for name in self.EXECUTION_LATER:
+                data.pop(name, None)
         return data
 

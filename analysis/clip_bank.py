@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from analysis.concepts import ConceptBank, embeddings
+from analysis.device import model_device
 
 DEFAULT_TEMPLATE = "a photo of a {}"
 
@@ -34,7 +35,7 @@ def clip_text_bank(
     was_training = clip_model.training
     clip_model.eval()
     try:
-        vectors = clip_model.encode_text(tokenizer(prompts)).double().cpu().numpy()
+        vectors = clip_model.encode_text(tokenizer(prompts).to(model_device(clip_model))).double().cpu().numpy()
     finally:
         clip_model.train(was_training)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

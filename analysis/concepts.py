@@ -28,6 +28,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from torch import nn
 
+from analysis.device import model_device
+
 # SVM C on standardised embeddings. Measured on shapes/conv4 (1000 examples, D=32): held-out balanced
 # accuracy of the shape CAVs rises from C=0.001 (0.81-0.99) to C=0.1 (0.92-1.0) and gains < 2%
 # beyond; 0.1 keeps some margin for wide embeddings, where 1000 examples are nearly separable by chance.
@@ -57,13 +59,14 @@ def _elastic_net(l1_ratio: float) -> dict:
 def embeddings(
     model: nn.Module, images: torch.Tensor, batch_size: int = 512, *, embed: Callable | None = None
 ) -> np.ndarray:
-    """`model.embed(images)` (or `embed(images)`) in eval mode, as float32 (N, D); the model's
-    training mode is restored."""
+    """`model.embed(images)` (or `embed(images)`) in eval mode, as float32 (N, D) on the CPU,
+    computed on the model's device (`analysis.device`); the model's training mode is restored."""
     embed = model.embed if embed is None else embed
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
-        parts = [embed(images[i : i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)]
+        parts = [embed(images[i : i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts).float().cpu().numpy()

@@ -2,8 +2,9 @@
 corruption error (mCE) against a reference network.
 
 Every corruption is `fn(pixels, severity, generator) -> pixels`: (N, C, H, W) float in [0, 1],
-C = 1 or 3, severity 1..5, same shape and range out. Random ones draw only from `generator`, so a
-seed fixes the result. Parameters are those of Hendrycks' CIFAR-10-C script
+C = 1 or 3, severity 1..5, same shape and range out, on the pixels' device. Random ones draw only
+from `generator`, a CPU generator, and move the draws to the pixels' device, so a seed fixes the
+result on every device. Parameters are those of Hendrycks' CIFAR-10-C script
 (`ImageNet-C/create_c/make_cifar_c.py`, 32 px images), not ImageNet-C's, because our images are
 CIFAR-sized or smaller. Spatial parameters (blur sigmas, defocus radii) are in CIFAR pixels and
 scaled by H/32, so a 16 px image gets the blur a 32 px one would show at half the resolution;
@@ -45,26 +46,32 @@ def _spatial_scale(pixels: torch.Tensor) -> float:
 
 def gaussian_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = _level((0.04, 0.06, 0.08, 0.09, 0.10), severity)
-    return (x + c * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(0, 1)
+    return (x + c * _draw(torch.randn, x, generator)).clamp(0, 1)
+
+
+def _draw(sampler, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """`sampler(x.shape)` from the CPU `generator`, as x's dtype on x's device."""
+    return sampler(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
 
 def shot_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = _level((500, 250, 100, 75, 50), severity)
-    return (torch.poisson(x * c, generator=generator) / c).clamp(0, 1)
+    counts = torch.poisson((x * c).cpu(), generator=generator).to(x.device)  # the generator is the CPU's
+    return (counts / c).clamp(0, 1)
 
 
 def impulse_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Salt and pepper: each value (per channel, as skimage's 's&p') is replaced with probability
     c, by 1 or 0 with equal odds."""
     c = _level((0.01, 0.02, 0.03, 0.05, 0.07), severity)
-    hit = torch.rand(x.shape, generator=generator) < c
-    salt = torch.rand(x.shape, generator=generator) < 0.5
+    hit = torch.rand(x.shape, generator=generator).to(x.device) < c
+    salt = torch.rand(x.shape, generator=generator).to(x.device) < 0.5
     return torch.where(hit, salt.to(x.dtype), x)
 
 
 def speckle_noise(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = _level((0.06, 0.10, 0.12, 0.16, 0.20), severity)
-    return (x + x * c * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(0, 1)
+    return (x + x * c * _draw(torch.randn, x, generator)).clamp(0, 1)
 
 
 def _filter(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
@@ -72,7 +79,7 @@ def _filter(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
     channels, k = x.shape[1], kernel.shape[-1]
     pad = k // 2
     padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
-    weight = kernel.to(x.dtype).expand(channels, 1, k, k)
+    weight = kernel.to(x.device, x.dtype).expand(channels, 1, k, k)
     return F.conv2d(padded, weight, groups=channels)
 
 
@@ -161,7 +168,7 @@ def pixelate(x: torch.Tensor, severity: int, generator: torch.Generator) -> torc
 def jpeg_compression(x: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Pillow's JPEG encoder at the reference qualities, one image at a time."""
     quality = _level((80, 65, 58, 50, 40), severity)
-    array = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    array = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = []
     for image in array:
         pil = Image.fromarray(image[..., 0], "L") if image.shape[-1] == 1 else Image.fromarray(image, "RGB")
@@ -169,7 +176,7 @@ def jpeg_compression(x: torch.Tensor, severity: int, generator: torch.Generator)
         pil.save(buffer, "JPEG", quality=quality)
         decoded = np.asarray(Image.open(buffer).convert(pil.mode), dtype=np.uint8)
         out.append(decoded.reshape(image.shape))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.dtype) / 255
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
 
 
 CORRUPTIONS: dict[str, Corruption] = {
@@ -241,7 +248,7 @@ def corruption_errors(
     errors = {}
     for key, corrupted in inputs.items():
         predicted = predict_logits(model, corrupted, batch_size).argmax(1)
-        errors[key] = float((predicted != labels).float().mean())
+        errors[key] = float((predicted != labels.cpu()).float().mean())
     return errors
 
 

@@ -6,6 +6,10 @@ The loss is the mean cross-entropy of `model` (eval mode) on `images`. Every fun
 model as it found it: weights bit for bit (perturbations are undone by copying the saved tensors
 back), parameters' `.grad`, and train/eval mode. Pruned weights stay out of every direction:
 `masks` (weight name -> bool, True = kept) zero the direction on pruned entries.
+
+Images, labels and masks may be on the CPU: they are moved to the model's device
+(`analysis.device`) batch by batch; random directions and noise are drawn on the CPU and moved,
+so every device starts its power iterations from the same vectors.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.device import model_device
 from analysis.robustness import eval_mode
 from trainables.masks import Masks
 
@@ -28,7 +33,7 @@ def _parameters(model: nn.Module, masks: Masks | None) -> tuple[list[torch.Tenso
     unknown = sorted(set(masks) - {name for name, _ in named})
     if unknown:
         raise KeyError(f"masks name parameters the model does not have (or that are frozen): {unknown}")
-    return [p for _, p in named], [masks.get(name) for name, _ in named]
+    return [p for _, p in named], [None if name not in masks else masks[name].to(p.device) for name, p in named]
 
 
 def _apply(vectors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> list[torch.Tensor]:
@@ -67,11 +72,12 @@ def hessian_top_eigenvalue(
     """
     params, pmasks = _parameters(model, masks)
     generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
     n = len(images)
     with eval_mode(model):
         grads = []
         for i in range(0, n, batch_size):
-            x, y = images[i : i + batch_size], labels[i : i + batch_size]
+            x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
             loss = F.cross_entropy(model(x), y, reduction="sum") / n
             g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             grads.append([torch.zeros_like(p) if d is None else d for p, d in zip(params, g)])
@@ -83,7 +89,7 @@ def hessian_top_eigenvalue(
                 total = [t if h is None else t + h.detach() for t, h in zip(total, products)]
             return _apply(total, pmasks)
 
-        v = _apply([torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params], pmasks)
+        v = _apply([torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params], pmasks)
         norm = torch.sqrt(_dot(v, v))
         v = [x / norm for x in v]
         eigenvalue = math.nan
@@ -122,16 +128,17 @@ def input_hessian_top_eigenvalue(
     `masks` is accepted for a uniform signature and ignored (inputs are never pruned).
     """
     generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
     values = []
     params = [p for p in model.parameters() if p.requires_grad]
     with eval_mode(model), _frozen(params):
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].detach().clone().requires_grad_(True)
-            y = labels[i : i + batch_size]
+            x = images[i : i + batch_size].detach().to(device, copy=True).requires_grad_(True)
+            y = labels[i : i + batch_size].to(device)
             (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x, create_graph=True)
-            v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(device)
             v = v / _per_example_norm(v)
-            eigen = torch.full((len(x),), math.nan, dtype=x.dtype)
+            eigen = torch.full((len(x),), math.nan, dtype=x.dtype, device=device)
             for _ in range(iterations):
                 (hv,) = torch.autograd.grad(grad, x, grad_outputs=v, retain_graph=True)
                 new = (v * hv).flatten(1).sum(1)
@@ -141,7 +148,7 @@ def input_hessian_top_eigenvalue(
                 if done or bool((norm == 0).all()):
                     break
                 v = torch.where(norm > 0, hv / norm.clamp_min(1e-30), v)
-            values.append(eigen.detach())
+            values.append(eigen.detach().cpu())
     return float(torch.cat(values).double().mean())
 
 
@@ -174,15 +181,16 @@ def _restored(model: nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    correct = 0
+    correct, device = 0, model_device(model)
     for i in range(0, len(images), batch_size):
-        correct += int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+        predicted = model(images[i : i + batch_size].to(device)).argmax(1)
+        correct += int((predicted == labels[i : i + batch_size].to(device)).sum())
     return correct / len(images)
 
 
 def best_constant_accuracy(labels: torch.Tensor) -> float:
     """Accuracy on `labels` of the best constant classifier: the largest class frequency."""
-    return float(torch.bincount(labels).max()) / len(labels)
+    return float(torch.bincount(labels.cpu()).max()) / len(labels)
 
 
 def flatness_radius(

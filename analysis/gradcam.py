@@ -2,7 +2,8 @@
 object masks of the built-in dataset.
 
 Everything here is a pure function of a model and tensors; the actors call them and log the
-`summarise` output. Maps are (N, H, W) float32 at the input resolution, non-negative (ReLU'd as in
+`summarise` output. `gradcam_maps` runs on the model's device (`analysis.device`) and returns CPU
+maps; the comparisons run on the CPU (scipy's ranks). Maps are (N, H, W) float32 at the input resolution, non-negative (ReLU'd as in
 Selvaraju et al.).
 
 Constant maps (e.g. all zero after the ReLU, common for a badly pruned network) have no ranking,
@@ -21,6 +22,8 @@ from captum.attr import LayerAttribution, LayerGradCam
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
+from analysis.device import model_device
+
 #: the pointing game of Zhang et al. (2016) allows 15 px of slack at 224 px
 POINTING_TOLERANCE_AT_224 = 15
 
@@ -38,16 +41,18 @@ def gradcam_maps(model: nn.Module, images: Tensor, targets: Tensor, batch_size: 
     if targets.shape != (images.shape[0],):
         raise ValueError(f"need one target per image: {images.shape[0]} images, targets of shape {tuple(targets.shape)}")
     gradcam = LayerGradCam(model, layer)
+    device = model_device(model)
     size = tuple(images.shape[-2:])
     was_training = model.training
     model.eval()
     try:
         maps = []
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size]
-            cam = gradcam.attribute(batch, target=targets[start : start + batch_size], relu_attributions=True)
+            batch = images[start : start + batch_size].to(device)
+            target = targets[start : start + batch_size].to(device)
+            cam = gradcam.attribute(batch, target=target, relu_attributions=True)
             cam = LayerAttribution.interpolate(cam.detach(), size, interpolate_mode="bilinear")
-            maps.append(cam[:, 0].float())
+            maps.append(cam[:, 0].float().cpu())
     finally:
         model.train(was_training)
     if not maps:

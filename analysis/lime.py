@@ -14,7 +14,9 @@ sqrt(exp(-d^2 / 0.25^2)) with d the cosine distance of z' to all ones, ridge reg
   noise (`noise` x the images' unit scale), explained with x's superpixels and the *same* z'
   samples, so the score measures how the explanation moves rather than LIME's sampling noise.
 
-Lower is better for both. Everything is seeded: same inputs and seed => same numbers.
+Lower is better for both. Everything is seeded: same inputs and seed => same numbers. The model
+runs on its own device (`analysis.device`); images, superpixels, the samples z' and the noise stay
+on the CPU (drawn from a CPU generator), and probabilities come back there for the ridge fits.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import Lime
 from torch import Tensor, nn
+
+from analysis.device import model_device
 
 KERNEL_WIDTH = 0.25  # lime_image's default
 
@@ -96,17 +100,18 @@ def lime_scores(
     if n == 0:
         return {"lime_fidelity": float("nan"), "lime_stability": float("nan")}
     generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
     was_training = model.training
     model.eval()
 
     def probability(x: Tensor) -> Tensor:
-        return F.softmax(model(x), dim=1)
+        return F.softmax(model(x.to(device)), dim=1).to(x.device)
 
     fidelity, stability = [], []
     try:
         with torch.no_grad():
             for i in range(n):
-                image, target = images[i].detach(), int(targets[i])
+                image, target = images[i].detach().cpu(), int(targets[i])
                 mask = superpixels(image, segments)
                 k = int(mask.max()) + 1
                 z = _samples(samples, k, generator, include_full=True)

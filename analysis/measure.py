@@ -4,6 +4,9 @@
 every round of its lineages is compared with; on a round, the metrics of that round. Each dimension
 is one function below, registered in `DIMENSIONS`: it reads the fixed samples, writes metrics (and
 artifacts for a person to look at) and, for the trunk, its part of the reference.
+
+The network's model and masks are on the analysis device (`analysis.device`); the samples stay on
+the CPU and each function moves its batches to the model, returning CPU values.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis.analysis_spec import AnalysisSpec
+from analysis.device import PixelSpace, model_device
 from trainables import record
 from trainables.data import Dataset, ImageSplit
 from trainables.masks import Masks
@@ -66,7 +70,11 @@ def metrics_sparsity(masks: Masks) -> float | None:
 
 @torch.no_grad()
 def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    return torch.cat([F.softmax(model(images[i : i + batch_size]), 1) for i in range(0, len(images), batch_size)])
+    """Softmax outputs, computed on the model's device, returned on the CPU."""
+    device = model_device(model)
+    return torch.cat([
+        F.softmax(model(images[i : i + batch_size].to(device)), 1).cpu() for i in range(0, len(images), batch_size)
+    ])
 
 
 def _calibration(net: Network, dense: Reference | None, metrics: dict) -> dict:
@@ -91,6 +99,7 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, corruption_errors, mce, mistakes
 
     spec, data = net.spec.robustness, net.dataset
+    pixels = PixelSpace.of(data)
     own = {}  # this network's part of its Reference
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
     in_probs = probabilities(net.model, test.images)
@@ -99,11 +108,11 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
         metrics["ood/auroc_heldout"] = float(robustness.ood_auroc(in_probs, out_probs))
         metrics["se/ood/auroc_heldout"] = robustness.auroc_se(metrics["ood/auroc_heldout"], len(in_probs), len(out_probs))
     if spec.ood_noise:
-        noise = robustness.gaussian_noise_images(test.images, data.to_pixels, data.from_pixels, seed=net.spec.seed)
+        noise = robustness.gaussian_noise_images(test.images, pixels.to_pixels, pixels.from_pixels, seed=net.spec.seed)
         metrics["ood/auroc_noise"] = float(robustness.ood_auroc(in_probs, probabilities(net.model, noise)))
         metrics["se/ood/auroc_noise"] = robustness.auroc_se(metrics["ood/auroc_noise"], len(in_probs), len(noise))
     if spec.fgsm_eps > 0:
-        attack = (net.model, test.images, test.labels, data.to_pixels, data.from_pixels)
+        attack = (net.model, test.images, test.labels, pixels.to_pixels, pixels.from_pixels)
         metrics["adv/fgsm_acc"] = float(robustness.fgsm_accuracy(*attack, eps=spec.fgsm_eps))
         if spec.pgd_steps:
             metrics["adv/pgd_acc"] = float(
@@ -113,12 +122,13 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
             metrics[f"se/{key}"] = robustness.binomial_se(metrics[key], len(test))
     names = list(CORRUPTIONS if spec.corruptions == ("all",) else spec.corruptions)
     if names:
-        # The corrupted sample depends on the images and the seed only: computed once per actor,
-        # unless it would take much memory (large images), then every round.
+        # The corrupted sample depends on the images and the seed only: computed once per actor on
+        # the CPU (the same draws and rounding on every device; JPEG is Pillow's anyway), unless it
+        # would take much memory (large images), then every round. The model reads it on its device.
         key = ("corrupted", net.data_id, len(test), tuple(names), spec.severities, net.spec.seed)
         inputs = net.cache.get(key)
         if inputs is None:
-            inputs = corrupted_inputs(test.images, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed)
+            inputs = corrupted_inputs(test.images, pixels.to_pixels, pixels.from_pixels, names, spec.severities, net.spec.seed)
             if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
                 net.cache[key] = inputs
         errors = corruption_errors(net.model, test.images, test.labels, None, None, inputs=inputs)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analysis.device import model_device
+
 
 class PerceptualModel(Protocol):
     def features(self, pixels: Tensor) -> Tensor:
@@ -169,7 +171,9 @@ def image_features(perceptual: PerceptualModel, pixels: Tensor, batch_size: int 
 
 @torch.no_grad()
 def unit_activations(model: nn.Module, layer_module: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
-    """(N, C): each channel of `layer_module`'s output, averaged over space."""
+    """(N, C) on the CPU: each channel of `layer_module`'s output, averaged over space, computed
+    on the model's device (`analysis.device`)."""
+    device = model_device(model)
     captured: list[Tensor] = []
     handle = layer_module.register_forward_hook(lambda _m, _i, output: captured.append(output.detach()))
     was_training = model.training
@@ -178,11 +182,11 @@ def unit_activations(model: nn.Module, layer_module: nn.Module, images: Tensor, 
         rows = []
         for start in range(0, images.shape[0], batch_size):
             captured.clear()
-            model(images[start : start + batch_size])
+            model(images[start : start + batch_size].to(device))
             if not captured:
                 raise ValueError(f"layer_module {type(layer_module).__name__} is not used by the model's forward")
             output = captured[-1]
-            rows.append(output.flatten(2).mean(2) if output.dim() > 2 else output)
+            rows.append((output.flatten(2).mean(2) if output.dim() > 2 else output).cpu())
     finally:
         handle.remove()
         model.train(was_training)

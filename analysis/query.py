@@ -16,13 +16,16 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from analysis import query_sql
 from analysis.query_sql import RunRecord
 from trainables import record
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 BULK_RUNS = 100  # the server's limit of run ids per bulk history request
 
@@ -220,6 +223,12 @@ class SweepRecord:
         return frame
 
 
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient  # ~2 s of imports: only where MLflow's client reads
+
+    return MlflowClient(uri)
+
+
 def read_sweep(
     sweep: str, tracking_uri: str | None = None, experiment: str | None = None, latest: bool = True,
     parent_id: str | None = None, sql: bool = True, sweep_id: str | None = None,
@@ -231,10 +240,11 @@ def read_sweep(
     `latest=False` raises SweepAmbiguous, listing them, when there are several. With a database URI
     it reads MLflow's tables directly (`analysis/query_sql.py`) unless `sql` is False; the result
     is the same."""
-    client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
-    engine = getattr(client._tracking_client.store, "engine", None) if sql else None
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    engine = query_sql.direct_engine(uri) if sql else None
     if engine is not None and not query_sql.schema_matches(engine):
         engine = None  # another schema than the installed MLflow's (query_sql logged it): its client reads it
+    client = None if engine is not None else _client(uri)
     runs = _sweep_records(client, engine, sweep, experiment)
     parents = sorted((r for r in runs if r.tags.get(record.KIND) == record.SWEEP_KIND), key=lambda r: (r.start_time, r.run_id))
     if parent_id is None:

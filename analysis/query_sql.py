@@ -14,10 +14,13 @@ sweep keeps its store after another MLflow migrates the database (`mlflow db upg
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import bindparam, text
 
@@ -40,12 +43,50 @@ class RunRecord:
     metrics: dict[str, float]  # the latest value of each
 
 
+def mlflow_schema_revisions() -> tuple[str | None, set[str]]:
+    """(the head, every revision) of the installed MLflow's database migrations, read off its
+    alembic scripts as text: loading them through alembic imports all of MLflow (2.5 s), which
+    `lth query` must not pay. (None, set()) when the scripts cannot be read so."""
+    found = importlib.util.find_spec("mlflow")
+    if found is None or not found.submodule_search_locations:
+        return None, set()
+    versions = Path(list(found.submodule_search_locations)[0]) / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for script in versions.glob("*.py"):
+        source = script.read_text(encoding="utf-8", errors="replace")
+        revision = re.search(r"^revision\s*=\s*['\"]([0-9a-f]+)['\"]", source, re.MULTILINE)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", source, re.MULTILINE)
+        if revision:
+            revisions.add(revision.group(1))
+            parents.update(re.findall(r"[0-9a-f]{6,}", down.group(1)) if down else ())
+    heads = revisions - parents
+    return (heads.pop() if len(heads) == 1 else None), revisions
+
+
 @functools.lru_cache(maxsize=1)
 def expected_revision() -> str:
     """The head of the installed MLflow's migrations: the schema revision its code is written for."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    head, _ = mlflow_schema_revisions()
+    if head is not None:
+        return head
+    from mlflow.store.db.utils import _get_latest_schema_revision  # the scripts changed form: ask MLflow
 
     return _get_latest_schema_revision()
+
+
+def direct_engine(uri: str):
+    """A SQLAlchemy engine on a database tracking URI, without MLflow's client (whose import and
+    store set-up cost ~2 s); None for other URIs and for a SQLite file that does not exist (which
+    connecting would create)."""
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return None
+    if uri.startswith("sqlite:"):
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if not path or path.startswith(":memory:") or not Path(path).is_file():
+            return None
+    from sqlalchemy import create_engine
+
+    return create_engine(uri)
 
 
 def schema_matches(engine) -> bool:

@@ -4,7 +4,9 @@ record Frankle & Carbin's early-stopping iteration is read from.
 
 Attacks take `to_pixels`/`from_pixels` (the dataset's `Dataset.to_pixels/from_pixels`): epsilons
 are in pixel units ([0, 1]; 8/255 is the usual CIFAR budget) and adversarial images are clamped to
-[0, 1] in pixel space, whatever normalisation the model was trained with.
+[0, 1] in pixel space, whatever normalisation the model was trained with. Images and labels may
+be on the CPU: each batch is moved to the model's device (`analysis.device`), and random starts are
+drawn on the CPU, so every device attacks from the same points.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
+
+from analysis.device import model_device
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -33,8 +37,10 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits on the CPU, computed on the model's device."""
+    device = model_device(model)
     with eval_mode(model):
-        return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+        return torch.cat([model(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
 
 
 def ood_auroc(in_probs, out_probs) -> float:
@@ -84,9 +90,10 @@ def fgsm_accuracy(
     """Accuracy on FGSM images (Goodfellow et al. 2015), as Chen et al. report it:
     x_adv = clamp(x + eps * sign(grad_x CE(f(x), y)), 0, 1) in pixel space."""
     correct = 0
+    device = model_device(model)
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
-            pixels, y = to_pixels(images[i : i + batch_size]), labels[i : i + batch_size]
+            pixels, y = to_pixels(images[i : i + batch_size].to(device)), labels[i : i + batch_size].to(device)
             grad, _ = _pixel_gradient(model, pixels, y, from_pixels)
             adversarial = (pixels + eps * grad.sign()).clamp(0, 1)
             with torch.no_grad():
@@ -118,15 +125,16 @@ def pgd_accuracy(
     """
     step_size = 2.5 * eps / steps if step_size is None else step_size
     generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
     robust = 0
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
-            clean, y = to_pixels(images[i : i + batch_size]), labels[i : i + batch_size]
+            clean, y = to_pixels(images[i : i + batch_size].to(device)), labels[i : i + batch_size].to(device)
             x = clean
             if random_start:
-                noise = torch.rand(clean.shape, generator=generator, dtype=clean.dtype)
+                noise = torch.rand(clean.shape, generator=generator, dtype=clean.dtype).to(device)
                 x = (clean + (2 * noise - 1) * eps).clamp(0, 1)
-            alive = torch.ones(len(y), dtype=torch.bool)
+            alive = torch.ones(len(y), dtype=torch.bool, device=device)
             for _ in range(steps):
                 grad, logits = _pixel_gradient(model, x, y, from_pixels)
                 alive &= logits.argmax(1) == y

@@ -6,8 +6,12 @@ image). The MACs of one image's forward pass are counted by hooks on the conv an
 the model built on torch's meta device (no memory, no data; a tiny CPU forward for models that
 cannot be built there); norms, activations and pooling are left out (a few percent). Unstructured
 sparsity saves nothing: pruned weights still go through dense kernels. Not counted: pruning scores
-(SNIP, GraSP, SynFlow: one round's worth of batches at most) and the per-round analysis, which runs
-on its own actors.
+(SNIP, GraSP, SynFlow: one round's worth of batches at most).
+
+The analysis (`orchestrator.estimate_analysis`) runs on its own actors, beside training: each
+round of each lineage and each trunk's dense reference (and noise floor) is one measurement. The
+sweep runs at the pace of the slower pipeline: lineages training `slots` at a time, or their rounds
+analysed `actors` at a time.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from orchestrator.estimate_analysis import ANALYSIS_GPU_FLOPS, analysis_plan
 from trainables.data.describe import Description, describe
 from trainables.specs import LineageSpec, ModelSpec, TrunkSpec
 
@@ -139,7 +144,7 @@ class Machine:
         return max(1, min(fits))
 
     def fits(self, cpus_per_trial: float, gpus_per_trial: float) -> bool:
-        return cpus_per_trial <= self.cpus and gpus_per_trial <= self.gpus and not self.gpus_assumed
+        return cpus_per_trial <= self.cpus and gpus_per_trial <= self.gpus and not (self.gpus_assumed and gpus_per_trial > 0)
 
 
 def on_gpu(train, gpus_per_trial: float) -> bool:
@@ -189,15 +194,21 @@ def notes(trunks: list[TrunkSpec], cpus_per_trial: float, gpus_per_trial: float)
     return out
 
 
-def report(config, trunks: list[tuple[TrunkSpec, Cost]], lineages: list[tuple[TrunkSpec, Cost]]) -> list[str]:
+def report(
+    config,
+    trunks: list[tuple[TrunkSpec, Cost]],
+    lineages: list[tuple[TrunkSpec, Cost]],
+    measurements: list[tuple[TrunkSpec, int]] = (),
+) -> list[str]:
     """Totals, what Ray is asked for, a wall time on this machine, and notes. `lineages` pairs each
-    lineage's trunk spec (its recipe) with the lineage's cost."""
+    lineage's trunk spec (its recipe) with the lineage's cost; `measurements`: see `analysis_plan`."""
     res, analysis = config.resources, config.analysis
     cpus, gpus = res.cpus_per_trial, res.gpus_per_trial
     trunk_flops, lineage_flops = sum(c.flops for _, c in trunks), sum(c.flops for _, c in lineages)
     ask = f"{{CPU: {cpus:g}" + (f", GPU: {gpus:g}}}" if gpus else "}")
     devices = "/".join(sorted({"GPU" if on_gpu(s.train, gpus) else "CPU" for s, _ in trunks}))
-    machine = Machine.here(wants_gpus=gpus > 0)
+    actor_gpus = analysis.gpus_per_actor if analysis.enabled else 0.0
+    machine = Machine.here(wants_gpus=gpus > 0 or actor_gpus > 0)
     slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
     trunk_s, lineage_s = (
         phase_seconds([cost.flops / speed(spec.train, cpus, gpus) for spec, cost in jobs], slots)
@@ -208,15 +219,48 @@ def report(config, trunks: list[tuple[TrunkSpec, Cost]], lineages: list[tuple[Tr
         f"trials asking for {ask} never start on this machine ({machine.cpus} CPUs, "
         f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
     ]
-    return [
+    actor_ask = f"{{CPU: {analysis.cpus_per_actor:g}" + (f", GPU: {actor_gpus:g}}}" if actor_gpus else "}")
+    if analysis.enabled and not machine.fits(analysis.cpus_per_actor, actor_gpus):
+        start.append(
+            f"analysis actors asking for {actor_ask} never start on this machine ({machine.cpus} CPUs, "
+            f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
+        )
+    planned = analysis_plan(analysis, list(measurements), forward_macs)
+    lines = [
         f"compute: {si(trunk_flops + lineage_flops, 'FLOP')} (trunks {si(trunk_flops, 'FLOP')}, lineages "
         f"{si(lineage_flops, 'FLOP')}): 2 FLOPs per multiply-accumulate x (3 per trained image + 1 per evaluated); "
-        "dense kernels; pruning scores and round analysis not counted",
+        "dense kernels; pruning scores not counted",
         f"resources: each trunk task and each lineage trial asks Ray for {ask} and trains on the {devices}; "
-        + (f"analysis: {analysis.actors} actor(s) x {{CPU: {analysis.cpus_per_actor:g}}}; " if analysis.enabled else "")
+        + (f"analysis: {analysis.actors} actor(s) x {actor_ask}, measuring on the "
+           f"{'GPU' if actor_gpus > 0 else 'CPU'}; " if analysis.enabled else "")
         + f"max concurrent trials: {res.max_concurrent_trials or 'as many as the cluster fits'}",
-        f"wall time (rough): {duration(trunk_s + lineage_s)} (trunks {duration(trunk_s)}, then lineages "
-        f"{duration(lineage_s)}), {slots} at a time on {machine.cpus} CPUs and {gpus_here}; assumes "
-        f"{si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
-        f"(x{BF16_GPU_SPEEDUP:g} in bf16), no time lost to data loading or analysis",
-    ] + [f"note: {note}" for note in start + notes([s for s, _ in trunks], cpus, gpus)]
+    ]
+    analysis_s = 0.0 if planned is None else phase_seconds(planned.seconds, planned.actors)
+    if planned is None:
+        lines.append(
+            f"wall time (rough): {duration(trunk_s + lineage_s)} (trunks {duration(trunk_s)}, then lineages "
+            f"{duration(lineage_s)}), {slots} at a time on {machine.cpus} CPUs and {gpus_here}; assumes "
+            f"{si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
+            f"(x{BF16_GPU_SPEEDUP:g} in bf16), no time lost to data loading; bound by training (analysis off)"
+        )
+    else:
+        bound = "analysis" if analysis_s > lineage_s else "training"
+        lines += [
+            f"analysis (rough): {sum(count for _, count in measurements)} measurements (every round of every "
+            f"lineage, each trunk's reference and noise floor), ~{duration(planned.per_round)} each on "
+            f"{planned.device}: {duration(analysis_s)} on {planned.actors} actor(s) at a time",
+            f"wall time (rough): {duration(trunk_s + max(lineage_s, analysis_s))} (trunks {duration(trunk_s)}, "
+            f"then lineages {duration(lineage_s)} of training, {slots} at a time, beside {duration(analysis_s)} of "
+            f"analysis) on {machine.cpus} CPUs and {gpus_here}; bound by {bound}"
+            + (": more analysis actors (analysis.actors) or GPUs for them (analysis.gpus_per_actor) would shorten it"
+               if bound == "analysis" else "")
+            + f"; assumes {si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
+            f"(x{BF16_GPU_SPEEDUP:g} in bf16) for training, {si(ANALYSIS_GPU_FLOPS, 'FLOP/s')} per analysis GPU, "
+            "no time lost to data loading",
+        ]
+        if analysis.cpus_per_actor == 0 and actor_gpus == 0:
+            start.append(
+                "analysis.cpus_per_actor is 0: the actors share the trials' cores, so training and analysis "
+                "both run slower than estimated when the cores are busy"
+            )
+    return lines + [f"note: {note}" for note in start + notes([s for s, _ in trunks], cpus, gpus)]

@@ -34,7 +34,7 @@ def view_state(parent_id: str) -> dict:
         "useGroupedValuesInCharts": True,
         "runsHiddenMode": "SHOW_ALL",  # MLflow's default draws the first 10 runs only
         "hideEmptyCharts": True,
-        "chartsSearchFilter": "test/acc",
+        "chartsSearchFilter": "^test/acc$",  # a regular expression: not se/test/acc too
     }
 
 

@@ -68,7 +68,19 @@ class SweepPlan:
             )
         lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
         trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]
-        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks))
+        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks, self.measurements()))
+
+    def measurements(self) -> list[tuple[TrunkSpec, int]]:
+        """What the analysis actors measure: each lineage's rounds, and each trunk's dense reference
+        plus, when another seed of its configuration is in the sweep, its noise floor."""
+        configurations: dict[str, int] = {}
+        for spec, _ in self.trunks.values():
+            key = spec.model_copy(update={"seed": 0}).id
+            configurations[key] = configurations.get(key, 0) + 1
+        trunks = [
+            (spec, 1 + (configurations[spec.model_copy(update={"seed": 0}).id] > 1)) for spec, _ in self.trunks.values()
+        ]
+        return [(spec.trunk, spec.pruning.rounds) for spec in self.lineages] + trunks
 
 
 def display_name(spec: LineageSpec) -> str:

@@ -12,6 +12,7 @@ at once, and a SQLite file is only read (read-only connection, after its header 
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sqlite3
 import tempfile
@@ -94,29 +95,19 @@ def sqlite_problem(file: Path, reading: bool) -> str | None:
 def _schema_problem(file: Path, version: str | None) -> str | None:
     """MLflow refuses a database of another schema version ("Detected out-of-date database schema")
     or, when tables are missing, migrates it in place: say so before it does either."""
-    import mlflow
+    from analysis.query_sql import mlflow_schema_revisions
 
-    try:
-        from alembic.script import ScriptDirectory
-        from mlflow.store.db.utils import _get_alembic_config
-
-        script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
-        head = script.get_current_head()
-    except Exception:  # noqa: BLE001 - a private MLflow helper changed: leave the judgment to MLflow
+    head, revisions = mlflow_schema_revisions()
+    if head is None or version == head:  # scripts unreadable (MLflow changed): MLflow judges
         return None
-    if version == head:
-        return None
-    try:
-        known = version is not None and script.get_revision(version) is not None
-    except Exception:  # noqa: BLE001 - alembic: "Can't locate revision identified by ..."
-        known = False
-    if not known:
+    mlflow_version = importlib.metadata.version("mlflow")
+    if version not in revisions:
         return (
-            f"{file} is an MLflow database of schema {version!r}, which this MLflow ({mlflow.__version__}) does not know: "
+            f"{file} is an MLflow database of schema {version!r}, which this MLflow ({mlflow_version}) does not know: "
             "it was written by a newer MLflow; upgrade MLflow"
         )
     return (
-        f"{file} is an MLflow database of an older schema ({version}; MLflow {mlflow.__version__} expects {head}): "
+        f"{file} is an MLflow database of an older schema ({version}; MLflow {mlflow_version} expects {head}): "
         f"take a backup, then run `mlflow db upgrade sqlite:///{file}`"
     )
 

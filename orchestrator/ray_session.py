@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import ray
+
+if TYPE_CHECKING:
+    from analysis.analysis_spec import AnalysisSpec
 
 # Tune's own CSV/JSON/TensorBoard result files duplicate what MLflow records.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -56,9 +60,10 @@ class ClusterTooSmall(RuntimeError):
     """One trial asks for more than the whole cluster has: Tune would wait for it forever."""
 
 
-def check_fits(cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Stops before anything runs if no node set could ever hold one trial. (An autoscaling
-    cluster must start with one node of each kind a trial needs.)"""
+def check_fits(cpus_per_trial: float, gpus_per_trial: float, analysis: AnalysisSpec | None = None) -> None:
+    """Stops before anything runs if no node set could ever hold one trial, or one actor of the
+    `analysis` spec (when given and enabled). (An autoscaling cluster must start with one node of
+    each kind a trial or actor needs.)"""
     have = ray.cluster_resources()
     for name, wanted, field in (("CPU", cpus_per_trial, "cpus_per_trial"), ("GPU", gpus_per_trial, "gpus_per_trial")):
         if wanted > have.get(name, 0) + 1e-9:
@@ -66,3 +71,9 @@ def check_fits(cpus_per_trial: float, gpus_per_trial: float) -> None:
                 f"resources.{field}: {wanted:g} {name}s per trial, but the Ray cluster has {have.get(name, 0):g}; "
                 "trials would wait forever"
             )
+    if analysis is not None and analysis.enabled:
+        from analysis.actors import pool_shortfall
+
+        problem = pool_shortfall(analysis, have)
+        if problem:
+            raise ClusterTooSmall(problem)

@@ -123,7 +123,7 @@ def start_ray(plan: SweepPlan, address: str | None) -> bool:
     """Connects to (or starts) Ray and checks one trial fits; True when this call started Ray."""
     started_ray = connect(address)
     try:
-        check_fits(plan.config.resources.cpus_per_trial, plan.config.resources.gpus_per_trial)
+        check_fits(plan.config.resources.cpus_per_trial, plan.config.resources.gpus_per_trial, plan.config.analysis)
     except ClusterTooSmall:
         if started_ray:
             ray.shutdown()

@@ -9,9 +9,10 @@ name, so reruns never duplicate a run. Metrics are slash-grouped, step = round (
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # the names of this module are read by commands that never import MLflow (`lth query`)
+    from mlflow.tracking import MlflowClient
 
 # --- tags ---------------------------------------------------------------------------------------
 KIND = "lth.kind"  #: "sweep" | "trunk" | "lineage"
@@ -94,6 +95,8 @@ def log_metrics(client: MlflowClient, run_id: str, step: int, metrics: dict[str,
     present) last, so a reader that sees the marker at a step sees every metric of it."""
     now = int(time.time() * 1000)
     ordered = sorted(metrics.items(), key=lambda item: item[0] == marker)
+    from mlflow.entities import Metric
+
     batch = [Metric(key, float(value), now, step) for key, value in ordered]
     for start in range(0, len(batch), METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
@@ -101,6 +104,8 @@ def log_metrics(client: MlflowClient, run_id: str, step: int, metrics: dict[str,
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, str], have: set[str] = frozenset()) -> list[str]:
     """Logs the params not in `have` (MLflow refuses to change one); returns the keys logged."""
+    from mlflow.entities import Param
+
     items = [Param(key, value[:PARAM_CHARS]) for key, value in params.items() if key not in have]
     for start in range(0, len(items), PARAMS_PER_BATCH):
         client.log_batch(run_id, params=items[start : start + PARAMS_PER_BATCH])
@@ -108,6 +113,8 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, str], have: 
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
 

@@ -82,3 +82,18 @@ def test_the_expected_revision_is_the_one_mlflow_writes(mlflow_store):
     with sqlite3.connect(mlflow_store.removeprefix("sqlite:///")) as connection:
         (written,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
     assert query_sql.expected_revision() == written
+
+
+def test_the_migrations_read_as_text_give_mlflow_s_own_head():
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    head, revisions = query_sql.mlflow_schema_revisions()
+    assert head == _get_latest_schema_revision()
+    assert len(revisions) > 10 and head in revisions
+
+
+def test_reading_a_missing_sqlite_store_directly_does_not_create_it(tmp_path):
+    missing = tmp_path / "nowhere.db"
+    assert query_sql.direct_engine(f"sqlite:///{missing}") is None
+    assert not missing.exists()
+    assert query_sql.direct_engine("http://127.0.0.1:5000") is None
