@@ -11,6 +11,9 @@ from trainables.training import train
 from trainables.trunk import as_tensors, build_for, cached_dataset, train_trunk
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # retrains bit for bit what the one-thread fixture trained
+
+
 def equal_states(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
