@@ -27,7 +27,6 @@ ECE, NLL, AUROC, LIME scores and concept classifiers fitted on those embeddings 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -69,27 +68,3 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class PixelSpace:
-    """The dataset's `to_pixels`/`from_pixels` (pixels = images * std + mean), computed on the
-    input's own device: the dataset's versions build their constants on the CPU. Same operations,
-    so on the CPU the same bits."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def of(cls, dataset) -> "PixelSpace":
-        return cls(tuple(dataset.mean), tuple(dataset.std))
-
-    def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self._column(self.std, images) + self._column(self.mean, images)
-
-    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels - self._column(self.mean, pixels)) / self._column(self.std, pixels)
-
-    @staticmethod
-    def _column(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis.analysis_spec import AnalysisSpec
-from analysis.device import PixelSpace, model_device
+from analysis.device import model_device
 from trainables import record
 from trainables.data import Dataset, ImageSplit
 from trainables.masks import Masks
@@ -99,7 +99,6 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, corruption_errors, mce, mistakes
 
     spec, data = net.spec.robustness, net.dataset
-    pixels = PixelSpace.of(data)
     own = {}  # this network's part of its Reference
     test = sample(data.test, spec.images, net.spec.seed, "robustness")
     in_probs = probabilities(net.model, test.images)
@@ -108,11 +107,11 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
         metrics["ood/auroc_heldout"] = float(robustness.ood_auroc(in_probs, out_probs))
         metrics["se/ood/auroc_heldout"] = robustness.auroc_se(metrics["ood/auroc_heldout"], len(in_probs), len(out_probs))
     if spec.ood_noise:
-        noise = robustness.gaussian_noise_images(test.images, pixels.to_pixels, pixels.from_pixels, seed=net.spec.seed)
+        noise = robustness.gaussian_noise_images(test.images, data.to_pixels, data.from_pixels, seed=net.spec.seed)
         metrics["ood/auroc_noise"] = float(robustness.ood_auroc(in_probs, probabilities(net.model, noise)))
         metrics["se/ood/auroc_noise"] = robustness.auroc_se(metrics["ood/auroc_noise"], len(in_probs), len(noise))
     if spec.fgsm_eps > 0:
-        attack = (net.model, test.images, test.labels, pixels.to_pixels, pixels.from_pixels)
+        attack = (net.model, test.images, test.labels, data.to_pixels, data.from_pixels)
         metrics["adv/fgsm_acc"] = float(robustness.fgsm_accuracy(*attack, eps=spec.fgsm_eps))
         if spec.pgd_steps:
             metrics["adv/pgd_acc"] = float(
@@ -128,7 +127,7 @@ def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
         key = ("corrupted", net.data_id, len(test), tuple(names), spec.severities, net.spec.seed)
         inputs = net.cache.get(key)
         if inputs is None:
-            inputs = corrupted_inputs(test.images, pixels.to_pixels, pixels.from_pixels, names, spec.severities, net.spec.seed)
+            inputs = corrupted_inputs(test.images, data.to_pixels, data.from_pixels, names, spec.severities, net.spec.seed)
             if sum(t.numel() * t.element_size() for t in inputs.values()) <= CACHE_BYTES:
                 net.cache[key] = inputs
         errors = corruption_errors(net.model, test.images, test.labels, None, None, inputs=inputs)

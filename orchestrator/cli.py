@@ -134,8 +134,8 @@ def _ui(args) -> int:
     return subprocess.call(ui_command(uri, args.host, args.port), env=env)
 
 
-def _frame(args):
-    """The sweep's tidy table; raises BadInput naming what is wrong."""
+def readable_store(args) -> str:
+    """The tracking URI of `--tracking-uri` (else the default), checked readable; BadInput if not."""
     from orchestrator.preflight import BadStore, check_reading_store, tracking_source
 
     uri = args.tracking_uri or resolve_uri(None, Path.cwd())
@@ -143,20 +143,33 @@ def _frame(args):
         check_reading_store(uri, tracking_source(args.tracking_uri, "--tracking-uri"))
     except BadStore as error:
         raise BadInput(f"lth: {error}") from None
+    return uri
+
+
+def sweep_choice_error(error, uri: str) -> BadInput:
+    """What the user reads when `--sweep` (and `--sweep-id`) names no sweep, or several."""
+    from analysis.query import SweepAmbiguous
+
+    if isinstance(error, SweepAmbiguous):
+        return BadInput(
+            f"lth: {error.head} (tracking store {uri}); pick one with --sweep-id "
+            f"(its sweep id or parent run id; a prefix will do):\n{error.table}"
+        )
+    table = getattr(error, "table", "")  # with --sweep-id: the sweeps of that name
+    head = f"lth: {getattr(error, 'head', error)} (tracking store {uri})"
+    return BadInput(f"{head}; the sweeps of that name:\n{table}" if table else head)
+
+
+def _frame(args):
+    """The sweep's tidy table; raises BadInput naming what is wrong."""
+    uri = readable_store(args)
     from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
 
     try:  # several sweeps of one name: the user picks one (the library's default is the latest)
         with stdout_to_stderr():  # stdout holds only the table (`--format json|csv` stays parseable)
             frame = load_sweep(args.sweep, uri, args.experiment, latest=False, sweep_id=args.sweep_id)
-    except SweepAmbiguous as error:
-        raise BadInput(
-            f"lth: {error.head} (tracking store {uri}); pick one with --sweep-id "
-            f"(its sweep id or parent run id; a prefix will do):\n{error.table}"
-        ) from None
-    except SweepNotFound as error:
-        table = getattr(error, "table", "")  # with --sweep-id: the sweeps of that name
-        head = f"lth: {getattr(error, 'head', error)} (tracking store {uri})"
-        raise BadInput(f"{head}; the sweeps of that name:\n{table}" if table else head) from None
+    except (SweepAmbiguous, SweepNotFound) as error:
+        raise sweep_choice_error(error, uri) from None
     if args.where:
         try:
             frame = frame.query(args.where, engine="python")

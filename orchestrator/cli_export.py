@@ -50,19 +50,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_export(args) -> int:
-    from orchestrator.cli import BadInput, stdout_to_stderr
-    from orchestrator.preflight import BadStore, check_reading_store, tracking_source
-    from orchestrator.tracking_store import resolve_uri
+    from orchestrator.cli import BadInput, readable_store, stdout_to_stderr, sweep_choice_error
 
     if args.round is not None and args.round < 1:
         raise BadInput(f"lth: --round {args.round}: rounds count from 1")
     if args.out is None and args.register is None:
         raise BadInput("lth: export: give --out PATH (where to write the ticket), --register NAME (MLflow's model registry), or both")
-    uri = args.tracking_uri or resolve_uri(None, Path.cwd())
-    try:  # in seconds, writing nothing: MLflow's client would create a missing store, retry a server for minutes
-        check_reading_store(uri, tracking_source(args.tracking_uri, "--tracking-uri"))
-    except BadStore as error:
-        raise BadInput(f"lth: {error}") from None
+    uri = readable_store(args)
     from analysis.query import SweepAmbiguous, SweepNotFound
     from trainables.export.errors import ExportError
     from trainables.export.export import ExportRequest, export_ticket
@@ -82,15 +76,8 @@ def run_export(args) -> int:
                 from trainables.export.registry import register_ticket
 
                 registered = register_ticket(request, args.register)
-    except SweepAmbiguous as error:
-        raise BadInput(
-            f"lth: {error.head} (tracking store {uri}); pick one with --sweep-id "
-            f"(its sweep id or parent run id; a prefix will do):\n{error.table}"
-        ) from None
-    except SweepNotFound as error:
-        table = getattr(error, "table", "")
-        head = f"lth: {getattr(error, 'head', error)} (tracking store {uri})"
-        raise BadInput(f"{head}; the sweeps of that name:\n{table}" if table else head) from None
+    except (SweepAmbiguous, SweepNotFound) as error:
+        raise sweep_choice_error(error, uri) from None
     except ExportError as error:
         raise BadInput(f"lth: export: {error}") from None
     if args.out is not None:

@@ -146,7 +146,8 @@ class Dataset:
 
     @staticmethod
     def _column(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(values, dtype=like.dtype).view(1, -1, 1, 1)
+        # on the input's device: the analysis attacks and corrupts images on its actor's GPU
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
 
     @property
     def num_classes(self) -> int:
