@@ -1,6 +1,6 @@
 """What the modules a sweep's processes import pull in: open_clip (with timm, ~0.45 s) only when a
-CLIP model or concept bank is built, never in the driver, a trial worker or an analysis actor of
-another model."""
+CLIP model or concept bank is built, torchvision (1.7 s) only when a model built on it is, never in
+the driver, a trial worker or an analysis actor of another model."""
 from __future__ import annotations
 
 import json
@@ -28,11 +28,20 @@ def modules_after(statements: str) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", PROCESS_MODULES)
-def test_a_sweep_process_does_not_import_open_clip(module):
-    loaded = modules_after(f"import {module}")
-    assert module in loaded
-    assert "open_clip" not in loaded and "timm" not in loaded
+def test_a_sweep_process_imports_neither_open_clip_nor_torchvision_for_other_models():
+    """One interpreter imports the three (each pulls in torch, Ray and MLflow: seconds apiece)."""
+    loaded = modules_after("\n".join(f"import {module}" for module in PROCESS_MODULES))
+    assert set(PROCESS_MODULES) <= loaded
+    assert not {"open_clip", "timm", "torchvision"} & loaded
+
+
+def test_building_a_torchvision_model_imports_it():
+    loaded = modules_after(
+        "from trainables.models import build_model\n"
+        "from trainables.specs import ModelSpec\n"
+        "build_model(ModelSpec(name='resnet18', width=4), in_channels=3, image_size=16, num_classes=3)"
+    )
+    assert "torchvision" in loaded
 
 
 def test_building_a_clip_model_imports_it():
@@ -54,3 +63,9 @@ def test_commands_that_do_not_train_import_neither_torch_nor_ray(tmp_path):
     )
     # a query on a database store reads its tables directly: MLflow (2 s of imports) only where its client reads
     assert "analysis.query" in loaded and not {"torch", "ray", "mlflow"} & loaded
+
+
+def test_the_ticket_boards_actor_starts_without_torch():
+    """Its process starts beside the trials at a sweep's start: no torch to import (~2 s)."""
+    loaded = modules_after("import trainables.ticket_board")
+    assert "trainables.ticket_board" in loaded and not {"torch", "numpy", "ray"} & loaded

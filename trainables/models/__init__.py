@@ -5,24 +5,41 @@ alone by default (biases and norm layers are never candidates at all).
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from functools import partial
 from typing import Callable
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from trainables.models.base import PrunableModel
 from trainables.models.conv import ConvNet
-from trainables.models.inception import GoogLeNet, InceptionV3
 from trainables.models.mlp import LeNet300100
 from trainables.models.open_clip_backbone import OpenClipClassifier
 from trainables.models.resnet import CifarResNet
-from trainables.models.torchvision_resnet import TorchvisionResNet
 from trainables.models.vgg import VGG
 from trainables.models.wide_resnet import WideResNet
 
 ModelFactory = Callable[..., PrunableModel]
+
+
+class Imported:
+    """A factory found in its module when first used: the families built on torchvision's modules
+    (importing torchvision costs 1.7 s, in the driver and in every worker, and the quickstart's
+    Conv-4 does not need it)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def factory(self) -> ModelFactory:
+        return getattr(importlib.import_module(self.module), self.name)
+
+    def __call__(self, **options) -> PrunableModel:
+        return self.factory()(**options)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.factory())
 
 MODELS: dict[str, ModelFactory] = {
     "lenet_300_100": LeNet300100,
@@ -31,13 +48,13 @@ MODELS: dict[str, ModelFactory] = {
     "conv6": partial(ConvNet, depth=6),
     "resnet20": partial(CifarResNet, depth=20),
     "resnet56": partial(CifarResNet, depth=56),
-    "resnet18": partial(TorchvisionResNet, block=BasicBlock, layers=(2, 2, 2, 2)),
-    "resnet50": partial(TorchvisionResNet, block=Bottleneck, layers=(3, 4, 6, 3)),
+    "resnet18": Imported("trainables.models.torchvision_resnet", "resnet18"),
+    "resnet50": Imported("trainables.models.torchvision_resnet", "resnet50"),
     "vgg16": partial(VGG, depth=16),
     "vgg19": partial(VGG, depth=19),
     "wrn28_10": partial(WideResNet, depth=28),
-    "googlenet": GoogLeNet,
-    "inception_v3": InceptionV3,
+    "googlenet": Imported("trainables.models.inception", "GoogLeNet"),
+    "inception_v3": Imported("trainables.models.inception", "InceptionV3"),
     "clip_vit_b32": partial(OpenClipClassifier, clip_model_name="ViT-B-32"),
     "clip_rn50": partial(OpenClipClassifier, clip_model_name="RN50"),
 }

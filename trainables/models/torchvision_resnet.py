@@ -10,6 +10,8 @@ conv1 is left dense by default (it reads the colour channels and is customary to
 """
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -84,3 +86,7 @@ class TorchvisionResNet(PrunableModel):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.avgpool(x).flatten(1)
+
+
+resnet18 = partial(TorchvisionResNet, block=BasicBlock, layers=(2, 2, 2, 2))
+resnet50 = partial(TorchvisionResNet, block=Bottleneck, layers=(3, 4, 6, 3))
