@@ -105,15 +105,17 @@ def trunk_cost(spec: TrunkSpec) -> Cost:
     return Cost(spec.train.epochs * per_epoch, images, _flops(forward_macs(spec.model, data), images, data.test))
 
 
-def lineage_cost(spec: LineageSpec, validation_every: int = 0) -> Cost:
-    """Every round retrains from the rewind point (twice with `reinit`) and evaluates the test split,
-    plus a validation pass every `validation_every` iterations (the early-stopping measure)."""
+def lineage_cost(spec: LineageSpec, validation_every: int = 0, trains_ticket: bool = True) -> Cost:
+    """Every round retrains from the rewind point and evaluates the test split, plus a validation
+    pass every `validation_every` iterations (the early-stopping measure). A control (`reinit`,
+    `shuffle`) trains twice per round, unless another lineage trains its ticket (`trains_ticket`
+    False: `trainables.ticket_sharing`)."""
     trunk, pruning = spec.trunk, spec.pruning
     data = describe(trunk.data)
     total = trunk.train.epochs * trunk.train.iterations_per_epoch(data.train)
     iterations = max(0, total - pruning.rewind_iteration)
     images = max(0, trunk.train.epochs * data.train - pruning.rewind_iteration * trunk.train.batch_size)
-    trainings = pruning.rounds * (2 if pruning.reinit or pruning.shuffle else 1)  # a control trains its own copy
+    trainings = pruning.rounds * (2 if (pruning.reinit or pruning.shuffle) and trains_ticket else 1)
     validations = iterations // validation_every if validation_every else 0
     evaluated = pruning.rounds * data.test * (1 + validations)
     macs = forward_macs(trunk.model, data)

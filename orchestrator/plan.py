@@ -11,6 +11,7 @@ from orchestrator.config_errors import ConfigError
 from orchestrator.grid import expand_lineages, unique_trunks
 from trainables.data.describe import describe
 from trainables.specs import LineageSpec, TrunkSpec
+from trainables.ticket_sharing import shared_tickets, takes_ticket
 
 
 @dataclass
@@ -37,7 +38,11 @@ class SweepPlan:
     def describe(self) -> str:
         """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate."""
         trunk_costs = {tid: estimate.trunk_cost(spec) for tid, (spec, _) in self.trunks.items()}
-        lineage_costs = {spec.id: estimate.lineage_cost(spec, self.validation_every) for spec in self.lineages}
+        shared = shared_tickets(self.lineages)
+        lineage_costs = {
+            spec.id: estimate.lineage_cost(spec, self.validation_every, trains_ticket=not takes_ticket(spec, shared))
+            for spec in self.lineages
+        }
         lines = [
             f"sweep {self.config.name} ({self.sweep_id}): {len(self.trunks)} trunk(s), "
             f"{len(self.lineages)} lineage(s), {self.total_rounds} rounds",
@@ -65,6 +70,7 @@ class SweepPlan:
                 f"  {spec.id}  {display_name(spec):{width}s}  trunk {spec.trunk.id}  {p.rounds} rounds x {p.rate:.0%} "
                 f"{p.scope} -> {final:.1%} sparse; {estimate.si(cost.iterations)} iterations "
                 f"-> {estimate.si(cost.flops, 'FLOP')}"
+                + ("; its tickets shared with the method's other lineages (trained once)" if takes_ticket(spec, shared) else "")
             )
         lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
         trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]

@@ -32,10 +32,12 @@ from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.summary import collect_rows, render, render_markdown, succeeded, summary_frame, unresolvable_columns
 from orchestrator.tracking_store import check_tracking
 from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
-from orchestrator.tuner import expected_cost, experiment_name, make_tuner, mark_stopped
+from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, trial_order
 from trainables import provenance, record
 from trainables.run_logger import RunLogger
-from trainables.trial_payload import ResumePoint, SharedObjects, TrialPayload
+from trainables.ticket_board import TicketBoard
+from trainables.ticket_sharing import shared_tickets
+from trainables.trial_payload import ResumePoint, SharedObjects, TicketSharing, TrialPayload
 
 
 @dataclass
@@ -204,7 +206,7 @@ def judge_stale(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
 
 def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
     """Checkpoints an earlier driver left in the storage path: their lineages continue from them.
-    Then the pending lineages are ordered longest first, so that no long one runs alone at the end."""
+    Then the pending lineages are put in Tune's order (`tuner.trial_order`)."""
     storage = plan.config.storage_path(Path.cwd())
     left = latest_checkpoints(storage, experiment_name(plan), [payload.lineage_id for payload in runs.pending])
     for index, payload in enumerate(runs.pending):
@@ -223,7 +225,8 @@ def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
             RunLogger(runs.tracker.uri, payload.run_id).note(None, [
                 f"no checkpoint left in {storage}: restarted from round 1 (rounds already in MLflow are not logged again)"
             ])
-    runs.pending.sort(key=lambda payload: -expected_cost(payload.lineage))
+    shared = shared_tickets([payload.lineage for payload in runs.pending])
+    runs.pending.sort(key=lambda payload: trial_order(payload.lineage, shared))
 
 
 def provide_lineage_trunks(plan: SweepPlan, runs: SweepRuns, pool: AnalysisPool | None, console: Console) -> SharedObjects:
@@ -245,7 +248,18 @@ def provide_lineage_trunks(plan: SweepPlan, runs: SweepRuns, pool: AnalysisPool 
     analysis = None
     if runs.pending and pool is not None:
         analysis = hand_off(pool, trunks, {tid: spec for tid, (spec, _) in plan.trunks.items()}, console.say)
-    return SharedObjects(tracker.uri, {tid: ref for tid, (ref, _) in trunks.items()}, analysis)
+    return SharedObjects(tracker.uri, {tid: ref for tid, (ref, _) in trunks.items()}, analysis, ticket_board(runs.pending))
+
+
+def ticket_board(pending: list[TrialPayload]) -> TicketSharing | None:
+    """The board on which lineages that train the same ticket leave it for each other
+    (`trainables.ticket_sharing`); None when no two pending lineages do. It holds tensors, not
+    work: no CPU."""
+    shared = shared_tickets([payload.lineage for payload in pending])
+    if not shared:
+        return None
+    board = ray.remote(TicketBoard).options(num_cpus=0).remote(shared)
+    return TicketSharing(board, frozenset(shared))
 
 
 def run_trials(

@@ -1,7 +1,7 @@
 """Ray Tune's side of a sweep: one trial per lineage, and what to do with those the scheduler stopped."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from ray import tune
@@ -13,14 +13,24 @@ from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from trainables.specs import LineageSpec
+from trainables.ticket_sharing import has_control, takes_ticket
 from trainables.trial import lineage_trial
 from trainables.trial_payload import SharedObjects, TrialPayload
 
 
-def expected_cost(spec: LineageSpec) -> float:
-    """Relative training cost of a lineage: retrained iterations (twice over for the reinit control)."""
+def expected_cost(spec: LineageSpec, trains_ticket: bool = True) -> float:
+    """Relative training cost of a lineage: retrained iterations (twice over for a control that
+    trains its ticket too)."""
     retrained = spec.trunk.total_iterations() - spec.pruning.rewind_iteration
-    return spec.pruning.rounds * retrained * (2 if spec.pruning.reinit else 1)
+    return spec.pruning.rounds * retrained * (2 if has_control(spec) and trains_ticket else 1)
+
+
+def trial_order(spec: LineageSpec, shared: Collection[str]) -> tuple[bool, float]:
+    """Where a pending lineage goes in Tune's queue: the controls that take their tickets from
+    another lineage (`shared`: `trainables.ticket_sharing`) after every other, so that they find
+    them trained; longest first within each, so that no long lineage runs alone at the end."""
+    takes = takes_ticket(spec, shared)
+    return takes, -expected_cost(spec, trains_ticket=not takes)
 
 
 def experiment_name(plan: SweepPlan) -> str:

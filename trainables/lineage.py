@@ -21,10 +21,12 @@ from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, de
 from trainables.pruning import PRUNING_METHODS
 from trainables.pruning.base import PruneContext
 from trainables.specs import LineageSpec
+from trainables.ticket_sharing import TicketExchange
 from trainables.training import evaluate, train
 from trainables.trunk import TrunkResult, as_tensors, build_for, cached_dataset
 
 REINIT_SEED_OFFSET = 1_000_000_007
+SHARED_TICKET_NOTE = "ticket shared: trained once for the sweep, by another lineage with the same ticket"
 
 
 
@@ -127,6 +129,7 @@ def run_lineage(
     on_round: Callable[[RoundResult], None] = lambda result: None,
     validation_every: int = 0,
     validation_images: int | None = None,
+    tickets: TicketExchange | None = None,
 ) -> list[RoundResult]:
     """Runs the rounds after `resume_from.round` (all of them by default).
 
@@ -138,6 +141,8 @@ def run_lineage(
     `validation_every` > 0 tracks the reported network's validation loss for the early-stopping
     iteration, on `validation_images` of the data's validation split (all of it by default; never
     the test split), and reports the test accuracy at the selected iteration.
+    `tickets`: where a control takes each round's ticket when another lineage of the sweep trained
+    it already, and leaves the ones it trains itself (`trainables.ticket_sharing`).
     """
     dataset = cached_dataset(spec.trunk.data)
     validation_set = validation_split(dataset, validation_images) if validation_every else None
@@ -176,7 +181,14 @@ def run_lineage(
         extra = callbacks(ctx, model, placed)
         has_control = pruning.shuffle or pruning.reinit
         extra, tracker = tracked(extra) if not has_control else (extra, None)
-        ticket = _retrain(spec, model, dataset, start, placed, runtime, extra, whole_filters)
+        shared = tickets.take(round_index) if tickets is not None and has_control else None
+        if shared is None:
+            ticket = _retrain(spec, model, dataset, start, placed, runtime, extra, whole_filters)
+            if tickets is not None:
+                tickets.leave(round_index, ticket, to_device(placed, torch.device("cpu")))
+        else:  # the masks as the ticket's training left them (a dynamic method moves them)
+            ticket, placed = shared.weights, to_device(shared.masks, runtime.device)
+            ctx.notes.append(SHARED_TICKET_NOTE)
         evaluated, evaluated_masks = ticket, placed
         if has_control:  # its own masks: a dynamic method may move them during training
             control = _control_masks(pruning, to_device(placed, torch.device("cpu")), ctx)

@@ -19,6 +19,7 @@ from trainables.lineage import LayerCollapseError, LineageState, RoundResult, ru
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables import record
 from trainables.run_logger import RunLogger
+from trainables.ticket_sharing import TicketExchange, ticket_id
 from trainables.trial_payload import SharedObjects, TrialPayload
 from trainables.training import DivergedError
 from trainables.trunk import TrunkResult
@@ -58,6 +59,7 @@ def lineage_trial(config: dict, shared: SharedObjects) -> None:
             spec, trunk, resume_from=resume_state(payload, logger, analyst),
             on_round=lambda result: report_round(payload, result, trunk, logger, analyst),
             validation_every=payload.validation_every, validation_images=payload.validation_images,
+            tickets=ticket_exchange(shared, spec),
         )
         if analyst:
             analyst.wait()  # the run is complete only once its analyses are
@@ -71,6 +73,13 @@ def lineage_trial(config: dict, shared: SharedObjects) -> None:
         logger.finish("FAILED", error=f"{type(error).__name__}: {error}")
         raise
     logger.finish()
+
+
+def ticket_exchange(shared: SharedObjects, spec) -> TicketExchange | None:
+    """This lineage's side of the sweep's ticket board, when another lineage trains its ticket too."""
+    if shared.tickets is None or ticket_id(spec) not in shared.tickets.tickets:
+        return None
+    return TicketExchange(shared.tickets.board, ticket_id(spec))
 
 
 def attempt_tags(payload: TrialPayload) -> dict[str, str]:

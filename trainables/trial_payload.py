@@ -75,3 +75,12 @@ class SharedObjects:
     tracking_uri: str
     trunks: dict = field(default_factory=dict)  #: trunk id -> ObjectRef of its `TrunkResult`
     analysis: AnalysisHandoff | None = None  #: None: the sweep's analysis is off
+    tickets: "TicketSharing | None" = None  #: None: no lineage of the sweep shares its ticket
+
+
+@dataclass(frozen=True)
+class TicketSharing:
+    """The sweep's ticket board (`trainables.ticket_sharing`) and the tickets it shares."""
+
+    board: object  #: ActorHandle of a `TicketBoard`
+    tickets: frozenset[str]  #: ticket ids trained by more than one pending lineage

@@ -1,0 +1,51 @@
+"""A sweep with a method and its reinit control trains the method's tickets once: the control,
+queued after the method, takes every round's ticket from the sweep's board (a real Ray actor) and
+logs bit for bit what it logs training them itself."""
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from orchestrator.config import load_config
+from orchestrator.plan import make_plan
+from orchestrator.sweep import run_sweep
+from tests.support.sweeps import runs_of, sweep_yaml
+from trainables import record
+from trainables.lineage import SHARED_TICKET_NOTE, run_lineage
+from trainables.trunk import train_trunk
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_control_takes_its_methods_tickets_and_logs_what_it_would_have_trained(ray_session, tmp_path, monkeypatch):
+    config = yaml.safe_load(sweep_yaml("tickets", [{"rate": 0.5, "rounds": 3, "reinit": True}, {"rate": 0.5, "rounds": 3}]))
+    config["resources"]["max_concurrent_trials"] = 1  # so the control (queued second, though listed first) finds every round
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+    control, method = plan.lineages
+    assert control.pruning.reinit and not method.pruning.reinit
+    assert run_sweep(plan).succeeded
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}
+    control_run, method_run = runs[control.id], runs[method.id]
+    queued = {run.data.tags["lth.label"]: run.data.metrics["time/queued_seconds"] for run in (control_run, method_run)}
+    assert queued["imp+reinit"] > queued["imp"]  # queued after the method
+    notes = control_run.data.tags[record.NOTES]
+    assert [f"round {r}: {SHARED_TICKET_NOTE}" in notes for r in (1, 2, 3)] == [True] * 3
+    assert SHARED_TICKET_NOTE not in method_run.data.tags.get(record.NOTES, "")
+
+    torch.set_num_threads(1)  # as in the trial (cpus_per_trial = 1)
+    alone = run_lineage(control, train_trunk(control.trunk, (control.pruning.rewind_iteration,)))
+    for result in alone:
+        index = result.state.round
+        for run in (control_run, method_run):  # the control trains under the method's masks
+            logged = load_file(client.download_artifacts(run.info.run_id, record.round_masks(index), str(tmp_path)))
+            assert all(torch.equal(logged[k], result.state.masks[k]) for k in result.state.masks), index
+        acc = [m.value for m in client.get_metric_history(control_run.info.run_id, "test/acc") if m.step == index]
+        assert acc == [result.metrics["test/acc"]]
+    final = load_file(client.download_artifacts(control_run.info.run_id, record.TICKET_WEIGHTS, str(tmp_path)))
+    assert all(torch.equal(final[k], alone[-1].evaluated[k]) for k in alone[-1].evaluated)
