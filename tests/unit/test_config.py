@@ -30,7 +30,7 @@ def test_the_embedded_default_is_the_quickstart_file():
     assert default == explicit
     plan = make_plan(default)
     assert len(plan.trunks) == len(default.seeds) == 2
-    assert len(plan.lineages) == 12 and plan.total_rounds == 60
+    assert len(plan.lineages) == 12 and plan.total_rounds == 48
 
 
 def test_lists_expand_into_a_grid_and_trunks_are_shared(tmp_path):
@@ -68,7 +68,10 @@ def test_resizing_the_analysis_pool_keeps_the_sweep_s_identity():
     quickstart = make_plan(load_config(QUICKSTART))
     resized = make_plan(load_config(QUICKSTART, ["analysis.actors=3", "analysis.cpus_per_actor=1"]))
     assert resized.config.analysis.actors == 3
-    assert resized.sweep_id == quickstart.sweep_id == "a8498abef5aa"  # the id the quickstart had before this rule
+    assert resized.sweep_id == quickstart.sweep_id
+    # the quickstart of 2026-11-30 has the id it had before this rule
+    before = ["train.epochs=8", "train.lr=0.002", "pruning.rate=0.4", "pruning.rounds=5"]
+    assert make_plan(load_config(QUICKSTART, [*before, "analysis.actors=3"])).sweep_id == "a8498abef5aa"
     assert resized.config.analysis.id == quickstart.config.analysis.id
     measured_differently = make_plan(load_config(QUICKSTART, ["analysis.gradcam.images=64"]))
     assert measured_differently.sweep_id != quickstart.sweep_id  # what is measured stays part of it
@@ -111,8 +114,12 @@ def test_broken_yaml_is_reported_with_its_file(workdir, capsys):
 def test_dry_run_prints_the_plan_and_starts_nothing(workdir, capsys):
     assert main(["sweep", "--dry-run", "--set", "seeds=[0,1,2]"]) == 0
     out = capsys.readouterr().out
-    assert "3 trunk(s), 18 lineage(s), 90 rounds" in out
+    assert "3 trunk(s), 18 lineage(s), 72 rounds" in out
     assert "imp@125 s2" in out and "imp+reinit s0" in out
+    (control,) = [line for line in out.splitlines() if "imp+reinit s0 " in line]
+    assert control.endswith("its tickets shared with the method's other lineages (trained once)")
+    (imp,) = [line for line in out.splitlines() if "imp s0 " in line]
+    assert control.split("; ")[1] == imp.split("; ")[1]  # the same iterations: the control trains once per round
     assert list(workdir.iterdir()) == []
 
 

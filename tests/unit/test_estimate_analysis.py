@@ -32,7 +32,7 @@ def line(text: str, start: str) -> str:
 def test_heavy_analysis_on_one_actor_bounds_the_sweep():
     text = describe([*HEAVY, "analysis.actors=1", "train.epochs=2"])
     assert line(text, "wall time (rough): ").split("; ")[1].startswith("bound by analysis: more analysis actors")
-    assert "64 measurements" in line(text, "analysis (rough): ")  # 12 lineages x 5 rounds + 2 references + 2 floors
+    assert "52 measurements" in line(text, "analysis (rough): ")  # 12 lineages x 4 rounds + 2 references + 2 floors
 
 
 def test_without_analysis_training_bounds_the_sweep():
