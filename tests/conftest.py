@@ -15,12 +15,27 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
-from tests.support.sweeps import RAY_INIT
+from tests.support.sweeps import RAY_INIT, ROOT
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """README's test command runs two pytest-xdist workers (`--dist loadgroup`, pyproject.toml): the
+    sweeps' child processes, servers and browsers leave a core idle a quarter of the time. A file's
+    tests stay on one worker, so that its module fixtures (a sweep, a server, a browser) are made
+    once; the infrastructure tests share one worker: they install chromium and PostgreSQL with
+    apt-get, which two workers would fight over, and one MLflow server serves them all. Each worker
+    has its own session Ray (`ray_session`), on its own ports."""
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(ROOT)
+        group = "infrastructure" if path.parts[:2] == ("tests", "infrastructure") else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
