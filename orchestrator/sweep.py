@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import ray
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from analysis.actors import AnalysisPool
 from analysis.plots import accuracy_vs_sparsity, dimension_figures, method_colors
@@ -258,7 +259,8 @@ def ticket_board(pending: list[TrialPayload]) -> TicketSharing | None:
     shared = shared_tickets([payload.lineage for payload in pending])
     if not shared:
         return None
-    board = ray.remote(TicketBoard).options(num_cpus=0).remote(shared)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)  # lost only with the driver
+    board = ray.remote(TicketBoard).options(num_cpus=0, scheduling_strategy=here).remote(shared)
     return TicketSharing(board, frozenset(shared))
 
 

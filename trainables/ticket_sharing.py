@@ -17,6 +17,7 @@ lineage's ticket.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import torch
 from trainables.masks import Masks
 from trainables.specs import LineageSpec
 from trainables.trunk import as_tensors, to_numpy
+
+logger = logging.getLogger(__name__)
 
 
 def ticket_id(spec: LineageSpec) -> str:
@@ -60,7 +63,9 @@ class SharedTicket:
 
 
 class TicketExchange:
-    """One lineage's side of the board. `board` is a `TicketBoard` or a Ray actor handle of one."""
+    """One lineage's side of the board. `board` is a `TicketBoard` or a Ray actor handle of one.
+    A board that is gone (its node lost) is an optimisation lost, not a failure: the lineage
+    trains its tickets itself from then on, and says so in the log."""
 
     def __init__(self, board, ticket: str):
         self.board, self.ticket = board, ticket
@@ -77,8 +82,15 @@ class TicketExchange:
         self._call("leave", self.ticket, round_index, to_numpy(weights), to_numpy(masks))
 
     def _call(self, method: str, *args):
+        if self.board is None:
+            return None
         if not self._remote:
             return getattr(self.board, method)(*args)
         import ray
 
-        return ray.get(getattr(self.board, method).remote(*args))
+        try:
+            return ray.get(getattr(self.board, method).remote(*args))
+        except ray.exceptions.RayActorError as error:
+            logger.warning("the sweep's ticket board is gone (%s): this lineage trains its tickets itself", error)
+            self.board = None
+            return None

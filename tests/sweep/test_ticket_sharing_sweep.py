@@ -49,3 +49,24 @@ def test_the_control_takes_its_methods_tickets_and_logs_what_it_would_have_train
         assert acc == [result.metrics["test/acc"]]
     final = load_file(client.download_artifacts(control_run.info.run_id, record.TICKET_WEIGHTS, str(tmp_path)))
     assert all(torch.equal(final[k], alone[-1].evaluated[k]) for k in alone[-1].evaluated)
+
+
+def test_a_lost_board_makes_a_control_train_its_tickets_itself(ray_session):
+    import ray
+
+    from tests.support.tiny import tiny_lineage
+    from trainables.ticket_board import TicketBoard
+    from trainables.ticket_sharing import TicketExchange, shared_tickets
+
+    imp, reinit = tiny_lineage(rounds=2), tiny_lineage(rounds=2, reinit=True)
+    board = ray.remote(TicketBoard).options(num_cpus=0).remote(shared_tickets([imp, reinit]))
+    exchange = TicketExchange(board, imp.id)
+    trunk = train_trunk(imp.trunk, (0,))
+    run_lineage(imp, trunk, tickets=exchange)
+    assert ray.get(board.held.remote()) == [(imp.id, 1), (imp.id, 2)]  # through the actor
+    ray.kill(board)  # its node lost, say
+    control = TicketExchange(board, imp.id)
+    shared = run_lineage(reinit, trunk, tickets=control)
+    assert control.board is None and not any(SHARED_TICKET_NOTE in r.notes for r in shared)
+    alone = run_lineage(reinit, trunk)
+    assert all(torch.equal(a.evaluated[k], b.evaluated[k]) for a, b in zip(alone, shared) for k in a.evaluated)
