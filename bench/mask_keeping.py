@@ -2,6 +2,7 @@
 multiply for all layers (`MaskKeeper`), for ResNet-20 at 32 px, batch 128, SGD with momentum.
 
     python bench/mask_keeping.py [--model resnet20] [--image-size 32] [--batch 128] [--threads 1] [--compile]
+    python bench/mask_keeping.py --processes 2      # per process and in aggregate, N processes at once
 
 Prints (a) the mask keeping alone per step (both multiplies, grads and weights), and (b) training
 iterations per second with each keeper. On a GPU, each multiply is one kernel launch, so (a) is
@@ -10,6 +11,7 @@ what a launch-bound small network pays per step; on a CPU it is a loop of small 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 
@@ -89,6 +91,30 @@ def iterations_per_second(args, keeper_class, device, compiled: bool = False) ->
     return args.steps / (time.perf_counter() - start)
 
 
+KEEPERS = {"per layer": PerLayerKeeper, "fused": MaskKeeper}
+
+
+def _one_process(args, keeper: str, start, results) -> None:
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    start.wait()  # every process trains at the same time
+    results.put(iterations_per_second(args, KEEPERS[keeper], device))
+
+
+def in_parallel(args, keeper: str) -> list[float]:
+    """Iterations/s of each of `args.processes` processes training at once (spawned, one thread each
+    unless --threads says otherwise)."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(args.processes), context.Queue()
+    workers = [context.Process(target=_one_process, args=(args, keeper, start, results)) for _ in range(args.processes)]
+    for worker in workers:
+        worker.start()
+    speeds = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
@@ -98,7 +124,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the model")
+    parser.add_argument("--processes", type=int, default=0, help="N > 0: N processes training at once")
     args = parser.parse_args()
+    if args.processes:
+        for name in KEEPERS:
+            speeds = in_parallel(args, name)
+            print(f"{name:10} {args.processes} process(es) at once: "
+                  f"{', '.join(f'{speed:.2f}' for speed in speeds)} it/s each, {sum(speeds):.2f} it/s in all")
+        return
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, masks, *_ = setup(args, device)
@@ -106,7 +139,7 @@ def main() -> None:
         param.grad = torch.zeros_like(param)
     print(f"{args.model} at {args.image_size} px, batch {args.batch}, {len(masks)} pruned layers, {device}, "
           f"{args.threads} thread(s)")
-    for name, keeper_class in (("per layer", PerLayerKeeper), ("fused", MaskKeeper)):
+    for name, keeper_class in KEEPERS.items():
         keeper = keeper_class(model, masks)
         keeping = statistics.median(keeping_seconds(keeper, device, 200) for _ in range(args.repeats))
         speed = statistics.median(iterations_per_second(args, keeper_class, device) for _ in range(args.repeats))
