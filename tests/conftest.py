@@ -27,25 +27,15 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """README's test command runs two pytest-xdist workers (`--dist loadgroup`, pyproject.toml): the
-    sweeps' child processes, servers and browsers leave a core idle a quarter of the time. Tests
-    go to whichever worker is free, except: a file whose tests share a module-scoped fixture (a
-    sweep, a trained network) stays on one worker, so that the fixture is made once; and the
-    infrastructure tests share one worker: they install chromium and PostgreSQL with apt-get,
-    which two workers would fight over, and one MLflow server serves them all. Each worker has its
-    own session Ray (`ray_session`), on its own ports."""
+    sweeps' child processes, servers and browsers leave a core idle a quarter of the time. A file's
+    tests stay on one worker, so that its module fixtures (a sweep, a server, a browser) are made
+    once; the infrastructure tests share one worker: they install chromium and PostgreSQL with
+    apt-get, which two workers would fight over, and one MLflow server serves them all. Each worker
+    has its own session Ray (`ray_session`), on its own ports."""
     for item in items:
         path = Path(str(item.fspath)).relative_to(ROOT)
-        if path.parts[:2] == ("tests", "infrastructure"):
-            item.add_marker(pytest.mark.xdist_group("infrastructure"))
-        elif _shares_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(path.as_posix()))
-
-
-def _shares_a_module_fixture(item) -> bool:
-    definitions = getattr(item, "_fixtureinfo", None)
-    if definitions is None:
-        return False
-    return any(defs and defs[-1].scope == "module" for defs in definitions.name2fixturedefs.values())
+        group = "infrastructure" if path.parts[:2] == ("tests", "infrastructure") else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import tempfile
 
-import pytest
-
 from tests.support.sweeps import ROOT
 
 #: what the driver (`lth sweep`), a trial worker and an analysis actor import
