@@ -21,7 +21,7 @@ from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, de
 from trainables.pruning import PRUNING_METHODS
 from trainables.pruning.base import PruneContext
 from trainables.specs import LineageSpec
-from trainables.ticket_sharing import TicketExchange
+from trainables.ticket_sharing import TicketExchange, has_control
 from trainables.training import evaluate, train
 from trainables.trunk import TrunkResult, as_tensors, build_for, cached_dataset
 
@@ -161,6 +161,7 @@ def run_lineage(
     from_trained = pruning.retrain_from_trained_weights()
     callbacks = pruning.training_callbacks
     whole_filters = pruning.removes_output_channels
+    controlled = has_control(spec)  # reports its own network, trained after the ticket
     results = []
     for round_index in range(state.round + 1, pruning.rounds + 1):
         started = time.perf_counter()
@@ -179,9 +180,8 @@ def run_lineage(
             return (*extra, tracker), tracker
 
         extra = callbacks(ctx, model, placed)
-        has_control = pruning.shuffle or pruning.reinit
-        extra, tracker = tracked(extra) if not has_control else (extra, None)
-        shared = tickets.take(round_index) if tickets is not None and has_control else None
+        extra, tracker = tracked(extra) if not controlled else (extra, None)
+        shared = tickets.take(round_index) if tickets is not None and controlled else None
         if shared is None:
             ticket = _retrain(spec, model, dataset, start, placed, runtime, extra, whole_filters)
             if tickets is not None:
@@ -190,7 +190,7 @@ def run_lineage(
             ticket, placed = shared.weights, to_device(shared.masks, runtime.device)
             ctx.notes.append(SHARED_TICKET_NOTE)
         evaluated, evaluated_masks = ticket, placed
-        if has_control:  # its own masks: a dynamic method may move them during training
+        if controlled:  # its own masks: a dynamic method may move them during training
             control = _control_masks(pruning, to_device(placed, torch.device("cpu")), ctx)
             evaluated_masks = to_device(control, runtime.device)
             extra, tracker = tracked(callbacks(ctx, model, evaluated_masks))
