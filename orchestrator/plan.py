@@ -39,8 +39,9 @@ class SweepPlan:
         """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate."""
         trunk_costs = {tid: estimate.trunk_cost(spec) for tid, (spec, _) in self.trunks.items()}
         shared = shared_tickets(self.lineages)
+        takers = {spec.id for spec in self.lineages if takes_ticket(spec, shared)}
         lineage_costs = {
-            spec.id: estimate.lineage_cost(spec, self.validation_every, trains_ticket=not takes_ticket(spec, shared))
+            spec.id: estimate.lineage_cost(spec, self.validation_every, trains_ticket=spec.id not in takers)
             for spec in self.lineages
         }
         lines = [
@@ -70,7 +71,7 @@ class SweepPlan:
                 f"  {spec.id}  {display_name(spec):{width}s}  trunk {spec.trunk.id}  {p.rounds} rounds x {p.rate:.0%} "
                 f"{p.scope} -> {final:.1%} sparse; {estimate.si(cost.iterations)} iterations "
                 f"-> {estimate.si(cost.flops, 'FLOP')}"
-                + ("; its tickets shared with the method's other lineages (trained once)" if takes_ticket(spec, shared) else "")
+                + ("; its tickets shared with the method's other lineages (trained once)" if spec.id in takers else "")
             )
         lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
         trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]

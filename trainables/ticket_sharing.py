@@ -7,8 +7,9 @@ bit for bit (same trunk, same masks, same batches, same seed; tests/unit/test_ti
 a sweep with both trains it once: whichever lineage trains round r of a ticket first leaves it on
 the sweep's `TicketBoard` (a Ray actor), and a control that finds it there only trains its own
 network. A control that finds nothing trains the ticket itself and leaves it for the others, so no
-lineage ever waits for another. The board is `trainables.ticket_board`. The pending lineages run plain ones first (orchestrator/sweep.py),
-so on a machine with fewer trial slots than lineages the controls find every round waiting.
+lineage ever waits for another. The board is `trainables.ticket_board`. Tune's queue puts plain
+lineages first (`orchestrator.tuner.trial_order`), so on a machine with fewer trial slots than
+lineages the controls find every round waiting.
 
 This is also the control as Frankle & Carbin define it: the reinitialised network trains under
 the masks of the very ticket the method's own lineage reports. Trained on another node (another

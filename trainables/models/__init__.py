@@ -41,6 +41,7 @@ class Imported:
     def __signature__(self) -> inspect.Signature:
         return inspect.signature(self.factory())
 
+
 MODELS: dict[str, ModelFactory] = {
     "lenet_300_100": LeNet300100,
     "conv2": partial(ConvNet, depth=2),
