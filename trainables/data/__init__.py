@@ -175,11 +175,12 @@ def make_generator(seed: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, split))
 
 
-from . import cifar, cub, digits, disk, ham10000, imagefolder, mnist, shapes, svhn  # noqa: E402
+from . import cifar, clutter, cub, digits, disk, ham10000, imagefolder, mnist, shapes, svhn  # noqa: E402
 
 # Loaders of on-disk formats are `disk.DiskFormat`s: callable like any loader, plus `check(path)`.
 DATASETS: dict[str, DataLoader] = {
     "shapes": shapes.load,
+    "clutter": clutter.load,
     "digits": digits.load,
     "mnist": mnist.FORMAT,
     "cifar10": cifar.CIFAR10,
@@ -194,7 +195,7 @@ DATASETS: dict[str, DataLoader] = {
 
 # Loaders that make their validation split apart from train (`spec.validation_size` images):
 # asking for one changes no training image. Every other dataset holds it out of train.
-SEPARATE_VALIDATION = frozenset({"shapes"})
+SEPARATE_VALIDATION = frozenset({"shapes", "clutter"})
 HELD_OUT_SHARE = 0.1  # at most this share of train is held out for validation
 
 

@@ -22,6 +22,7 @@ OFFICIAL = {
 }
 DIGITS = 1_797
 SHAPES_CLASSES = 9
+CLUTTER_CLASSES = 20
 IMAGENET_CLASSES = 1_000
 
 
@@ -56,6 +57,8 @@ def _describe(spec: Any) -> Description:
         return Description(channels, size, classes, min(train, n_train), min(test, n_test), assumed)
     if name == "shapes":
         return Description(3, size, SHAPES_CLASSES, train, test)
+    if name == "clutter":
+        return Description(3, size, CLUTTER_CLASSES, train, test)
     if name == "digits":
         n_test = max(1, min(test, DIGITS // 5))
         return Description(1, size, 10, max(1, min(train, DIGITS - n_test)), n_test)

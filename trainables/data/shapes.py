@@ -50,16 +50,16 @@ _TRI = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
 _EXTENT = torch.tensor([[1.0, 1.0, 1.0], [_SQ, _SQ, _SQ], [_TRI * math.sqrt(3) / 2, _TRI, _TRI / 2]])
 
 
-def _u(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+def uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
-def _balanced(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+def balanced(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     """Cycle 0..k-1 then shuffle: class counts differ by at most one."""
     return (torch.arange(n) % k)[torch.randperm(n, generator=gen)]
 
 
-def _texture(kind: int, x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def texture_pattern(kind: int, x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Zero-centred texture in [-1, 1], (m, 2S, 2S). ``p``: (m, 4) uniforms for angle/frequency/phases."""
     if kind == 2:  # noise: i.i.d. per low-res pixel, nearest-upsampled
         return (noise * 2 - 1).repeat_interleave(2, 1).repeat_interleave(2, 2)
@@ -93,27 +93,27 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
     y, x = coords[None, :, None], coords[None, None, :]
 
     if ood:
-        shape = _balanced(n, 3, gen)
+        shape = balanced(n, 3, gen)
         labels, colour = shape * 3, None  # labelled as the red class of the shape
         rgb = OOD_RGB.expand(n, 3)
     else:
-        labels = _balanced(n, 9, gen)
+        labels = balanced(n, 9, gen)
         shape, colour = labels // 3, labels % 3
         rgb = RGB[colour]
-    rgb = (rgb + _u(gen, 3 * n, -0.06, 0.06).view(n, 3)).clamp(0, 1)
+    rgb = (rgb + uniform(gen, 3 * n, -0.06, 0.06).view(n, 3)).clamp(0, 1)
 
     # Nuisances: size (small/large bins, continuous inside), position, background.
     large = torch.rand(n, generator=gen) < 0.5
-    radius = torch.where(large, _u(gen, n, 0.28, 0.35), _u(gen, n, 0.19, 0.24)) * size
+    radius = torch.where(large, uniform(gen, n, 0.28, 0.35), uniform(gen, n, 0.19, 0.24)) * size
     ext = _EXTENT[shape] * radius[:, None]
     cx = ext[:, 0] + torch.rand(n, generator=gen) * (size - 2 * ext[:, 0])
     cy = ext[:, 1] + torch.rand(n, generator=gen) * (size - ext[:, 1] - ext[:, 2])
 
-    texture = _balanced(n, 3, gen)
+    texture = balanced(n, 3, gen)
     dark = torch.rand(n, generator=gen) < 0.5
-    base = torch.where(dark, _u(gen, n, 0.15, 0.35), _u(gen, n, 0.60, 0.80))
-    tint = _u(gen, 3 * n, -0.04, 0.04).view(n, 3)
-    amp = _u(gen, n, 0.06, 0.12)[:, None, None]
+    base = torch.where(dark, uniform(gen, n, 0.15, 0.35), uniform(gen, n, 0.60, 0.80))
+    tint = uniform(gen, 3 * n, -0.04, 0.04).view(n, 3)
+    amp = uniform(gen, n, 0.06, 0.12)[:, None, None]
     params = torch.rand(n, 4, generator=gen)
     noise = torch.rand(n, size, size, generator=gen)
 
@@ -125,7 +125,7 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
         dx, dy = x - cx[i, None, None], y - cy[i, None, None]
         inside[i] = _shape(kind, dx, dy, radius[i, None, None]).float()
         i = (texture == kind).nonzero()[:, 0]
-        tex[i] = _texture(kind, x, y, params[i], noise[i])
+        tex[i] = texture_pattern(kind, x, y, params[i], noise[i])
     bg = (base[:, None, None] + amp * tex)[:, None] + tint[:, :, None, None]
 
     cover = inside[:, None]
