@@ -40,6 +40,18 @@ class BadInput(Exception):
 def _sweep(args) -> int:
     from orchestrator.config import load_config
 
+    machine = None
+    if args.machine:
+        from orchestrator.estimate import Machine
+
+        try:
+            if not args.dry_run:
+                raise ValueError("--machine describes where a dry run estimates the wall time: add --dry-run")
+            machine = Machine.parse(args.machine)
+        except ValueError as error:
+            print(f"lth: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
     try:
         config = load_config(args.config, [*(args.set or []), *(["tracking.rerun_stale=true"] if args.rerun_stale else [])])
         from orchestrator.plan import make_plan
@@ -50,7 +62,7 @@ def _sweep(args) -> int:
         print(f"lth: invalid config {where}:\n  " + str(error).replace("\n", "\n  "), file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.dry_run:
-        print(plan.describe())
+        print(plan.describe(machine))
         return 0
     from orchestrator.tracking_store import TrackingUnavailable
     from orchestrator.preflight import BadStore, check_sweep_stores
@@ -291,6 +303,10 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=2")
     sweep.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
     sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan, then exit")
+    sweep.add_argument(
+        "--machine", metavar="CPUS[:GPUS]",
+        help="with --dry-run: estimate the wall time on a machine with these CPUs and GPUs, e.g. 16:1 (default: this one)",
+    )
     # Every run resumes (finished trunks and lineages are never redone): the flag is accepted for
     # scripts written against DESIGN.md's CLI contract and changes nothing, so help leaves it out.
     sweep.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)

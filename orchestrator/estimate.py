@@ -32,6 +32,12 @@ CPU_FLOPS_PER_THREAD = 30e9  # measured here (AVX2 core, fp32): Conv-4, VGG-16, 
 GPU_FLOPS = 20e12  # one A100-class GPU, fp32/TF32; small networks are launch-bound and reach far less
 BF16_GPU_SPEEDUP = 2.0
 BF16_CPU_SLOWDOWN = 40.0  # emulated without AVX512-BF16/AMX (measured here: 30-60x)
+# Small networks on a GPU are bound by kernel launches, not FLOPs. Per training step and layer with
+# parameters (conv, linear, norm): what one process spends launching, and what the GPU spends per
+# layer when many processes share it. From issue 14's H200 (ResNet-20, 43 such layers, batch 128,
+# bf16): 67 iterations/s in one process, 354/s in all from 10 processes, ~1% of the FLOP rate above.
+GPU_STEP_SECONDS_PER_LAYER = 1 / (67 * 43)
+GPU_SHARED_SECONDS_PER_LAYER = 1 / (354 * 43)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,21 @@ def forward_macs(model: ModelSpec, data: Description) -> int | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def parametrised_layers(model: ModelSpec, data: Description) -> int:
+    """Modules holding parameters of their own (conv, linear, norm): the kernels a step launches."""
+    from trainables.models import build_model
+
+    model = model.model_copy(update={"weights": None})
+    shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
+    try:
+        with torch.device("meta"):
+            built = build_model(model, **shape)
+    except Exception:  # noqa: BLE001 - as forward_macs: no launch floor for a model meta cannot hold
+        return 0
+    return sum(1 for module in built.modules() if any(True for _ in module.parameters(recurse=False)))
+
+
 def _flops(macs: int | None, trained: float, evaluated: float) -> float:
     return 0.0 if macs is None else 2.0 * macs * (3 * trained + evaluated)
 
@@ -125,16 +146,33 @@ def lineage_cost(spec: LineageSpec, validation_every: int = 0, trains_ticket: bo
 @dataclass(frozen=True)
 class Machine:
     """Where the wall time is estimated: this machine, with one GPU assumed if it has none and the
-    sweep asks for GPUs."""
+    sweep asks for GPUs, or the one a dry run's `--machine` names."""
 
     cpus: int
     gpus: int
     gpus_assumed: bool = False
+    called: str = "this machine"
 
     @classmethod
     def here(cls, wants_gpus: bool) -> "Machine":
         gpus = torch.cuda.device_count()
         return cls(os.cpu_count() or 1, gpus or int(wants_gpus), wants_gpus and not gpus)
+
+    @classmethod
+    def parse(cls, text: str) -> "Machine":
+        """`CPUS[:GPUS]`, e.g. 16:1 (the dry run's `--machine`)."""
+        try:
+            cpus, _, gpus = text.partition(":")
+            machine = cls(int(cpus), int(gpus or 0), called="the --machine")
+        except ValueError:
+            raise ValueError(f"--machine {text!r}: expected CPUS[:GPUS], e.g. 16:1") from None
+        if machine.cpus < 1 or machine.gpus < 0:
+            raise ValueError(f"--machine {text!r}: at least one CPU and no negative count of GPUs")
+        return machine
+
+    def describe(self) -> str:
+        gpus = f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}" + (" (assumed)" if self.gpus_assumed else "")
+        return f"{self.cpus} CPUs and {gpus}"
 
     def slots(self, cpus_per_trial: float, gpus_per_trial: float, limit: int | None) -> int:
         """Trials at a time (at least one, for the estimate, even if none fits: see `fits`)."""
@@ -164,6 +202,22 @@ def speed(train, cpus_per_trial: float, gpus_per_trial: float) -> float:
 def phase_seconds(seconds: list[float], slots: int) -> float:
     """Jobs packed onto `slots` at a time: no shorter than the longest, nor than the total / slots."""
     return max(max(seconds, default=0.0), sum(seconds) / slots)
+
+
+def training_seconds(jobs: list[tuple[TrunkSpec, Cost]], res, machine: Machine) -> float:
+    """One phase (the trunks, or the lineages), `machine.slots` jobs at a time. On a GPU a job
+    takes no less than its launches, and the GPU serves no more launches than it can in all."""
+    cpus, gpus = res.cpus_per_trial, res.gpus_per_trial
+    seconds, gpu_layer_steps = [], 0
+    for spec, cost in jobs:
+        compute = cost.flops / speed(spec.train, cpus, gpus)
+        if on_gpu(spec.train, gpus):
+            layer_steps = cost.iterations * parametrised_layers(spec.model, describe(spec.data))
+            gpu_layer_steps += layer_steps
+            compute = max(compute, layer_steps * GPU_STEP_SECONDS_PER_LAYER)
+        seconds.append(compute)
+    shared_gpu = gpu_layer_steps * GPU_SHARED_SECONDS_PER_LAYER / max(1, machine.gpus)
+    return max(phase_seconds(seconds, machine.slots(cpus, gpus, res.max_concurrent_trials)), shared_gpu)
 
 
 def notes(trunks: list[TrunkSpec], cpus_per_trial: float, gpus_per_trial: float) -> list[str]:
@@ -201,30 +255,34 @@ def report(
     trunks: list[tuple[TrunkSpec, Cost]],
     lineages: list[tuple[TrunkSpec, Cost]],
     measurements: list[tuple[TrunkSpec, int]] = (),
+    machine: Machine | None = None,
 ) -> list[str]:
-    """Totals, what Ray is asked for, a wall time on this machine, and notes. `lineages` pairs each
-    lineage's trunk spec (its recipe) with the lineage's cost; `measurements`: see `analysis_plan`."""
+    """Totals, what Ray is asked for, a wall time on `machine` (default: this one), and notes.
+    `lineages` pairs each lineage's trunk spec (its recipe) with the lineage's cost; `measurements`:
+    see `analysis_plan`."""
     res, analysis = config.resources, config.analysis
     cpus, gpus = res.cpus_per_trial, res.gpus_per_trial
     trunk_flops, lineage_flops = sum(c.flops for _, c in trunks), sum(c.flops for _, c in lineages)
     ask = f"{{CPU: {cpus:g}" + (f", GPU: {gpus:g}}}" if gpus else "}")
     devices = "/".join(sorted({"GPU" if on_gpu(s.train, gpus) else "CPU" for s, _ in trunks}))
     actor_gpus = analysis.gpus_per_actor if analysis.enabled else 0.0
-    machine = Machine.here(wants_gpus=gpus > 0 or actor_gpus > 0)
+    machine = machine or Machine.here(wants_gpus=gpus > 0 or actor_gpus > 0)
     slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
-    trunk_s, lineage_s = (
-        phase_seconds([cost.flops / speed(spec.train, cpus, gpus) for spec, cost in jobs], slots)
-        for jobs in (trunks, lineages)
+    trunk_s, lineage_s = (training_seconds(jobs, res, machine) for jobs in (trunks, lineages))
+    gpus_here = machine.describe().partition(" and ")[2]
+    launches = (
+        f", at least {GPU_STEP_SECONDS_PER_LAYER * 1e3:.2f} ms per step and layer of a trial and "
+        f"{GPU_SHARED_SECONDS_PER_LAYER * 1e3:.3f} ms per GPU (launch-bound small networks: issue 14's H200)"
+        if any(on_gpu(spec.train, gpus) for spec, _ in trunks) else ""
     )
-    gpus_here = f"{machine.gpus} GPU{'s' if machine.gpus != 1 else ''}" + (" (assumed)" if machine.gpus_assumed else "")
     start = [] if machine.fits(cpus, gpus) else [
-        f"trials asking for {ask} never start on this machine ({machine.cpus} CPUs, "
+        f"trials asking for {ask} never start on {machine.called} ({machine.cpus} CPUs, "
         f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
     ]
     actor_ask = f"{{CPU: {analysis.cpus_per_actor:g}" + (f", GPU: {actor_gpus:g}}}" if actor_gpus else "}")
     if analysis.enabled and not machine.fits(analysis.cpus_per_actor, actor_gpus):
         start.append(
-            f"analysis actors asking for {actor_ask} never start on this machine ({machine.cpus} CPUs, "
+            f"analysis actors asking for {actor_ask} never start on {machine.called} ({machine.cpus} CPUs, "
             f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
         )
     planned = analysis_plan(analysis, list(measurements), forward_macs)
@@ -243,7 +301,7 @@ def report(
             f"wall time (rough): {duration(trunk_s + lineage_s)} (trunks {duration(trunk_s)}, then lineages "
             f"{duration(lineage_s)}), {slots} at a time on {machine.cpus} CPUs and {gpus_here}; assumes "
             f"{si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
-            f"(x{BF16_GPU_SPEEDUP:g} in bf16), no time lost to data loading; bound by training (analysis off)"
+            f"(x{BF16_GPU_SPEEDUP:g} in bf16){launches}, no time lost to data loading; bound by training (analysis off)"
         )
     else:
         bound = "analysis" if analysis_s > lineage_s else "training"
@@ -257,7 +315,7 @@ def report(
             + (": more analysis actors (analysis.actors) or GPUs for them (analysis.gpus_per_actor) would shorten it"
                if bound == "analysis" else "")
             + f"; assumes {si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
-            f"(x{BF16_GPU_SPEEDUP:g} in bf16) for training, {si(ANALYSIS_GPU_FLOPS, 'FLOP/s')} per analysis GPU, "
+            f"(x{BF16_GPU_SPEEDUP:g} in bf16) for training{launches}, {si(ANALYSIS_GPU_FLOPS, 'FLOP/s')} per analysis GPU, "
             "no time lost to data loading",
         ]
         if analysis.cpus_per_actor == 0 and actor_gpus == 0:

@@ -35,8 +35,9 @@ class SweepPlan:
     def validation_every(self) -> int:
         return validation_every(self.config)
 
-    def describe(self) -> str:
-        """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate."""
+    def describe(self, machine: "estimate.Machine | None" = None) -> str:
+        """The plan, each trunk and lineage with its compute, then resources and a wall-time estimate
+        on `machine` (default: this one)."""
         trunk_costs = {tid: estimate.trunk_cost(spec) for tid, (spec, _) in self.trunks.items()}
         shared = shared_tickets(self.lineages)
         takers = {spec.id for spec in self.lineages if takes_ticket(spec, shared)}
@@ -75,7 +76,7 @@ class SweepPlan:
             )
         lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
         trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]
-        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks, self.measurements()))
+        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks, self.measurements(), machine))
 
     def measurements(self) -> list[tuple[TrunkSpec, int]]:
         """What the analysis actors measure: each lineage's rounds, and each trunk's dense reference
