@@ -13,7 +13,7 @@ from trainables.data.describe import describe
 
 
 def spec(**kw):
-    base = dict(name="clutter", image_size=32, train_size=800, test_size=200, ood_size=100, seed=0, path=None)
+    base = dict(name="clutter", image_size=32, train_size=700, test_size=175, ood_size=70, seed=0, path=None)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -27,15 +27,16 @@ def pixels(split):
 
 
 def test_sizes_classes_and_balance(ds):
-    assert (ds.num_classes, ds.in_channels, ds.image_size) == (20, 3, 32)
-    assert ds.class_names[:5] == ["red circle", "green circle", "blue circle", "purple circle", "red square"]
-    assert ds.concept_names == clutter.CONCEPT_NAMES and len(ds.concept_names) == 15
-    for split, n in [(ds.train, 800), (ds.test, 200), (ds.ood, 100)]:
+    assert (ds.num_classes, ds.in_channels, ds.image_size) == (35, 3, 32)
+    assert ds.class_names[:6] == ["red circle", "green circle", "blue circle", "purple circle", "orange circle", "red square"]
+    assert ds.class_names[-1] == "orange star"
+    assert ds.concept_names == clutter.CONCEPT_NAMES and len(ds.concept_names) == 7 + 5 + 1 + 3 + 1 + 1
+    for split, n in [(ds.train, 700), (ds.test, 175), (ds.ood, 70)]:
         assert split.images.shape == (n, 3, 32, 32) and split.images.dtype == torch.float32
-        assert split.concepts.shape == (n, 15) and split.masks.shape == (n, 32, 32)
+        assert split.concepts.shape == (n, 18) and split.masks.shape == (n, 32, 32)
         assert torch.isfinite(split.images).all() and split.masks.flatten(1).any(1).all()
-    assert torch.bincount(ds.train.labels, minlength=20).tolist() == [40] * 20
-    assert describe(spec()).classes == 20
+    assert torch.bincount(ds.train.labels, minlength=35).tolist() == [20] * 35
+    assert describe(spec()).classes == 35
 
 
 def test_deterministic_and_independent_of_chunking(monkeypatch):
@@ -59,9 +60,9 @@ def test_concepts_define_the_classes(ds):
         textures = split.concepts[:, shapes + colours + 1 : shapes + colours + 4]
         assert textures.sum(1).eq(1).all()
     # the nuisances are drawn apart from the class: every class has both values of each
-    for label in range(20):
+    for label in range(35):
         c = ds.train.concepts[ds.train.labels == label]
-        for j in [shapes + colours, *range(shapes + colours + 1, 15)]:  # large, textures, dark, occluded
+        for j in range(shapes + colours, len(ds.concept_names)):  # large, textures, dark, occluded
             share = c[:, j].float().mean().item()
             assert 0.0 < share < 1.0, (ds.class_names[label], ds.concept_names[j], share)
 
@@ -90,7 +91,7 @@ def test_masks_are_the_visible_target(ds):
 def test_ood_is_a_held_out_colour(ds):
     shapes, colours = len(clutter.SHAPES), len(clutter.COLOURS)
     assert not ds.ood.concepts[:, shapes : shapes + colours].any()
-    assert set(ds.ood.labels.tolist()) == {0, 4, 8, 12, 16}  # the red class of each shape
+    assert set(ds.ood.labels.tolist()) == set(range(0, 35, 5))  # the red class of each shape
     assert (ds.ood.concepts[:, :shapes].long().argmax(1) * colours == ds.ood.labels).all()
 
 
@@ -104,3 +105,16 @@ def test_validation_is_generated_apart():
     without = load_dataset(spec(train_size=40, test_size=10, ood_size=0))
     assert len(with_validation.validation) == 30 and without.validation is None
     assert torch.equal(with_validation.train.images, without.train.images)
+
+
+@pytest.mark.parametrize("name", sorted(clutter.ALL_SHAPES))
+def test_every_shape_has_the_circle_s_area_and_stays_inside_its_bound(name):
+    cover, bound = clutter.ALL_SHAPES[name]
+    grid = (torch.arange(400, dtype=torch.float64) - 199.5) / 20  # 0.05 px cells
+    u, v = grid[None, :], grid[:, None]
+    for radius in (4.0, 7.5):
+        inside = cover(u, v, torch.tensor(radius, dtype=torch.float64))
+        area = inside.sum().item() / 400
+        assert area == pytest.approx(math.pi * radius**2, rel=0.02)
+        assert not (inside & (u**2 + v**2 > (bound * radius + 0.05) ** 2)).any()
+        assert inside[200, 200] or name == "ring"  # filled at the centre (the ring's hole is not)

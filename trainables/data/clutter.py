@@ -1,20 +1,22 @@
 """Procedural "shape in clutter": the harder built-in dataset, which a dense network does not solve.
 
 `shapes` is solved by every network at 32 px, pruned to 94% at random included (issue 14). Here
-the class is still exactly shape x colour of one target object, now 5 shapes x 4 colours = 20
+the class is still exactly shape x colour of one target object, now 7 shapes x 5 colours = 35
 classes, and the target is hidden among nuisances a network has to learn to ignore:
-- the target is rotated at random and its size varies 2x (radius 0.15-0.30 of the side; equal
-  areas across shapes for equal radius, so pixel counts carry no shape);
-- its colour is jittered and scaled in brightness (red, purple and blue come close);
-- 1-3 smaller distractors (radius 0.06-0.11), any shape, in any class colour or a neutral one,
-  lie beneath it: the class belongs to the largest object, not to any coloured blob;
-- half the images have a grey bar across the target (the occluder);
+- 7 shapes of equal area (so pixel counts carry no shape), two of them close to the circle (the
+  hexagon, the ring); the target is rotated at random and its radius varies 2x (0.15-0.30 of the
+  side);
+- 5 colours, jittered, scaled in brightness and drawn 60-100% opaque over what lies beneath, so
+  red, orange and purple come close on a tinted background;
+- 1-3 smaller distractors (radius 0.06-0.13), any shape, in any class colour or a neutral one, lie
+  beneath it: the class belongs to the largest object, not to any coloured blob;
+- half the images have a grey bar across the target (the occluder, hiding up to about half);
 - tinted, stronger background textures and pixel noise.
 The ground truth explanations are scored against is kept: `masks` are the target's *visible*
 pixels (not the distractors, not what the occluder hides); concepts are the target's shape and
 colour, `large` (radius above 0.225), the background's texture and darkness, and `occluded`.
 
-OOD split: a held-out colour (yellow) on the five shapes, labelled as the red class of that
+OOD split: a held-out colour (yellow) on the seven shapes, labelled as the red class of that
 shape, as in `shapes`. Rendered at 2x and average-pooled like `shapes`; the same normalisation.
 """
 
@@ -29,50 +31,91 @@ import torch.nn.functional as F
 from . import Dataset, ImageSplit, make_generator
 from .shapes import MEAN, OOD_RGB, STD, TEXTURES, balanced, texture_pattern, uniform
 
-SHAPES = ["circle", "square", "triangle", "cross", "ring"]
-COLOURS = ["red", "green", "blue", "purple"]
-CONCEPT_NAMES = [*SHAPES, *COLOURS, "large", *TEXTURES, "dark_background", "occluded"]
-CLASS_NAMES = [f"{c} {s}" for s in SHAPES for c in COLOURS]  # label = 4*shape + colour
-CLASS_CONCEPTS = [[s, len(SHAPES) + c] for s in range(len(SHAPES)) for c in range(len(COLOURS))]
-
-RGB = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.80, 0.15], [0.15, 0.30, 0.95], [0.65, 0.15, 0.85]])
+COLOURS = ["red", "green", "blue", "purple", "orange"]
+RGB = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.80, 0.15], [0.15, 0.30, 0.95], [0.65, 0.15, 0.85], [0.95, 0.55, 0.10]])
 NEUTRAL_RGB = torch.tensor([[0.95, 0.95, 0.95], [0.05, 0.05, 0.05], [0.55, 0.45, 0.35]])
-DISTRACTOR_RGB = torch.cat([RGB, NEUTRAL_RGB])
 
 TARGET_RADIUS, LARGE_ABOVE = (0.15, 0.30), 0.225  # fractions of the image side
-DISTRACTOR_RADIUS, MAX_DISTRACTORS = (0.06, 0.11), 3
+DISTRACTOR_RADIUS, MAX_DISTRACTORS = (0.06, 0.13), 3
+OPACITY = (0.6, 1.0)  # of the target over what lies beneath it
 
-# Equal areas for equal radius r: square half-side, triangle circumradius, cross arm half-length
-# (arms 0.35 of it wide on each side), ring outer radius (inner 0.6 of it).
+# Every shape has the area of a circle of radius r (pixel counts carry no shape): square half-side,
+# triangle circumradius, cross arm half-length (arms 0.35 of it wide on each side), ring outer
+# radius (inner 0.6 of it), hexagon apothem, star outer radius (inner 0.5 of it).
 _SQ = math.sqrt(math.pi) / 2
 _TRI = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))
 _ARM = math.sqrt(math.pi / (8 * 0.35 - 4 * 0.35**2))
 _RING = 1 / math.sqrt(1 - 0.6**2)
-# Radius of the circle around each shape, in r: how far from the image's edge its centre stays.
-_BOUND = torch.tensor([1.0, _SQ * math.sqrt(2), _TRI, _ARM * math.hypot(1, 0.35), _RING])
-_CHUNK = 1024  # images rendered at once (bounds the 2x-resolution buffers)
+_HEX = math.sqrt(math.pi / (2 * math.sqrt(3)))
+_STAR = math.sqrt(math.pi / (2.5 * math.sin(math.pi / 5)))
 
 
-def _cover(kind: int, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Coverage (bool, hi-res) of one shape kind centred at (dx, dy) = 0, rotated by `angle`."""
-    cos, sin = angle.cos(), angle.sin()
-    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
-    if kind == 0:
-        return u**2 + v**2 <= r**2
-    if kind == 1:
-        return torch.maximum(u.abs(), v.abs()) <= _SQ * r
-    if kind == 2:
-        h, s3 = _TRI * r / 2, math.sqrt(3) / 2  # equilateral: three half-planes at the inradius
-        return (v <= h) & (s3 * u - v / 2 <= h) & (-s3 * u - v / 2 <= h)
-    if kind == 3:
-        length, width = _ARM * r, 0.35 * _ARM * r
-        return ((u.abs() <= length) & (v.abs() <= width)) | ((v.abs() <= length) & (u.abs() <= width))
+def _circle(u, v, r):
+    return u**2 + v**2 <= r**2
+
+
+def _square(u, v, r):
+    return torch.maximum(u.abs(), v.abs()) <= _SQ * r
+
+
+def _triangle(u, v, r):
+    h, s3 = _TRI * r / 2, math.sqrt(3) / 2  # equilateral: three half-planes at the inradius
+    return (v <= h) & (s3 * u - v / 2 <= h) & (-s3 * u - v / 2 <= h)
+
+
+def _cross(u, v, r):
+    length, width = _ARM * r, 0.35 * _ARM * r
+    return ((u.abs() <= length) & (v.abs() <= width)) | ((v.abs() <= length) & (u.abs() <= width))
+
+
+def _ring(u, v, r):
     distance = u**2 + v**2
     return (distance <= (_RING * r) ** 2) & (distance >= (0.6 * _RING * r) ** 2)
 
 
-def _draw(canvas: torch.Tensor, kinds: torch.Tensor, cx, cy, r, angle, rgb, x, y, present=None) -> torch.Tensor:
-    """Paints one object per image (where `present`) onto `canvas` (m, 3, 2S, 2S); its coverage."""
+def _hexagon(u, v, r):
+    s3 = math.sqrt(3) / 2
+    apothem = _HEX * r
+    return (v.abs() <= apothem) & ((s3 * u + v / 2).abs() <= apothem) & ((s3 * u - v / 2).abs() <= apothem)
+
+
+def _star(u, v, r):
+    """Five points: the angle folded into one half point, then the side of its edge."""
+    sector = 2 * math.pi / 5
+    folded = torch.remainder(torch.atan2(u, v) + sector / 2, sector) - sector / 2  # a point straight up
+    rho = torch.sqrt(u**2 + v**2)
+    x, y = rho * folded.abs().sin(), rho * folded.cos()  # in the half sector right of the point
+    tip, inner = _STAR * r, 0.5 * _STAR * r
+    ix, iy = inner * math.sin(sector / 2), inner * math.cos(sector / 2)
+    return x * (iy - tip) - (y - tip) * ix >= 0  # on the centre's side of the edge from tip to inner corner
+
+
+# name -> (coverage at (u, v) in the shape's frame for radius r, radius of the circle around it in r)
+ALL_SHAPES = {
+    "circle": (_circle, 1.0),
+    "square": (_square, _SQ * math.sqrt(2)),
+    "triangle": (_triangle, _TRI),
+    "cross": (_cross, _ARM * math.hypot(1, 0.35)),
+    "ring": (_ring, _RING),
+    "hexagon": (_hexagon, _HEX / (math.sqrt(3) / 2)),
+    "star": (_star, _STAR),
+}
+SHAPES = list(ALL_SHAPES)
+CONCEPT_NAMES = [*SHAPES, *COLOURS, "large", *TEXTURES, "dark_background", "occluded"]
+CLASS_NAMES = [f"{c} {s}" for s in SHAPES for c in COLOURS]  # label = len(COLOURS) * shape + colour
+CLASS_CONCEPTS = [[s, len(SHAPES) + c] for s in range(len(SHAPES)) for c in range(len(COLOURS))]
+_CHUNK = 1024  # images rendered at once (bounds the 2x-resolution buffers)
+
+
+def _cover(kind: int, dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Coverage (bool, hi-res) of shape `SHAPES[kind]` centred at (dx, dy) = 0, rotated by `angle`."""
+    cos, sin = angle.cos(), angle.sin()
+    return ALL_SHAPES[SHAPES[kind]][0](dx * cos + dy * sin, -dx * sin + dy * cos, r)
+
+
+def _draw(canvas: torch.Tensor, kinds: torch.Tensor, cx, cy, r, angle, rgb, x, y, present=None, opacity=None) -> torch.Tensor:
+    """Paints one object per image (where `present`, with `opacity`) onto `canvas` (m, 3, 2S, 2S);
+    returns its coverage."""
     cover = torch.zeros(canvas.shape[0], *canvas.shape[2:], dtype=torch.bool)
     for kind in range(len(SHAPES)):
         pick = kinds == kind if present is None else (kinds == kind) & present
@@ -80,7 +123,8 @@ def _draw(canvas: torch.Tensor, kinds: torch.Tensor, cx, cy, r, angle, rgb, x, y
         if len(i):
             col = lambda t: t[i, None, None]  # noqa: E731
             cover[i] = _cover(kind, x - col(cx), y - col(cy), col(r), col(angle))
-    canvas[:] = torch.where(cover[:, None], rgb[:, :, None, None], canvas)
+    paint = rgb[:, :, None, None] if opacity is None else torch.lerp(canvas, rgb[:, :, None, None], opacity[:, None, None, None])
+    canvas[:] = torch.where(cover[:, None], paint, canvas)
     return cover
 
 
@@ -99,14 +143,16 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
     rgb = ((rgb + uniform(gen, 3 * n, -0.08, 0.08).view(n, 3)) * uniform(gen, n, 0.8, 1.1)[:, None]).clamp(0, 1)
 
     radius = uniform(gen, n, *TARGET_RADIUS) * size
-    bound = _BOUND[shape] * radius
+    bound = torch.tensor([ALL_SHAPES[name][1] for name in SHAPES])[shape] * radius
     cx = bound + torch.rand(n, generator=gen) * (size - 2 * bound)
     cy = bound + torch.rand(n, generator=gen) * (size - 2 * bound)
     angle = torch.rand(n, generator=gen) * 2 * math.pi
+    opacity = uniform(gen, n, *OPACITY)
 
     count = 1 + torch.randint(MAX_DISTRACTORS, (n,), generator=gen)
     d_shape = torch.randint(len(SHAPES), (n, MAX_DISTRACTORS), generator=gen)
-    d_rgb = DISTRACTOR_RGB[torch.randint(len(DISTRACTOR_RGB), (n, MAX_DISTRACTORS), generator=gen)]
+    palette = torch.cat([RGB, NEUTRAL_RGB])
+    d_rgb = palette[torch.randint(len(palette), (n, MAX_DISTRACTORS), generator=gen)]
     d_radius = uniform(gen, n * MAX_DISTRACTORS, *DISTRACTOR_RADIUS).view(n, -1) * size
     d_xy = torch.rand(n, MAX_DISTRACTORS, 2, generator=gen) * size
     d_angle = torch.rand(n, MAX_DISTRACTORS, generator=gen) * 2 * math.pi
@@ -143,7 +189,7 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
             present = count[c] > slot
             _draw(canvas, d_shape[c, slot], d_xy[c, slot, 0], d_xy[c, slot, 1], d_radius[c, slot],
                   d_angle[c, slot], d_rgb[c, slot], x, y, present)
-        target = _draw(canvas, shape[c], cx[c], cy[c], radius[c], angle[c], rgb[c], x, y)
+        target = _draw(canvas, shape[c], cx[c], cy[c], radius[c], angle[c], rgb[c], x, y, opacity=opacity[c])
         normal = torch.stack([bar_angle[c].cos(), bar_angle[c].sin()], 1)[:, :, None, None]
         across = (x - cx[c, None, None]) * normal[:, 0] + (y - cy[c, None, None]) * normal[:, 1]
         bar = ((across - bar_offset[c, None, None]).abs() <= bar_half_width[c, None, None]) & occluded_bar[c, None, None]
