@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Dataset, ImageSplit, make_generator
-from .shapes import MEAN, OOD_RGB, STD, TEXTURES, balanced, texture_pattern, uniform
+from . import Dataset, ImageSplit
+from .shapes import MEAN, OOD_RGB, STD, TEXTURES, balanced, generated_dataset, texture_pattern, uniform
 
 COLOURS = ["red", "green", "blue", "purple", "orange"]
 RGB = torch.tensor([[0.90, 0.15, 0.15], [0.15, 0.80, 0.15], [0.15, 0.30, 0.95], [0.65, 0.15, 0.85], [0.95, 0.55, 0.10]])
@@ -213,25 +213,6 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
 
 
 def load(spec: Any) -> Dataset:
-    """As `shapes.load`: independent generators per split derived from ``spec.seed``; a
-    ``validation_size`` > 0 gives a validation split generated apart."""
-    size, seed = int(spec.image_size), int(spec.seed)
-    validation_size = int(getattr(spec, "validation_size", 0) or 0)
-    if size < 16:
-        raise ValueError(f"clutter needs image_size >= 16 (its distractors are 1-2 pixels wide at 16), got {size}")
-
-    def split(n: int, name: str, ood: bool = False) -> ImageSplit:
-        return generate(int(n), size, make_generator(seed, f"clutter/{name}"), ood)
-
-    return Dataset(
-        name="clutter",
-        train=split(spec.train_size, "train"),
-        test=split(spec.test_size, "test"),
-        ood=split(spec.ood_size, "ood", True) if int(spec.ood_size) > 0 else None,
-        validation=split(validation_size, "validation") if validation_size > 0 else None,
-        class_names=list(CLASS_NAMES),
-        concept_names=list(CONCEPT_NAMES),
-        class_concepts=[list(c) for c in CLASS_CONCEPTS],
-        mean=(MEAN,) * 3,
-        std=(STD,) * 3,
-    )
+    if int(spec.image_size) < 16:
+        raise ValueError(f"clutter needs image_size >= 16 (its distractors are 1-2 pixels wide at 16), got {spec.image_size}")
+    return generated_dataset(spec, "clutter", generate, CLASS_NAMES, CONCEPT_NAMES, CLASS_CONCEPTS)

@@ -145,28 +145,33 @@ def generate(n: int, size: int, gen: torch.Generator, ood: bool = False) -> Imag
 
 
 def load(spec: Any) -> Dataset:
-    """Train/test/OOD/validation use independent generators derived from ``spec.seed``.
+    if int(spec.image_size) < 8:
+        raise ValueError(f"shapes needs image_size >= 8, got {spec.image_size}")
+    return generated_dataset(spec, "shapes", generate, CLASS_NAMES, CONCEPT_NAMES, CLASS_CONCEPTS)
+
+
+def generated_dataset(spec: Any, name: str, render, class_names, concept_names, class_concepts) -> Dataset:
+    """A generated dataset's splits, `render(n, size, generator, ood)` each with its own generator
+    derived from ``spec.seed`` and the split's name.
 
     ``ood_size <= 0`` gives ``ood=None``; a ``validation_size`` > 0 (optional attribute) gives a
     validation split generated apart, so asking for it changes neither train nor test.
     """
     size, seed = int(spec.image_size), int(spec.seed)
     validation_size = int(getattr(spec, "validation_size", 0) or 0)
-    if size < 8:
-        raise ValueError(f"shapes needs image_size >= 8, got {size}")
 
-    def split(n: int, name: str, ood: bool = False) -> ImageSplit:
-        return generate(int(n), size, make_generator(seed, f"shapes/{name}"), ood)
+    def split(n: int, split_name: str, ood: bool = False) -> ImageSplit:
+        return render(int(n), size, make_generator(seed, f"{name}/{split_name}"), ood)
 
     return Dataset(
-        name="shapes",
+        name=name,
         train=split(spec.train_size, "train"),
         test=split(spec.test_size, "test"),
         ood=split(spec.ood_size, "ood", True) if int(spec.ood_size) > 0 else None,
         validation=split(validation_size, "validation") if validation_size > 0 else None,
-        class_names=list(CLASS_NAMES),
-        concept_names=list(CONCEPT_NAMES),
-        class_concepts=[list(c) for c in CLASS_CONCEPTS],
+        class_names=list(class_names),
+        concept_names=list(concept_names),
+        class_concepts=[list(c) for c in class_concepts],
         mean=(MEAN,) * 3,
         std=(STD,) * 3,
     )
