@@ -118,3 +118,15 @@ def test_every_shape_has_the_circle_s_area_and_stays_inside_its_bound(name):
         assert area == pytest.approx(math.pi * radius**2, rel=0.02)
         assert not (inside & (u**2 + v**2 > (bound * radius + 0.05) ** 2)).any()
         assert inside[200, 200] or name == "ring"  # filled at the centre (the ring's hole is not)
+
+
+def test_a_trunk_trains_on_it_through_the_registry():
+    from trainables.specs import DataSpec, ModelSpec, TrainSpec, TrunkSpec
+    from trainables.trunk import train_trunk
+
+    data = DataSpec(name="clutter", image_size=16, train_size=140, test_size=70, ood_size=0)
+    trunk = TrunkSpec(data=data, model=ModelSpec(name="conv4", width=4), train=TrainSpec(epochs=1, batch_size=35), seed=0)
+    result = train_trunk(trunk)
+    assert result.total_iterations == 4
+    assert result.final["fc.weight"].shape == (35, 16)  # one output per class
+    assert 0.0 <= result.metrics["test/acc"] <= 1.0 and result.metrics["test/loss"] > 0
