@@ -84,17 +84,22 @@ def count_macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
     return total
 
 
+def _architecture(model: ModelSpec, data: Description, device: str) -> nn.Module:
+    """The model's layers for this data, without its weights (the architecture is enough, and
+    weights may not be here)."""
+    from trainables.models import build_model
+
+    shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
+    with torch.device(device):
+        return build_model(model.model_copy(update={"weights": None}), **shape)
+
+
 @lru_cache(maxsize=64)
 def forward_macs(model: ModelSpec, data: Description) -> int | None:
     """MACs of one forward pass on one image; None if the model cannot be built for this data."""
-    from trainables.models import build_model
-
-    model = model.model_copy(update={"weights": None})  # the architecture is enough, and weights may not be here
-    shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
     for device in ("meta", "cpu"):
         try:
-            with torch.device(device):
-                return count_macs(build_model(model, **shape), data.shape)
+            return count_macs(_architecture(model, data, device), data.shape)
         except Exception:  # noqa: BLE001 - open_clip models cannot live on meta; any model may reject the shape
             continue
     return None
@@ -102,17 +107,13 @@ def forward_macs(model: ModelSpec, data: Description) -> int | None:
 
 @lru_cache(maxsize=64)
 def parametrised_layers(model: ModelSpec, data: Description) -> int:
-    """Modules holding parameters of their own (conv, linear, norm): the kernels a step launches."""
-    from trainables.models import build_model
-
-    model = model.model_copy(update={"weights": None})
-    shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
+    """Modules holding parameters of their own (conv, linear, norm): the kernels a step launches;
+    0 (no launch floor) for a model that cannot be built on the meta device."""
     try:
-        with torch.device("meta"):
-            built = build_model(model, **shape)
-    except Exception:  # noqa: BLE001 - as forward_macs: no launch floor for a model meta cannot hold
+        built = _architecture(model, data, "meta")
+    except Exception:  # noqa: BLE001 - as forward_macs
         return 0
-    return sum(1 for module in built.modules() if any(True for _ in module.parameters(recurse=False)))
+    return sum(1 for module in built.modules() if next(module.parameters(recurse=False), None) is not None)
 
 
 def _flops(macs: int | None, trained: float, evaluated: float) -> float:
@@ -170,9 +171,6 @@ class Machine:
             raise ValueError(f"--machine {text!r}: at least one CPU and no negative count of GPUs")
         return machine
 
-    def describe(self) -> str:
-        gpus = f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}" + (" (assumed)" if self.gpus_assumed else "")
-        return f"{self.cpus} CPUs and {gpus}"
 
     def slots(self, cpus_per_trial: float, gpus_per_trial: float, limit: int | None) -> int:
         """Trials at a time (at least one, for the estimate, even if none fits: see `fits`)."""
@@ -269,7 +267,7 @@ def report(
     machine = machine or Machine.here(wants_gpus=gpus > 0 or actor_gpus > 0)
     slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
     trunk_s, lineage_s = (training_seconds(jobs, res, machine) for jobs in (trunks, lineages))
-    gpus_here = machine.describe().partition(" and ")[2]
+    gpus_here = f"{machine.gpus} GPU{'s' if machine.gpus != 1 else ''}" + (" (assumed)" if machine.gpus_assumed else "")
     launches = (
         f", at least {GPU_STEP_SECONDS_PER_LAYER * 1e3:.2f} ms per step and layer of a trial and "
         f"{GPU_SHARED_SECONDS_PER_LAYER * 1e3:.3f} ms per GPU (launch-bound small networks: issue 14's H200)"
