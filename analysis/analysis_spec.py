@@ -140,7 +140,7 @@ class AnalysisSpec(Spec):
     early_stopping_images: int | None = Field(
         None, ge=10,
         description="size of the validation split those losses are taken on, when data.validation_size is not set: "
-        "generated apart for shapes, held out of train (at most 10%) otherwise; never the test split (None: the test split's size)",
+        "generated apart for shapes and clutter, held out of train (at most 10%) otherwise; never the test split (None: the test split's size)",
     )
     gradcam: GradcamSpec = GradcamSpec()
     concepts: ConceptSpec = ConceptSpec()

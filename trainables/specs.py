@@ -47,7 +47,7 @@ class DataSpec(Spec):
     validation_size: int = Field(
         0, ge=0,
         description="validation images for selecting the early-stopping iteration, never the test split (0: none): "
-        "shapes generates them apart; other datasets hold min(this, 10% of train) out of training, drawn from seed",
+        "shapes and clutter generate them apart; other datasets hold min(this, 10% of train) out of training, drawn from seed",
     )
 
     def held_out(self, train_images: int | None = None) -> int:
