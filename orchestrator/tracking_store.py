@@ -9,7 +9,11 @@ import socket
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-PROBE_SECONDS = 5.0
+PROBE_SECONDS = 5.0  #: to connect: a host that does not accept in 5 s is down or unreachable
+#: for a server that accepted the connection to answer: a busy server is slow, not absent (MLflow's
+#: own client waits 120 s per request)
+ANSWER_SECONDS = 30.0
+SEARCH_PATH = "/api/2.0/mlflow/experiments/search"  #: the probe's request: one experiment, read only
 DEFAULT_URI = "sqlite:///mlflow.db"  # MLflow's own default: mlflow.db where the command runs
 
 
@@ -32,13 +36,16 @@ DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 STORE_SCHEMES = "sqlite:///PATH/mlflow.db, http(s)://HOST:PORT (an MLflow server) or a database (postgresql://, mysql://, mssql://)"
 
 
-def check_tracking(uri: str, timeout: float = PROBE_SECONDS, *, reading: bool = False, source: str = "") -> None:
+def check_tracking(
+    uri: str, timeout: float = PROBE_SECONDS, *, answer_timeout: float = ANSWER_SECONDS, reading: bool = False, source: str = "",
+) -> None:
     """Judges a tracking store in seconds, writing nothing, where MLflow's own client would retry
     for minutes (about 4, with backoff), create a store, or fail mid-sweep with a traceback: one
     request without retries to a server, a TCP probe for a database URI, for SQLite the file (an
     MLflow database, or a folder it can be created in), and the scheme itself. `reading`: the store
     must exist already (`lth query`, `lth tickets` never create one). `source`: the setting the
-    URI came from, named in the message (e.g. "tracking.uri")."""
+    URI came from, named in the message (e.g. "tracking.uri"). `timeout`: seconds to connect;
+    `answer_timeout`: seconds for a server that accepted the connection to answer."""
     where = f"{uri} ({source})" if source else uri
     try:
         parsed = urlparse(uri)
@@ -50,7 +57,7 @@ def check_tracking(uri: str, timeout: float = PROBE_SECONDS, *, reading: bool = 
     if scheme in ("http", "https"):
         if not hostname:
             raise TrackingUnavailable(f"MLflow tracking server {where}: the URI names no host")
-        _probe_server(uri, timeout, where)
+        _probe_server(uri, timeout, answer_timeout, where)
     elif engine == "sqlite":
         _check_sqlite(uri, parsed, reading, where)
     elif engine in DATABASE_PORTS:
@@ -117,7 +124,7 @@ def _check_sqlite(uri: str, parsed, reading: bool, where: str) -> None:
         raise TrackingUnavailable(f"MLflow tracking store {where}: {problem}")
 
 
-def _probe_server(uri: str, timeout: float, where: str | None = None) -> None:
+def _probe_server(uri: str, timeout: float, answer_timeout: float, where: str | None = None) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
@@ -125,12 +132,15 @@ def _probe_server(uri: str, timeout: float, where: str | None = None) -> None:
     where = where or uri
     try:
         response = http_request(
-            get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
-            params={"max_results": 1}, max_retries=0, timeout=timeout, raise_on_status=False,
+            get_default_host_creds(uri), SEARCH_PATH, "GET",
+            params={"max_results": 1}, max_retries=0, timeout=(timeout, answer_timeout), raise_on_status=False,
         )
     except (MlflowException, OSError) as error:  # MLflow wraps requests' connection errors
         text = str(error).lower()
-        reason = {"refused": "connection refused", "timed out": f"no answer within {timeout:.0f} s"}
+        reason = {
+            "refused": "connection refused", "read timed out": f"connected, but no answer within {answer_timeout:.0f} s",
+            "timed out": f"no connection within {timeout:.0f} s",
+        }
         reason = next((said for key, said in reason.items() if key in text), text[:300])
         raise TrackingUnavailable(f"MLflow tracking server {where} is unreachable ({reason}); is it running?") from None
     if response.status_code in (401, 403):
@@ -140,3 +150,8 @@ def _probe_server(uri: str, timeout: float, where: str | None = None) -> None:
         )
     if response.status_code >= 500:
         raise TrackingUnavailable(f"MLflow tracking server {where} answers HTTP {response.status_code}: {response.text[:200]}")
+    if not response.ok:  # a web server, but not MLflow's REST API at this address
+        raise TrackingUnavailable(
+            f"{where} answers HTTP {response.status_code} to MLflow's REST API ({SEARCH_PATH}): not an MLflow tracking "
+            "server? (check the port, and any path prefix the server is behind)"
+        )

@@ -7,9 +7,11 @@ function that exits 99 printing "RAY STARTED").
 """
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,7 @@ TWIN_A, TWIN_B = "aaaa1111aaaa1111", "bbbb2222bbbb2222"
 class Case:
     id: str
     files: dict[str, bytes | str]  # written into tmp_path first
-    args: list[str]  # "{tmp}" and "{port}" (a port nothing listens on) are filled in
+    args: list[str]  # "{tmp}", "{port}" (a port nothing listens on) and "{web}" (a web server, not MLflow's) are filled in
     code: int
     says: tuple[str, ...]  # on stderr (on stdout for exit 0)
     env: dict[str, str] = field(default_factory=dict)
@@ -64,6 +66,8 @@ CASES = [
     Case("tracking-server-down-names-env", {}, SWEEP, 2,
          ("MLflow tracking server http://127.0.0.1:{port} ($MLFLOW_TRACKING_URI) is unreachable", "connection refused"),
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}"}),
+    Case("tracking-a-web-server-not-mlflow", {}, SWEEP + ["--set", "tracking.uri=http://127.0.0.1:{web}"], 2,
+         ("http://127.0.0.1:{web} (tracking.uri) answers HTTP 404 to MLflow's REST API", "not an MLflow tracking server")),
     # --- 2. `lth query`, `lth tickets` read and never create ----------------------------------
     Case("query-missing-db", {}, ["query", "--sweep", "twin"], 2, ("no database at {tmp}/mlflow.db", "never creates")),
     Case("tickets-empty-file", {"mlflow.db": b""}, ["tickets", "--sweep", "twin"], 2, ("mlflow.db is an empty file",)),
@@ -126,6 +130,24 @@ def _free_port() -> int:
         return bound.getsockname()[1]
 
 
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def web_port():
+    """A web server that answers 404 to everything: some other service on the port given."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
 def _snapshot(folder: Path) -> dict[str, bytes | None]:
     """Every file (with its bytes) and folder under `folder`."""
     folders = {str(path.relative_to(folder)): None for path in folder.rglob("*") if path.is_dir()}
@@ -133,10 +155,10 @@ def _snapshot(folder: Path) -> dict[str, bytes | None]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_a_bad_store_exits_2_naming_it_before_ray_and_writes_nothing(case: Case, tmp_path, stores):
+def test_a_bad_store_exits_2_naming_it_before_ray_and_writes_nothing(case: Case, tmp_path, stores, web_port):
     if case.skip_as_root and os.geteuid() == 0:
         pytest.skip("root writes in a folder without write permission")
-    fill = {"tmp": str(tmp_path), "port": str(_free_port())}
+    fill = {"tmp": str(tmp_path), "port": str(_free_port()), "web": str(web_port)}
     for name, content in case.files.items():
         if content == READ_ONLY_FOLDER:
             (tmp_path / name).mkdir(mode=0o555)
