@@ -15,27 +15,48 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.support.sweeps import RAY_INIT, ROOT
+from tests.support.sweeps import RAY_INIT
 
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """README's test command runs two pytest-xdist workers (`--dist loadgroup`, pyproject.toml): the
-    sweeps' child processes, servers and browsers leave a core idle a quarter of the time. A file's
-    tests stay on one worker, so that its module fixtures (a sweep, a server, a browser) are made
-    once; the infrastructure tests share one worker: they install chromium and PostgreSQL with
-    apt-get, which two workers would fight over, and one MLflow server serves them all. Each worker
-    has its own session Ray (`ray_session`), on its own ports."""
-    for item in items:
-        path = Path(str(item.fspath)).relative_to(ROOT)
-        group = "infrastructure" if path.parts[:2] == ("tests", "infrastructure") else path.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_group(nodeid: str) -> str:
+    """The tests that must share one pytest-xdist worker: a file's (its module fixtures: a sweep,
+    a server, a browser, made once), and all of tests/infrastructure/ (they install chromium and
+    PostgreSQL with apt-get, which two workers would fight over; one MLflow server and one sweep
+    for the browser serve them all)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/infrastructure/" if path.startswith("tests/infrastructure/") else path
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; `-p no:xdist` runs without it
+def pytest_xdist_make_scheduler(config, log):
+    """README's test command runs two pytest-xdist workers: the sweeps' child processes, servers
+    and browsers leave a core idle much of the time. Each worker has its own session Ray
+    (`ray_session`), on its own ports. Work is handed out a `work_group` at a time, the end-to-end
+    groups first (the largest first), so that the short unit tests fill in at the end.
+
+    (xdist's own `--dist loadgroup` reads groups from node ids it rewrites, which pytest 9.2 no
+    longer lets it do: it silently spread a file's tests over both workers, each making the file's
+    module sweep again.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_group(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not getattr(self, "ordered", False):  # the first call: the queue is complete
+                units = sorted(self.workqueue.items(), key=lambda unit: (unit[0].startswith("tests/unit/"), -len(unit[1])))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return ByWorkGroup(config, log)
 
 
 @pytest.fixture(scope="session")
