@@ -1,5 +1,6 @@
 """What a user browsing MLflow's UI finds beyond metrics, after a tiny real sweep (real Ray Tune,
-real MLflow on SQLite, the analysis actors on) that is then run again (a finished sweep, read back
+real MLflow on SQLite, the analysis actors on; `ui_sweep` in conftest.py, shared with
+test_mlflow_ui.py) that is then run again (a finished sweep, read back
 and summarised again): a lineage's data as dataset inputs with the data spec's id as digest, its
 Grad-CAM grids as one image chart whose step slider walks from the trunk's grid (step 0) through
 the rounds, and the sweep's summary as a table on the parent run. What the client can see is
@@ -11,8 +12,6 @@ there as mlflow_ui_failed_*.png/.html/.txt.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -20,86 +19,37 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.actors import image_steps
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
 from orchestrator.summary import TABLE_COLUMNS
 from tests.support.browser import (
-    MlflowUi,
     assert_nontrivial_png,
     by_css,
     by_xpath,
-    ensure_chromium,
     js_click,
     quit_chrome,
     start_chrome,
     wait_for,
     xpath_literal,
 )
+from tests.support.ui_sweep import ARTIFACTS, UI_LINEAGES, UI_ROUNDS, UI_TRUNK
 from trainables import record
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # tests/artifacts (git-ignored)
 ML_VIEW = "workflowType=machine_learning"
-ROUNDS = 2
-LINEAGE = "imp s0"
-TRUNK = "trunk conv2 shapes s0"
-
-CONFIG = f"""
-name: browse
-seeds: [0]
-data: {{image_size: 16, train_size: 256, test_size: 128, ood_size: 0}}
-model: {{name: conv2, width: 4}}
-train: {{epochs: 1, batch_size: 32, lr: 0.01}}
-pruning: {{rate: 0.5, rounds: {ROUNDS}, rewind: init}}
-analysis: {{gradcam: {{images: 32, grid_images: 6}}, concepts: {{train_images: 100, eval_images: 50}},
-           robustness: {{enabled: false}}, mis: {{enabled: false}}, lime: {{enabled: false}}, flatness: {{enabled: false}}}}
-tracking: {{uri: "sqlite:///mlflow.db", experiment: browse-test}}
-"""
+ROUNDS, TRUNK = UI_ROUNDS, UI_TRUNK
+LINEAGE = UI_LINEAGES[0]
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium + chromium-driver, installed first so a machine without them fails fast."""
-    seconds = ensure_chromium()  # raises BrowserSetupError, never skips
-    if seconds:
-        print(f"\ninstalled chromium and chromium-driver in {seconds:.0f} s", file=sys.stderr)
-    ARTIFACTS.mkdir(exist_ok=True)
-    for old in ARTIFACTS.glob("mlflow_browse_*"):
-        old.unlink()
-    return seconds
+def sweep(ui_sweep):
+    """(the sweep's folder, MLflow's client, runs by name + "parent" + "experiment_id", the data spec's id)"""
+    client = MlflowClient(f"sqlite:///{ui_sweep.workdir / 'mlflow.db'}")
+    return ui_sweep.workdir, client, {"experiment_id": ui_sweep.experiment_id, **ui_sweep.runs}, ui_sweep.data_id
 
 
 @pytest.fixture(scope="module")
-def sweep(chromium, ray_session, tmp_path_factory):
-    """The sweep run twice in its folder: (client, runs by name + "parent", the data spec's id)."""
-    workdir = tmp_path_factory.mktemp("browse-sweep")
-    (workdir / "sweep.yaml").write_text(CONFIG)
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    start = time.monotonic()
-    try:
-        assert main(["sweep", "sweep.yaml"]) == 0
-        assert main(["sweep", "sweep.yaml"]) == 0  # finished: read back and summarised again, no Ray
-        data_id = make_plan(load_config("sweep.yaml")).lineages[0].trunk.data.id
-    finally:
-        os.chdir(cwd)
-    print(f"\nsweep for the browse test ran (twice) in {time.monotonic() - start:.0f} s", file=sys.stderr)
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("browse-test")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
-    found = {run.info.run_name: run for run in runs}
-    assert set(found) == {"browse", TRUNK, LINEAGE}, "the rerun duplicated a run"
-    return workdir, client, {"experiment_id": experiment.experiment_id, "parent": found["browse"], **found}, data_id
-
-
-@pytest.fixture(scope="module")
-def ui(sweep):
-    server = MlflowUi(sweep[0])
-    server.start()  # raises BrowserSetupError with the server's log, never skips
-    yield server
-    server.stop()
+def ui(lth_ui):
+    return lth_ui
 
 
 @pytest.fixture
@@ -239,13 +189,15 @@ def test_the_parent_run_shows_the_summary_as_a_table(browser, ui, sweep):
     text = Path(client.download_artifacts(parent, record.SUMMARY_TABLE, str(workdir / "downloaded"))).read_text()
     table = json.loads(text)
     assert "NaN" not in text and table["columns"] == list(TABLE_COLUMNS)
-    (row,) = [dict(zip(table["columns"], values)) for values in table["data"]]  # one lineage, after two runs
+    rows = [dict(zip(table["columns"], values)) for values in table["data"]]
+    assert sorted(row["name"] for row in rows) == sorted(UI_LINEAGES)  # one row per lineage, after two runs
+    (row,) = [row for row in rows if row["name"] == LINEAGE]
     assert (row["name"], row["rounds"], row["run_id"]) == (LINEAGE, f"{ROUNDS}/{ROUNDS}", runs[LINEAGE].info.run_id)
     assert row["best_round"] in range(1, ROUNDS + 1) and abs(row["sparsity"] - 0.75) < 0.01
     for column in ("sparsity", "dense_acc", "last_acc", "delta_vs_dense", "gradcam_rho"):
         assert row[column] == round(row[column], 4), f"{column} = {row[column]} is not rounded"
     csv = Path(client.download_artifacts(parent, record.SUMMARY_CSV, str(workdir / "downloaded"))).read_text().splitlines()
-    assert csv[0] == ",".join(TABLE_COLUMNS) and len(csv) == 2
+    assert csv[0] == ",".join(TABLE_COLUMNS) and len(csv) == 1 + len(UI_LINEAGES)
 
     browser.get(run_page(ui, runs, "parent", f"/artifacts/{record.SUMMARY_TABLE}"))
     wait_for(browser, by_xpath('//*[normalize-space()="View as table"]'), "the table switch of the summary artifact", ARTIFACTS)

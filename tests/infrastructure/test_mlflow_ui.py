@@ -1,5 +1,6 @@
 """What a user sees in MLflow's UI after a sweep: a tiny real sweep (real Ray Tune, real MLflow on
-SQLite, the analysis actors on), `lth ui` on its store, a headless Chromium (Debian's package,
+SQLite, the analysis actors on; `ui_sweep` in conftest.py, shared with test_mlflow_browse.py),
+`lth ui` on its store, a headless Chromium (Debian's package,
 driven by Selenium; see tests/support/browser.py) that finds the sweep's parent run with its
 trunk and lineages nested under it, a metric chart in the experiment's chart view and on a
 lineage's page, what made a lineage's run (user, source, lth-sweep's commit, the versions), and
@@ -13,96 +14,40 @@ MLflow 3.17 opens an experiment in its GenAI view unless the browser was switche
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
 from orchestrator.mlflow_view import comparison_url
 from tests.support.browser import (
-    MlflowUi,
     assert_nontrivial_png,
     by_css,
     by_xpath,
-    ensure_chromium,
     js_click,
     quit_chrome,
     start_chrome,
     wait_for,
     xpath_literal,
 )
+from tests.support.ui_sweep import ARTIFACTS, UI_LINEAGES, UI_ROUNDS, UI_TRUNK
 from trainables import provenance, record
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # tests/artifacts (git-ignored)
 ML_VIEW = "workflowType=machine_learning"
-ROUNDS = 2
-TRUNK = "trunk conv2 shapes s0"
-LINEAGES = ("imp s0", "imp@3 s0")
-
-CONFIG = f"""
-name: ui
-seeds: [0]
-data: {{image_size: 16, train_size: 256, test_size: 128, ood_size: 0}}
-model: {{name: conv2, width: 4}}
-train: {{epochs: 1, batch_size: 32, lr: 0.01}}
-pruning:
-  - {{rate: 0.5, rounds: {ROUNDS}, rewind: init}}
-  - {{rate: 0.5, rounds: {ROUNDS}, rewind: 3}}
-analysis: {{gradcam: {{images: 32}}, concepts: {{train_images: 100, eval_images: 50}}, robustness: {{images: 32}},
-           mis: {{images: 60}}, lime: {{images: 2}}, flatness: {{images: 16}}}}
-tracking: {{uri: "sqlite:///mlflow.db", experiment: ui-test}}
-"""
+ROUNDS, TRUNK, LINEAGES = UI_ROUNDS, UI_TRUNK, UI_LINEAGES
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium + chromium-driver, installed first so a machine without them fails fast."""
-    seconds = ensure_chromium()  # raises BrowserSetupError, never skips
-    if seconds:
-        print(f"\ninstalled chromium and chromium-driver in {seconds:.0f} s", file=sys.stderr)
-    ARTIFACTS.mkdir(exist_ok=True)
-    for old in ARTIFACTS.glob("mlflow_ui_*"):
-        old.unlink()
-    return seconds
-
-
-@pytest.fixture(scope="module")
-def sweep(chromium, ray_session, tmp_path_factory):
+def sweep(ui_sweep):
     """The sweep's folder and its runs: {"experiment_id", "parent": run, run name: run, ...}."""
-    workdir = tmp_path_factory.mktemp("ui-sweep")
-    (workdir / "sweep.yaml").write_text(CONFIG)
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    start = time.monotonic()
-    try:
-        assert main(["sweep", "sweep.yaml"]) == 0
-    finally:
-        os.chdir(cwd)
-    print(f"\nsweep for the UI test ran in {time.monotonic() - start:.0f} s", file=sys.stderr)
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ui-test")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
-    (parent,) = [r for r in runs if r.data.tags["lth.kind"] == "sweep"]
-    found = {r.info.run_name: r for r in runs}
-    assert set(found) == {"ui", TRUNK, *LINEAGES}
-    return workdir, {"experiment_id": experiment.experiment_id, "parent": parent, **found}
+    return ui_sweep.workdir, {"experiment_id": ui_sweep.experiment_id, **ui_sweep.runs}
 
 
 @pytest.fixture(scope="module")
-def ui(sweep):
-    workdir, _ = sweep
-    server = MlflowUi(workdir)
-    start = time.monotonic()
-    server.start()  # raises BrowserSetupError with the server's log, never skips
-    print(f"`lth ui` ready at {server.url} in {time.monotonic() - start:.0f} s", file=sys.stderr)
-    yield server
-    server.stop()
+def ui(lth_ui):
+    return lth_ui
 
 
 @pytest.fixture
