@@ -23,12 +23,18 @@ from tests.support.sweeps import RAY_INIT
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
+#: Files whose tests share nothing (no module fixture; each makes its own sweeps): spread test by test.
+INDEPENDENT_TESTS = ("tests/sweep/test_faults.py",)
+
+
 def work_group(nodeid: str) -> str:
     """The tests that must share one pytest-xdist worker: a file's (its module fixtures: a sweep,
     a server, a browser, made once), and all of tests/infrastructure/ (they install chromium and
     PostgreSQL with apt-get, which two workers would fight over; one MLflow server and one sweep
     for the browser serve them all)."""
     path = nodeid.split("::", 1)[0]
+    if path in INDEPENDENT_TESTS:
+        return nodeid
     return "tests/infrastructure/" if path.startswith("tests/infrastructure/") else path
 
 

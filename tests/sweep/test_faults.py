@@ -335,6 +335,9 @@ def test_a_diverging_lineage_fails_alone_with_its_reason(ray_session, tmp_path, 
     assert fine.info.status == "FINISHED" and rounds_of(client, fine.info.run_id) == [1, 2]
     assert "[FAILED]" in captured.out  # the summary table
     assert "FAILED: trunk" in captured.err and "DivergedError" in captured.err and "Traceback" not in captured.err
+    trunks = {r.data.params["train.lr"]: r for r in runs_of(client, "trunk")}
+    assert trunks["100000000.0"].info.status == "FAILED" and "diverged" in trunks["100000000.0"].data.tags["lth.error"]
+    assert trunks["0.05"].info.status == "FINISHED"
     (parent,) = runs_of(client, "sweep")
     assert parent.info.status == "FAILED"
     assert_nothing_duplicated(client)

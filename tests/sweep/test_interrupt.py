@@ -23,7 +23,7 @@ from tests.support.sweeps import (
 pytestmark = pytest.mark.slow
 #: Rounds of about a second, so that Ctrl-C lands while the long lineages are midway (4+ rounds
 #: left when it is sent), however fast the machine.
-LONG_ROUNDS = {"slow": True, "train": {"epochs": 20}}
+LONG_ROUNDS = {"slow": True, "train": {"epochs": 12}}
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):

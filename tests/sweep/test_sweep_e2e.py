@@ -1,6 +1,8 @@
 """A small real sweep: real Ray Tune, real MLflow (SQLite in a temp dir), read back with MLflow's
-own client. Also: rerunning duplicates nothing, and a trial whose worker dies resumes from its
-last checkpoint and ends with exactly the masks of an uninterrupted run."""
+own client. Also: rerunning duplicates nothing. Trials whose workers die mid-round:
+test_faults.py (masks and metrics bit for bit as an uninterrupted run) and
+test_ray_native_results.py (Tune's own records of the restarted trial); a diverging trunk:
+test_faults.py."""
 from __future__ import annotations
 
 import os
@@ -13,8 +15,7 @@ from safetensors.torch import load_file
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.plan import make_plan
-from orchestrator.sweep import run_sweep
-from tests.support.sweeps import Killer, runs_of
+from tests.support.sweeps import runs_of
 from trainables.lineage import run_lineage
 from trainables.trunk import train_trunk
 
@@ -210,46 +211,6 @@ def test_rerunning_the_sweep_trains_nothing_and_duplicates_nothing(sweep, capsys
     assert {r.info.run_id for r in runs_of(client, experiment=EXPERIMENT)} == before
     for run in runs_of(client, "lineage", EXPERIMENT):
         assert len(client.get_metric_history(run.info.run_id, "test/acc")) == 1 + 3  # the dense value, three rounds
-
-
-def test_a_killed_trial_resumes_from_its_checkpoint(ray_session, tmp_path, monkeypatch):
-    """SIGKILL the worker running a lineage after its first round: Tune restarts the trial, which
-    continues from the round-1 checkpoint; no round is logged twice; masks match a clean run."""
-    config = CONFIG.replace("seeds: [0, 1]", "seeds: [0]").replace("rounds: 3", "rounds: 6").replace(
-        "epochs: 1", "epochs: 3"
-    )
-    config = config.replace("  - {rate: 0.5, rounds: 6, rewind: 3}\n", "")
-    (tmp_path / "sweep.yaml").write_text(config)
-    monkeypatch.chdir(tmp_path)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
-    killer = Killer([spec.id for spec in plan.lineages], {0: [1]})  # at round 1's checkpoint, whatever the timing
-    assert run_sweep(plan, callbacks=[killer]).succeeded
-    killed = [worker for _, _, worker in killer.killed]
-    assert killed, "the lineage's worker was not killed"
-    (run,) = runs_of(client, "lineage", EXPERIMENT)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["lth.worker"] != killed[0]  # a new worker finished the lineage
-    history = client.get_metric_history(run.info.run_id, "sparsity")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
-    spec = make_plan(load_config(tmp_path / "sweep.yaml")).lineages[0]
-    local = run_lineage(spec, train_trunk(spec.trunk))
-    final = load_file(client.download_artifacts(run.info.run_id, "ticket/masks.safetensors", str(tmp_path)))
-    assert all(torch.equal(final[k], local[-1].state.masks[k]) for k in final)
-
-
-def test_a_diverging_trunk_ends_the_sweep_with_a_clear_message(ray_session, tmp_path, monkeypatch, capsys):
-    config = CONFIG.replace("batch_size: 32, lr: 0.01,", "optimizer: sgd, lr: 1.0e+8,")
-    (tmp_path / "sweep.yaml").write_text(config.replace("seeds: [0, 1]", "seeds: [0]"))
-    monkeypatch.chdir(tmp_path)
-    assert main(["sweep", "sweep.yaml"]) == 1
-    err = capsys.readouterr().err
-    assert "DivergedError" in err and "Traceback" not in err
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (trunk,) = runs_of(client, "trunk", EXPERIMENT)
-    (parent,) = runs_of(client, "sweep", EXPERIMENT)
-    assert trunk.info.status == "FAILED" and "diverged" in trunk.data.tags["lth.error"]
-    assert parent.info.status == "FAILED"
 
 
 def test_a_trial_larger_than_the_cluster_stops_at_once_naming_the_resource(ray_session, tmp_path, monkeypatch, capsys):
