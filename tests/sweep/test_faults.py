@@ -26,7 +26,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from deploy.local_mlflow_server import free_port
 from orchestrator.cli import main
@@ -39,6 +41,7 @@ from tests.support.sweeps import (
     LTH, ROOT, TINY_ANALYSIS, Killer, assert_equals_uninterrupted, assert_nothing_duplicated, child_env, rounds_of,
     runs_of, sweep_yaml,
 )
+from trainables import record
 
 
 def descendants(pid: int) -> list[int]:
@@ -313,6 +316,9 @@ def test_workers_killed_mid_round_change_nothing(ray_session, tmp_path, monkeypa
         for key in analysed:
             assert rounds_of(client, run.info.run_id, key) == rounds, key
         assert_equals_uninterrupted(client, run, spec, tmp_path, validation_every=validation)
+        ticket = load_file(client.download_artifacts(run.info.run_id, record.TICKET_MASKS, str(tmp_path / "ticket")))
+        last = load_file(client.download_artifacts(run.info.run_id, record.round_masks(rounds[-1]), str(tmp_path / "last")))
+        assert ticket.keys() == last.keys() and all(torch.equal(ticket[k], last[k]) for k in ticket)  # the lineage's ticket
     print(f"{histories} metric histories checked: no step twice; masks and metrics equal an uninterrupted run")
 
 

@@ -21,8 +21,8 @@ from tests.support.sweeps import (
 )
 
 pytestmark = pytest.mark.slow
-#: Rounds of about a second, so that Ctrl-C lands while the long lineages are midway (4+ rounds
-#: left when it is sent), however fast the machine.
+#: Rounds of about a second, so that Ctrl-C lands while the long lineages are midway (past round 2
+#: of 6 when it is sent), however fast the machine.
 LONG_ROUNDS = {"slow": True, "train": {"epochs": 12}}
 
 
@@ -49,9 +49,8 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
         while time.monotonic() < deadline and driver.poll() is None and not ready:
             try:
                 runs = runs_of(client, "lineage")
-                ready = any(r.info.status == "FINISHED" for r in runs) and any(
-                    len(rounds_of(client, r.info.run_id)) >= 2 for r in runs if r.info.status != "FINISHED"
-                )
+                unfinished = [r for r in runs if r.info.status != "FINISHED"]
+                ready = len(unfinished) == 2 and all(len(rounds_of(client, r.info.run_id)) >= 2 for r in unfinished)
             except Exception:  # the store is being created
                 pass
             time.sleep(0.1)
