@@ -43,7 +43,7 @@ def pytest_xdist_make_scheduler(config, log):
     """README's test command runs two pytest-xdist workers: the sweeps' child processes, servers
     and browsers leave a core idle much of the time. Each worker has its own session Ray
     (`ray_session`), on its own ports. Work is handed out a `work_group` at a time, the end-to-end
-    groups first (the largest first), so that the short unit tests fill in at the end.
+    groups first (those with the most tests first), so that the short unit tests fill in at the end.
 
     (xdist's own `--dist loadgroup` reads groups from node ids it rewrites, which pytest 9.2 no
     longer lets it do: it silently spread a file's tests over both workers, each making the file's
