@@ -85,7 +85,7 @@ def ui_sweep(chromium, ray_session, tmp_path_factory) -> UiSweep:
 
 
 @pytest.fixture(scope="session")
-def lth_ui(ui_sweep):
+def ui(ui_sweep):
     """`lth ui` serving the sweep's store, as a user starts it in the sweep's folder."""
     from tests.support.browser import MlflowUi
 

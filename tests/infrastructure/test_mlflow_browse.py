@@ -24,7 +24,7 @@ from tests.support.browser import (
     assert_nontrivial_png,
     by_css,
     by_xpath,
-    js_click,
+    close_assistant,
     quit_chrome,
     start_chrome,
     wait_for,
@@ -47,11 +47,6 @@ def sweep(ui_sweep):
     return ui_sweep.workdir, client, {"experiment_id": ui_sweep.experiment_id, **ui_sweep.runs}, ui_sweep.data_id
 
 
-@pytest.fixture(scope="module")
-def ui(lth_ui):
-    return lth_ui
-
-
 @pytest.fixture
 def browser(chromium):
     """A new headless Chromium for each test, tall enough for an image chart and its slider."""
@@ -66,12 +61,6 @@ def screenshot(driver, name: str) -> Path:
     assert driver.save_screenshot(str(path)), f"could not save {path}"
     assert_nontrivial_png(path, min_width=1200, min_height=700)
     return path
-
-
-def close_assistant(driver) -> None:
-    """MLflow 3.17 opens its "MLflow Assistant" panel on a quarter of the window; close it."""
-    for button in by_css('button[data-component-id="mlflow.assistant.chat_panel.close"]')(driver):
-        js_click(driver, button)
 
 
 def run_page(ui, runs: dict, name: str, tab: str = "") -> str:

@@ -24,6 +24,7 @@ from tests.support.browser import (
     assert_nontrivial_png,
     by_css,
     by_xpath,
+    close_assistant,
     js_click,
     quit_chrome,
     start_chrome,
@@ -45,11 +46,6 @@ def sweep(ui_sweep):
     return ui_sweep.workdir, {"experiment_id": ui_sweep.experiment_id, **ui_sweep.runs}
 
 
-@pytest.fixture(scope="module")
-def ui(lth_ui):
-    return lth_ui
-
-
 @pytest.fixture
 def browser(chromium):
     """A new headless Chromium with an empty profile for each test: no state carried between them."""
@@ -65,12 +61,6 @@ def screenshot(driver, name: str) -> Path:
     assert driver.save_screenshot(str(path)), f"could not save {path}"
     assert_nontrivial_png(path, min_width=1200, min_height=700)
     return path
-
-
-def close_assistant(driver) -> None:
-    """MLflow 3.17 opens its "MLflow Assistant" panel on a quarter of the window; close it."""
-    for button in by_css('button[data-component-id="mlflow.assistant.chat_panel.close"]')(driver):
-        js_click(driver, button)
 
 
 def link_to_run(run_id: str, name: str) -> str:

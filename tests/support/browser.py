@@ -248,3 +248,9 @@ class MlflowUi:
         except ProcessLookupError:
             pass
         self.process.wait(timeout=30)
+
+
+def close_assistant(driver) -> None:
+    """MLflow 3.17 opens its "MLflow Assistant" panel on a quarter of the window; close it."""
+    for button in by_css('button[data-component-id="mlflow.assistant.chat_panel.close"]')(driver):
+        js_click(driver, button)

@@ -1,4 +1,4 @@
-"""The tiny real sweep the browser tests look at (tests/infrastructure: `ui_sweep`, `lth_ui`), and
+"""The tiny real sweep the browser tests look at (tests/infrastructure: `ui_sweep`, `ui`), and
 where they leave their screenshots."""
 from __future__ import annotations
 
