@@ -49,6 +49,7 @@ REGISTRY: tuple[Metric, ...] = (
            figure="generalisation"),
     Metric("train/early_stop_acc", True, "test accuracy at the iteration the validation split selects", 0.005,
            bounds=UNIT, collapse=0.1),
+    Metric("train/early_stop_every", False, "iterations between the validation losses early stopping reads", 0.0),
     Metric("train/early_stop_saturated", False, "1 when the validation minimum is at the first or last evaluation", 0.0,
            bounds=UNIT),
     Metric("ood/auroc_heldout", True, "AUROC, test vs held-out-class images (max softmax)", 0.01, figure="ood",
@@ -101,6 +102,10 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("xai/mis", True, "mechanistic interpretability score", 0.02, figure="lime_and_mis", bounds=UNIT),
 )
 
+#: prefixes of the columns that describe a metric rather than being one (`dense/test/acc`, `se/...`)
+NONFINITE_PREFIX = "nonfinite/"  #: 1 where a round logged a NaN or infinite value (analysis/query.py)
+DERIVED_PREFIXES = ("dense/", "se/", "se_diff/", "floor/", "twin/", NONFINITE_PREFIX)
+
 #: one figure each (analysis/plots.py), a few panels apiece so each stays readable at the UI's preview size
 FIGURES = ("generalisation", "robustness", "ood", "calibration", "geometry", "gradcam", "concepts", "lime_and_mis")
 
@@ -140,7 +145,7 @@ def judged_by_default() -> tuple[str, ...]:
 
 def in_figure(figure: str, columns) -> list[str]:
     """The columns of a sweep's table that `figure` draws, in registry order."""
-    names = [c for c in columns if "/class/" not in c and not c.startswith(("dense/", "se/", "floor/"))]
+    names = [c for c in columns if "/class/" not in c and not c.startswith(DERIVED_PREFIXES)]
     out = []
     for metric in REGISTRY:
         if metric.figure == figure:

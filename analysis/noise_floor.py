@@ -1,20 +1,18 @@
-"""The noise floor: how far a second dense network, differing only in its seed, moves on a metric.
+"""The noise floor: how far a second dense network, differing only in its SGD noise, moves on a
+metric. It is the reference a drift is read against, and it is descriptive: the margin a verdict
+uses (how much worse still counts as matching) is fixed before the data (`margin` below), never
+widened by measured noise; the noise goes into the verdicts' intervals (analysis/noninferiority.py).
 
-"Grad-CAM rank correlation 0.65 with the trunk" means nothing until one knows what two equally good
-dense networks score against each other; "accuracy 0.4 points below dense" means nothing until one
-knows how much dense accuracy itself varies with the seed. The floor is that reference:
-
-- a **consistency** metric (the trunk scores 1 against itself): each trunk is measured against the
-  reference of another trunk of the same configuration and a different seed, logged on the trunk's
-  run as `floor/<metric>` (analysis/actors.py); the floor is the drift 1 - mean of those values;
+- a **consistency** metric (the trunk scores 1 against itself): primarily the dense TWIN of each
+  trunk (same init, another data order: the instability analysis of Frankle et al. 2020), measured
+  against the trunk's reference and logged on the trunk's run as `twin/<metric>`; secondly another
+  seed's trunk measured against it (`floor/<metric>`, a ring over the configuration's seeds: with 2
+  seeds that is one pair measured both ways). The floor is the drift 1 - mean agreement;
 - a metric compared with **dense**: the spread (sample std) of the trunks' own values across seeds,
   combined with the sampling error of the analysis sample (`se/<metric>`, where the measurement
   logs one): sqrt(std_seeds^2 + se^2).
 
-The verdicts' tolerance for a metric is its floor when the floor is measured, but never below the
-registry's per-metric default (analysis/metrics.py), the smallest difference worth a verdict;
-`lth tickets --tolerance METRIC=VALUE` overrides both. A sweep with one seed has no dense-vs-dense spread: its floor falls back to the sampling
-error alone, or to the default, and the output says which.
+Floors are per trunk configuration: the caller passes one configuration's rows.
 """
 from __future__ import annotations
 
@@ -27,6 +25,7 @@ import pandas as pd
 from analysis import metrics as registry
 
 FLOOR_PREFIX = "floor/"
+TWIN_PREFIX = "twin/"
 SE_PREFIX = "se/"
 
 
@@ -50,16 +49,38 @@ def _per_trunk(frame: pd.DataFrame, column: str) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def floor(frame: pd.DataFrame, metric: str) -> Floor:
-    """The noise floor of `metric` over the trunks of `frame` (the tidy table of load_sweep)."""
+def pairs_of_a_ring(trunks: int) -> int:
+    """Distinct pairs the other-seed ring measures: n for n >= 3 seeds, 1 for 2 (measured both ways)."""
+    return 1 if trunks == 2 else trunks
+
+
+def _consistency_floor(frame: pd.DataFrame, metric: str, prefix: str) -> Floor | None:
+    agreement = _per_trunk(frame, f"dense/{prefix}{metric}")
+    if not len(agreement):
+        return None
+    if prefix == TWIN_PREFIX:
+        source = f"dense twin (same init, other data order) of {len(agreement)} trunk(s)"
+    else:
+        pairs = pairs_of_a_ring(len(agreement))
+        source = f"another seed's trunk, from {pairs} pair{'s' if pairs > 1 else ''} of seeds"
+    return Floor(metric, float(1 - agreement.mean()), len(agreement), source, (float(agreement.min()), float(agreement.max())))
+
+
+def floors(frame: pd.DataFrame, metric: str) -> list[Floor]:
+    """Every floor measured for `metric`, the primary first: for a consistency metric the dense
+    twin, then another seed's trunk; for a dense-reference metric the seeds' spread."""
     if registry.is_consistency(metric):
-        pairs = _per_trunk(frame, f"dense/{FLOOR_PREFIX}{metric}")
-        if not len(pairs):
-            return Floor(metric, math.nan, 0, "not measured (needs 2+ seeds)")
-        return Floor(
-            metric, float(1 - pairs.mean()), len(pairs), f"dense vs dense over {len(pairs)} trunk pair(s)",
-            (float(pairs.min()), float(pairs.max())),
-        )
+        found = [f for f in (_consistency_floor(frame, metric, p) for p in (TWIN_PREFIX, FLOOR_PREFIX)) if f]
+        return found or [Floor(metric, math.nan, 0, "not measured (needs a dense twin or 2+ seeds)")]
+    return [_dense_floor(frame, metric)]
+
+
+def floor(frame: pd.DataFrame, metric: str) -> Floor:
+    """The primary noise floor of `metric` over the trunks of `frame` (the tidy table of load_sweep)."""
+    return floors(frame, metric)[0]
+
+
+def _dense_floor(frame: pd.DataFrame, metric: str) -> Floor:
     dense = _per_trunk(frame, f"dense/{metric}")
     se = _per_trunk(frame, f"dense/{SE_PREFIX}{metric}")
     seeds_var = float(dense.var(ddof=1)) if len(dense) >= 2 else math.nan
@@ -77,26 +98,24 @@ def floor(frame: pd.DataFrame, metric: str) -> Floor:
 
 
 @dataclass(frozen=True)
-class Tolerance:
+class Margin:
     value: float  # in the metric's units (a relative default is already multiplied by |dense|)
-    source: str  # "noise floor", "default", "user"
+    source: str  # "registry default", "user (--margin)", with "x |dense|" where relative
 
 
-def tolerance(metric: str, measured: Floor, dense_value: float, override: float | None = None) -> Tolerance:
-    """How much worse than the reference still passes: the user's; else the floor, but never below
-    the registry's default for the metric, which is the smallest difference worth a verdict (a
-    floor from 2-3 seeds can come out far too small: seeds that tie give 0, and quantised measures
-    such as a top-3 Jaccard over 9 classes move in steps of ~0.05)."""
-    if override is not None:
-        return Tolerance(override, "user")
+def margin(metric: str, dense_value: float, override: float | None = None, relative: bool = False) -> Margin:
+    """How much worse than the reference still counts as matching, fixed before the data: the
+    user's `--margin`, else the registry's per-metric default (analysis/metrics.py). Never the
+    measured noise: a margin that grows with the noise turns "no worse than dense" into "not
+    detectably worse", and fewer images or seeds would then give sparser tickets."""
     entry = registry.lookup(metric)
-    scale = abs(dense_value) if entry.relative and math.isfinite(dense_value) else 1.0
-    default = entry.tolerance * scale
-    if measured.measured and measured.value >= default:
-        return Tolerance(measured.value, "noise floor")
-    if measured.measured:
-        return Tolerance(default, f"default (the noise floor, {measured.value:.3g}, is below it)")
-    return Tolerance(default, "default")
+    scale_by_dense = relative if override is not None else entry.relative
+    base = override if override is not None else entry.tolerance
+    value = base * abs(dense_value) if scale_by_dense and math.isfinite(dense_value) else base
+    source = "user (--margin)" if override is not None else "registry default"
+    if scale_by_dense:
+        source += f", {base:g} x |dense|"
+    return Margin(value, source)
 
 
 def in_floor_units(degradation: float, measured: Floor) -> float | None:
@@ -104,51 +123,3 @@ def in_floor_units(degradation: float, measured: Floor) -> float | None:
     if not measured.measured or not math.isfinite(degradation):
         return None
     return degradation / measured.value
-
-
-@dataclass(frozen=True)
-class Separation:
-    """Can this sweep's samples tell its methods apart on a metric? Signal: the spread (std) of
-    the methods' mean values, averaged over rounds; noise: the spread of one method's value over
-    seeds (pooled) and the sampling error of the analysis sample. Below RESOLVABLE the measure is
-    reported as "not resolvable at this sample size" rather than as verdicts."""
-
-    metric: str
-    signal: float
-    seed_noise: float
-    sampling_noise: float
-
-    @property
-    def noise(self) -> float:
-        parts = [v for v in (self.seed_noise, self.sampling_noise) if math.isfinite(v)]
-        return math.sqrt(sum(v * v for v in parts)) if parts else math.nan
-
-    @property
-    def ratio(self) -> float:
-        return self.signal / self.noise if self.noise > 0 else math.nan
-
-    @property
-    def resolvable(self) -> bool | None:
-        """None when it cannot be told (one method, or one seed and no sampling error)."""
-        return None if not math.isfinite(self.ratio) else self.ratio >= RESOLVABLE
-
-
-#: Methods whose means differ by less than one noise standard deviation cannot be ranked by a
-#: sweep of this size: the order of two of them flips with the seed about a third of the time.
-RESOLVABLE = 1.0
-
-
-def separation(frame: pd.DataFrame, metric: str) -> Separation:
-    values = frame[["label", "round", "seed", metric]].dropna()
-    by_round = values.groupby("round")
-    signals = [g.groupby("label")[metric].mean().std(ddof=1) for _, g in by_round if g["label"].nunique() > 1]
-    variances = values.groupby(["label", "round"])[metric].var(ddof=1).dropna()
-    se_column = f"{SE_PREFIX}{metric}"
-    se = frame[se_column].to_numpy(float) if se_column in frame.columns else np.array([])
-    se = se[np.isfinite(se)]
-    return Separation(
-        metric,
-        float(np.mean(signals)) if signals else math.nan,
-        float(math.sqrt(variances.mean())) if len(variances) else math.nan,
-        float(math.sqrt((se**2).mean())) if len(se) else math.nan,
-    )

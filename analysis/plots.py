@@ -2,6 +2,8 @@
 dense trunk as a dashed line: the figure of every Lottery Ticket paper."""
 from __future__ import annotations
 
+import re
+
 from collections import defaultdict
 from pathlib import Path
 
@@ -94,8 +96,6 @@ def _caveat(frame, metric: str) -> str:
         saturated = int((frame[flag] == 1).sum())
         if saturated:
             return f"\n(saturated, so not shown, in {saturated} of {int(frame[flag].notna().sum())} rounds)"
-    if noise_floor.separation(frame, metric).resolvable is False:
-        return "\n(not resolvable at this sample size)"
     return ""
 
 
@@ -177,9 +177,15 @@ def dimension_figures(frame, folder: Path, title: str) -> list[Path]:
 
     if frame.empty:
         return []
+    configurations = sorted(frame["config"].unique()) if "config" in frame.columns else [None]
     paths = []
-    for dimension in FIGURES:
-        path = metrics_vs_sparsity(frame, in_figure(dimension, frame.columns), folder / f"{dimension}_vs_sparsity.png", f"{title}: {dimension}")
-        if path is not None:
-            paths.append(path)
+    for config in configurations:  # one configuration per figure: seeds are the only thing its bands pool
+        rows = frame if config is None else frame[frame["config"] == config]
+        suffix = "" if len(configurations) == 1 else "_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", str(config))
+        name = title if len(configurations) == 1 else f"{title} [{config}]"
+        for dimension in FIGURES:
+            path = metrics_vs_sparsity(rows, in_figure(dimension, rows.columns), folder / f"{dimension}_vs_sparsity{suffix}.png",
+                                       f"{name}: {dimension}")
+            if path is not None:
+                paths.append(path)
     return paths

@@ -1,8 +1,10 @@
 """Reading a sweep back from MLflow as a tidy pandas DataFrame: one row per (lineage, round).
 
-Columns: the lineage's identity (`run_id`, `lineage`, `method`, `label`, `seed`, `trunk`, `status`),
+Columns: the lineage's identity (`run_id`, `lineage`, `method`, `label`, `seed`, `trunk`, `status`,
+`config`: its trunk configuration, analysis/configurations.py),
 its config fields (the run's params, e.g. `pruning.rate`), `round`, every metric logged at that
-step, and the dense trunk's value of each metric as `dense/<metric>` (from the trunk run's step 0).
+step (`nonfinite/<metric>` = 1 where the logged value was NaN or infinite), and the dense trunk's value
+of each metric as `dense/<metric>` (from the trunk run's step 0).
 Works while a sweep runs: unfinished lineages simply have fewer rounds.
 
 Metric histories are read in bulk: from a database URI with plain SQL on MLflow's tables
@@ -11,6 +13,7 @@ metric per 100 runs), otherwise run by run.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis import query_sql
+from analysis.configurations import with_configurations
+from analysis.metrics import NONFINITE_PREFIX
 from analysis.query_sql import RunRecord
 from trainables import record
 
@@ -213,13 +218,14 @@ class SweepRecord:
                 "status": run.status,
             }
             for step, metrics in self.rounds(run.run_id).items():
-                rows.append({**identity, **params, "round": step, **metrics, **dense})
+                rows.append({**identity, **params, "round": step, **metrics, **_nonfinite(metrics), **dense})
         frame = pd.DataFrame(rows)
         if not frame.empty:
             frame = frame.sort_values(["label", "seed", "round"], kind="stable").reset_index(drop=True)
             for column in frame.columns:
                 if column.startswith(("pruning.", "trunk.")):
                     frame[column] = _numeric(frame[column])
+            frame = with_configurations(frame)
         return frame
 
 
@@ -268,6 +274,12 @@ def load_sweep(
 ) -> pd.DataFrame:
     """The tidy table of a sweep (see `read_sweep` for the arguments)."""
     return read_sweep(sweep, tracking_uri, experiment, latest, parent_id, sql, sweep_id).frame()
+
+
+def _nonfinite(metrics: dict[str, float]) -> dict[str, float]:
+    """`nonfinite/<metric>`: 1 where a round LOGGED a NaN or infinite value (a network that
+    collapsed), so that the verdicts can tell it from a value never logged (also NaN in the frame)."""
+    return {f"{NONFINITE_PREFIX}{key}": 1.0 for key, value in metrics.items() if not math.isfinite(value)}
 
 
 def _numeric(column: pd.Series) -> pd.Series:

@@ -10,7 +10,7 @@ problem: `ConfigError` (the config), `BadStore` (storage or tracking store), `Sw
     config = lth.load_config("configs/quickstart.yaml", overrides=["seeds=[0]"])
     result = lth.run_sweep(config)               # a SweepOutcome: .succeeded, .table(), .summary()
     frame = lth.load_sweep(config.name)          # one row per (lineage, round)
-    verdicts = lth.judge(frame)                  # winning tickets per method, against the noise floor
+    verdicts = lth.judge(frame)                  # winning tickets per configuration and method
     lth.export_ticket(config.name, label="imp", seed=0, round=3, format="onnx", out="imp.onnx")
     lth.export_ticket(config.name, label="imp", seed=0, register="quickstart-imp")  # its winning ticket
 
@@ -85,18 +85,20 @@ def read_sweep(sweep: str, tracking_uri: str | None = None, experiment: str | No
     return read(sweep, _reading_uri(tracking_uri), experiment, sweep_id=sweep_id)
 
 
-def judge(sweep, metrics=None, tolerance: dict[str, float] | float | None = None, relative: bool = False) -> dict:
-    """Winning tickets, regions and LTH-PASS per method, as `lth tickets --format json` gives them.
-    `sweep`: a sweep's name (read from the default store) or a `load_sweep` frame."""
+def judge(sweep, metrics=None, margin: dict[str, float] | float | None = None, relative: bool = False,
+          tolerance: dict[str, float] | float | None = None) -> dict:
+    """Winning tickets, regions and LTH-PASS per trunk configuration and method, as `lth tickets
+    --format json` gives them. `sweep`: a sweep's name (read from the default store) or a
+    `load_sweep` frame; `margin` (old name `tolerance`): fixed before the data, default the registry's."""
     from analysis.tickets import DEFAULT_METRICS, judge as judge_frame
 
     frame = load_sweep(sweep) if isinstance(sweep, str) else sweep
-    return judge_frame(frame, metrics or list(DEFAULT_METRICS), tolerance=tolerance, relative=relative)
+    return judge_frame(frame, metrics or list(DEFAULT_METRICS), margin=margin if margin is not None else tolerance, relative=relative)
 
 
 def export_ticket(sweep: str, *, label: str, seed: int, out: str | Path | None = None, round: int | None = None,
                   format: str = "safetensors", slim: bool = False, force: bool = False, register: str | None = None,
-                  metric: str = "test/acc", tracking_uri: str | None = None, experiment: str | None = None,
+                  metric: str | None = None, tracking_uri: str | None = None, experiment: str | None = None,
                   sweep_id: str | None = None) -> Path | None:
     """Writes one lineage's ticket as `lth export` does: round `round`, or without it the label's
     winning ticket on `metric` (as `judge` finds it); `format` safetensors (a folder with a

@@ -91,7 +91,7 @@ def _sweep(args) -> int:
     except SweepInterrupted as interrupted:
         console.say(str(interrupted))
         return EXIT_INTERRUPTED
-    print(render(outcome.rows, args.format, outcome.unresolvable), flush=True)
+    print(render(outcome.rows, args.format, outcome.indistinct), flush=True)
     if outcome.stale:
         console.say(
             f"reused {len(outcome.stale)} finished run(s) made by another lth-sweep version: "
@@ -221,8 +221,9 @@ def _query(args) -> int:
     return 0
 
 
-def parse_tolerances(values: list[str], metrics: list[str]) -> dict[str, float]:
-    """`--tolerance 0.01` (every metric) or `--tolerance test/acc=0.01` (one), repeatable."""
+def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
+    """`--margin 0.01` (every metric) or `--margin test/acc=0.01` (one; `winning=` for the
+    winning-ticket rule), repeatable."""
     out: dict[str, float] = {}
     for value in values:
         name, _, number = value.rpartition("=")
@@ -231,14 +232,19 @@ def parse_tolerances(values: list[str], metrics: list[str]) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"{value!r} is not NUMBER or METRIC=NUMBER") from None
         if not tolerance >= 0 or tolerance == float("inf"):
-            raise ValueError(f"{value!r}: a tolerance is a finite number >= 0")
+            raise ValueError(f"{value!r}: a margin is a finite number >= 0")
+        if name == "winning":
+            from analysis.tickets import WINNING
+
+            name = WINNING
         out |= {name: tolerance} if name else {metric: tolerance for metric in metrics}
     return out
 
 
 def _tickets(args) -> int:
-    from analysis import strict_json
-    from analysis.tickets import DEFAULT_METRICS, judge, render
+    from analysis import paper_table, strict_json
+    from analysis.tickets import DEFAULT_METRICS, WINNING, judge
+    from analysis.tickets_render import render
 
     frame = _frame(args)
     if frame.empty:
@@ -256,24 +262,25 @@ def _tickets(args) -> int:
         print(f"lth: --metric: no such metric in the registry (analysis/metrics.py): {unregistered}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        tolerance = parse_tolerances(args.tolerance or [], metrics)
+        margin = parse_margins(args.margin or [], [*metrics, WINNING])
     except ValueError as error:
-        print(f"lth: --tolerance: {error}", file=sys.stderr)
+        print(f"lth: --margin: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = judge(frame, metrics, tolerance=tolerance, relative=args.relative)
+    result = judge(frame, metrics, margin=margin, relative=args.relative)
     if args.format == "json":
         print(strict_json.dumps(result, indent=2))
     elif args.format == "csv":
-        import pandas as pd
-
-        rows = [{k: v for k, v in row.items() if k != "curve"} for rows in result["metrics"].values() for row in rows]
-        print(pd.DataFrame(rows).to_csv(index=False), end="")
+        print(paper_table.csv_text(result), end="")
+    elif args.format == "markdown":
+        print(paper_table.markdown(result))
+    elif args.format == "latex":
+        print(paper_table.latex(result))
     else:
         print(render(result))
     return 0
 
 
-def _add_sweep_selector(command) -> None:
+def _add_sweep_selector(command, formats=("table", "json", "csv")) -> None:
     command.add_argument("--sweep", required=True, help="the sweep's name (its config's `name`)")
     command.add_argument(
         "--sweep-id", metavar="ID",
@@ -282,7 +289,7 @@ def _add_sweep_selector(command) -> None:
     command.add_argument("--experiment", help="MLflow experiment (default: search all)")
     command.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     command.add_argument("--where", help="pandas query over the columns, e.g. \"method == 'imp' and `test/acc` > 0.9\"")
-    command.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    command.add_argument("--format", choices=list(formats), default="table")
 
 
 def _version() -> str:
@@ -325,13 +332,14 @@ def parser() -> argparse.ArgumentParser:
     query.set_defaults(run=_query)
 
     tickets = commands.add_parser("tickets", help="winning tickets and LTH-PASS per method, with confidence intervals")
-    _add_sweep_selector(tickets)
+    _add_sweep_selector(tickets, formats=("table", "json", "csv", "markdown", "latex"))
     tickets.add_argument("--metric", action="append", help="judge on this metric (repeatable; default: one per dimension)")
     tickets.add_argument(
-        "--tolerance", action="append", metavar="[METRIC=]NUMBER",
-        help="how much worse than dense still passes, for every metric or one (repeatable); default: the metric's noise floor, else its registry default",
+        "--margin", "--tolerance", dest="margin", action="append", metavar="[METRIC=]NUMBER",
+        help="how much worse than dense still counts as matching, fixed before looking at the data, for every metric or "
+        "one (repeatable; METRIC may be 'winning' for the winning-ticket rule); default: the registry's per-metric margin",
     )
-    tickets.add_argument("--relative", action="store_true", help="tolerance as a fraction of the dense value")
+    tickets.add_argument("--relative", action="store_true", help="--margin as a fraction of the dense value")
     tickets.set_defaults(run=_tickets)
     from orchestrator.cli_export import add_parser as add_export_parser
     add_export_parser(commands)

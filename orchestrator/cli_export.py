@@ -33,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     which = command.add_mutually_exclusive_group(required=True)
     which.add_argument("--round", type=int, metavar="K", help="export round K")
     which.add_argument("--winning", action="store_true", help="export the label's winning ticket, as `lth tickets` judges it")
-    command.add_argument("--metric", default="test/acc", help="with --winning: the metric the ticket wins on (default test/acc)")
+    command.add_argument(
+        "--metric", help="with --winning: the metric whose ticket to export (default: Frankle & Carbin's winning-ticket rule, as `lth tickets`)"
+    )
     command.add_argument("--format", choices=FORMATS, default="safetensors", dest="export_format")
     command.add_argument("--slim", action="store_true", help="filter / channel_in lineages: cut the removed channels out")
     command.add_argument("--out", type=Path, help="the folder (safetensors) or file to write (needed unless --register)")

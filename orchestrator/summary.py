@@ -31,8 +31,11 @@ def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
     return next((value for key, value in sorted(metrics.items()) if fnmatchcase(key, pattern)), default)
 
 
-def collect_rows(plan: SweepPlan, sweep: SweepRecord) -> list[dict]:
-    """One row per lineage of the plan, in its order, from the sweep's record in MLflow."""
+def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = None) -> list[dict]:
+    """One row per lineage of the plan, in its order, from the sweep's record in MLflow; with
+    `verdicts` (analysis.tickets.judge), each row carries its method's winning ticket in its
+    configuration (analysis/winning.py: the one rule `lth tickets` and `lth export` use)."""
+    winning = _winning_by_lineage(sweep, verdicts)
     rows = []
     for spec in plan.lineages:
         run = sweep.lineage(spec.id)
@@ -43,7 +46,7 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord) -> list[dict]:
         trunk = trunk_run.metrics if trunk_run else {}
         dense = trunk.get("test/acc", float("nan"))
         last = max(rounds) if rounds else None
-        best = max(rounds, key=lambda r: (acc.get(r, -1), -r)) if rounds else None
+        ticket = winning.get(run.run_id, {})
         rows.append(
             {
                 "lineage": spec.id,
@@ -56,9 +59,9 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord) -> list[dict]:
                 "dense_acc": dense,
                 "last_acc": acc.get(last, float("nan")),
                 "delta_vs_dense": acc.get(last, float("nan")) - dense,
-                "best_round": best,
-                "best_acc": acc.get(best, float("nan")),
-                "best_sparsity": sparsity.get(best, float("nan")),
+                "winning_round": ticket.get("ticket_round"),
+                "winning_sparsity": float("nan") if ticket.get("ticket_sparsity") is None else ticket["ticket_sparsity"],
+                "winning": winning_text(ticket),
                 "status": run.status,
                 "error": run.tags.get(record.ERROR, ""),
                 "stopped": run.tags.get(record.STOPPED, ""),
@@ -74,26 +77,53 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord) -> list[dict]:
     return rows
 
 
+def _winning_by_lineage(sweep: SweepRecord, verdicts: dict | None) -> dict[str, dict]:
+    """lineage run id -> the winning-ticket row of its (configuration, method)."""
+    if not verdicts:
+        return {}
+    frame = sweep.frame()
+    if frame.empty:
+        return {}
+    by_key = {(row["config"], row["method"]): row for row in verdicts["winning"]}
+    keys = frame.drop_duplicates("run_id").set_index("run_id")[["config", "label"]]
+    return {run_id: by_key.get((k.config, k.label), {}) for run_id, k in keys.iterrows()}
+
+
+def winning_text(ticket: dict) -> str:
+    """The method's winning ticket as a cell: "r2 75.0%", "none (r1 fails)", "undetermined"."""
+    if not ticket:
+        return "-"
+    if ticket.get("ticket_round") is not None:
+        return f"r{ticket['ticket_round']} {ticket['ticket_sparsity']:.1%}"
+    stop = ticket.get("stopped") or {}
+    return "undetermined" if stop.get("status") == "undetermined" else f"none (r{stop.get('round', 1)} fails)"
+
+
 def succeeded(row: dict) -> bool:
     """Finished, or stopped early by the scheduler (which is not a failure)."""
     return row["status"] == "FINISHED" or bool(row.get("stopped"))
 
 
-def unresolvable_columns(frame) -> dict[str, float]:
-    """Drift columns whose metric this sweep's samples cannot rank methods on: column -> the ratio of
-    the methods' spread to the noise between seeds and samples (analysis/noise_floor.separation)."""
-    from analysis.noise_floor import separation
-
+def indistinct_columns(verdicts: dict | None) -> dict[str, str]:
+    """Drift columns on which the sweep cannot tell its methods apart: column -> why, from the test
+    across methods and its power (analysis/power.py) in every configuration that measured it."""
     out = {}
-    for column, pattern, _ in DRIFT_COLUMNS:
-        metric = next((c for c in sorted(getattr(frame, "columns", [])) if fnmatchcase(c, pattern)), None)
-        measured = None if metric is None else separation(frame, metric)
-        if measured is not None and measured.resolvable is False:
-            out[column] = measured.ratio
+    for configuration in (verdicts or {}).get("configurations", []):
+        for column, pattern, _ in DRIFT_COLUMNS:
+            metric = next((m for m in sorted(configuration["metrics"]) if fnmatchcase(m, pattern)), None)
+            if metric is None:
+                continue
+            test = configuration["metrics"][metric]["methods_test"]
+            where = f" in {configuration['config']}" if len(verdicts["configurations"]) > 1 else ""
+            if test["why_not"]:
+                out[column] = f"cannot be tested across methods{where} ({test['why_not']})"
+            elif test["p_value"] >= 0.05:
+                out[column] = (f"the methods do not differ detectably{where} at {test['sparsity']:.1%} (ANOVA p = {test['p_value']:.2g};"
+                               f" {test['seeds']} seeds detect a difference of {test['detectable']:.3g} with 80% power)")
     return out
 
 
-def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] | None = None) -> str:
+def render(rows: list[dict], fmt: str = "table", indistinct: dict[str, str] | None = None) -> str:
     plain = [{k: v for k, v in row.items() if k != "curve"} for row in rows]
     if fmt == "json":
         return strict_json.dumps(plain, indent=2)
@@ -105,15 +135,14 @@ def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] 
         return out.getvalue()
     width = max([len("lineage"), *(len(row["name"]) for row in plain)])
     drift = any(row.get("gradcam_rho") == row.get("gradcam_rho") for row in plain if "gradcam_rho" in row)
-    header = f"{'lineage':{width}s} {'rounds':>6s} {'sparsity':>9s} {'dense acc':>9s} {'last acc':>9s} {'vs dense':>9s} {'best round (sparsity, acc)':>28s}"
+    header = f"{'lineage':{width}s} {'rounds':>6s} {'sparsity':>9s} {'dense acc':>9s} {'last acc':>9s} {'vs dense':>9s} {'winning ticket':>16s}"
     if drift:
         header += f" {'Grad-CAM rho':>12s} {'on object':>13s} {'concepts J@3':>12s} {'true concepts':>13s}"
     lines = [header, "-" * len(header)]
     for row in plain:
-        best = "-" if row["best_round"] is None else f"{row['best_round']} ({row['best_sparsity']:.1%}, {row['best_acc']:.4f})"
         line = (
             f"{row['name']:{width}s} {row['rounds']:>6s} {row['sparsity']:>9.1%} {row['dense_acc']:>9.4f} "
-            f"{row['last_acc']:>9.4f} {row['delta_vs_dense']:>+9.4f} {best:>28s}"
+            f"{row['last_acc']:>9.4f} {row['delta_vs_dense']:>+9.4f} {row.get('winning', '-'):>16s}"
         )
         if drift:
             line += (
@@ -129,13 +158,18 @@ def render(rows: list[dict], fmt: str = "table", unresolvable: dict[str, float] 
             "top-3 PCBM concepts per class with the trunk's; true concepts: share of classes whose top concepts",
             "are the ones that define the class, dense -> last round.",
         ]
-    for column, ratio in (unresolvable or {}).items() if drift else ():
-        lines.append(
-            f"{DRIFT_LABELS[column]}: NOT RESOLVABLE at this sample size (the methods differ by {ratio:.2f} x the noise between seeds"
-            " and samples): read it as noise, not as a ranking"
-        )
+    lines += ["", WINNING_LEGEND]
+    for column, why in (indistinct or {}).items() if drift else ():
+        lines.append(f"{DRIFT_LABELS[column]}: {why}: read it as noise, not as a ranking")
     lines += noise_floor_lines(plain)
     return "\n".join(lines)
+
+
+WINNING_LEGEND = (
+    "winning ticket: the method's, over its configuration's seeds, as `lth tickets` judges it (Frankle & Carbin: test "
+    "accuracy at the early-stopping iteration no worse than dense within the margin, in no more iterations); "
+    "undetermined where a seed's early stopping saturated or was not measured."
+)
 
 
 def noise_floor_lines(rows: list[dict]) -> list[str]:
@@ -174,7 +208,7 @@ def _from_dense(row: dict, column: str) -> str:
 #: The summary table's columns, as the rows name them (the parent run's `summary/lineages.json`).
 #: In the order of the printed table (what fits the UI's first screen comes first).
 TABLE_COLUMNS = (
-    "name", "rounds", "sparsity", "dense_acc", "last_acc", "delta_vs_dense", "best_round", "best_sparsity", "best_acc",
+    "name", "rounds", "sparsity", "dense_acc", "last_acc", "delta_vs_dense", "winning", "winning_round", "winning_sparsity",
     *(column for column, _, _ in DRIFT_COLUMNS), "status", "method", "seed", "lineage", "run_id",
 )
 TABLE_DIGITS = 4  #: decimals kept in the table: 0.9785, not 0.9784999999999999
@@ -190,20 +224,20 @@ def summary_frame(rows: list[dict]):
         return value
 
     frame = pd.DataFrame([{column: cell(row.get(column)) for column in TABLE_COLUMNS} for row in rows], columns=list(TABLE_COLUMNS))
-    return frame.astype({"seed": "Int64", "best_round": "Int64"})
+    return frame.astype({"seed": "Int64", "winning_round": "Int64"})
 
 
-def render_markdown(rows: list[dict], unresolvable: dict[str, float] | None = None) -> str:
+def render_markdown(rows: list[dict], indistinct: dict[str, str] | None = None) -> str:
     """The summary as a Markdown table that wraps in MLflow's run description (the fixed-width
     table is ~150 characters wide and widens the page), with its legend and noise floor as text."""
     plain = [{k: v for k, v in row.items() if k != "curve"} for row in rows]
     drift = any(row.get("gradcam_rho") == row.get("gradcam_rho") for row in plain if "gradcam_rho" in row)
-    header = ["lineage", "rounds", "sparsity", "dense acc", "last acc", "vs dense", "best round (sparsity, acc)"]
+    header = ["lineage", "rounds", "sparsity", "dense acc", "last acc", "vs dense", "winning ticket"]
     if drift:
         header += [DRIFT_LABELS[column] for column, _, _ in DRIFT_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in plain:
-        best = "-" if row["best_round"] is None else f"{row['best_round']} ({row['best_sparsity']:.1%}, {row['best_acc']:.4f})"
+        best = row.get("winning", "-")
         status = "" if row["status"] == "FINISHED" else " (stopped early)" if row["stopped"] else f" ({row['status']})"
         cells = [
             row["name"].replace("|", "\\|") + status, row["rounds"], f"{row['sparsity']:.1%}", f"{row['dense_acc']:.4f}",
@@ -216,10 +250,10 @@ def render_markdown(rows: list[dict], unresolvable: dict[str, float] | None = No
             ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     # the printed table's notes, as paragraphs: its legend is one, wrapped at 100 characters; one line each for the rest
-    notes = "\n".join(render(rows, "table", unresolvable).splitlines()[2 + len(plain):]).strip().split("\n\n")
+    notes = "\n".join(render(rows, "table", indistinct).splitlines()[2 + len(plain):]).strip().split("\n\n")
     first = notes[0].splitlines() if drift else []
-    legend = [" ".join(line for line in first if "NOT RESOLVABLE" not in line)] if drift else []
-    rest = [line for line in first if "NOT RESOLVABLE" in line] + [l for part in notes[len(legend):] for l in part.splitlines()]
+    legend = [" ".join(first)] if drift else []
+    rest = [l for part in notes[len(legend):] for l in part.splitlines()]
     paragraphs = legend + [line for line in rest if line.strip()]
     return "\n".join(lines) + "".join(f"\n\n{paragraph}" for paragraph in paragraphs)
 

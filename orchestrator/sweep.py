@@ -30,7 +30,7 @@ from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.resume import latest_checkpoints
 from orchestrator.scheduler import STOPPED_TAG
-from orchestrator.summary import collect_rows, render, render_markdown, succeeded, summary_frame, unresolvable_columns
+from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
 from orchestrator.tracking_store import check_tracking
 from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
 from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, trial_order
@@ -55,7 +55,7 @@ class SweepRuns:
 @dataclass(frozen=True)
 class SweepOutcome:
     rows: list[dict]  # one per lineage (`orchestrator.summary.collect_rows`)
-    unresolvable: dict[str, float]  # drift columns the samples cannot rank methods on
+    indistinct: dict[str, str]  # drift columns on which the sweep cannot tell methods apart, and why
     status: str  # the parent run's: FINISHED, or FAILED when a lineage failed
     plots: list[Path]
     tracking_uri: str
@@ -75,7 +75,7 @@ class SweepOutcome:
 
     def summary(self, fmt: str = "table") -> str:
         """The summary the CLI prints: "table" (with the noise floor under it), "json" or "csv"."""
-        return render(self.rows, fmt, self.unresolvable)
+        return render(self.rows, fmt, self.indistinct)
 
 
 def run_sweep(
@@ -304,12 +304,43 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None) -> str:
     return f"sweep {plan.config.name} interrupted before it started; run the same command to start it"
 
 
+def judge_sweep(frame) -> dict | None:
+    """`lth tickets`' verdicts on the registry's default metrics (None before any round finished)."""
+    from analysis.tickets import DEFAULT_METRICS, judge
+
+    return None if frame.empty else judge(frame, list(DEFAULT_METRICS))
+
+
+def log_verdicts(client, parent_id: str, verdicts: dict | None) -> str:
+    """The verdicts on the parent run: the paper tables (Markdown), the terminal text and the long
+    table (JSON for the UI's table view, and CSV); returns the Markdown of the winning tickets for
+    the run's description."""
+    if verdicts is None:
+        return ""
+    from analysis import paper_table
+    from analysis.tickets_render import render as render_verdicts
+
+    log_table(client, parent_id, paper_table.long_form(verdicts), record.VERDICTS_TABLE, record.VERDICTS_CSV)
+    client.log_text(parent_id, paper_table.markdown(verdicts), record.VERDICTS_MARKDOWN)
+    client.log_text(parent_id, render_verdicts(verdicts), record.VERDICTS_TEXT)
+    winning = {**verdicts, "configurations": [
+        {**c, "metrics": {}} for c in verdicts["configurations"]
+    ]}
+    return (
+        "\n## Winning tickets\n\n" + paper_table.markdown(winning)
+        + f"\nEvery metric's verdicts, per configuration: `{record.VERDICTS_MARKDOWN}`, `{record.VERDICTS_TEXT}` "
+        f"(as `lth tickets` prints them) and `{record.VERDICTS_CSV}`.\n"
+    )
+
+
 def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     """Reads the sweep back from MLflow once; logs the plots and the summary (description and table)
     to the parent run, and ends it FINISHED, or FAILED when a lineage failed."""
     config, tracker = plan.config, runs.tracker
     sweep = read_sweep(config.name, tracker.uri, config.tracking.experiment, parent_id=tracker.parent_id)
-    rows, frame = collect_rows(plan, sweep), sweep.frame()
+    frame = sweep.frame()
+    verdicts = judge_sweep(frame)
+    rows = collect_rows(plan, sweep, verdicts)
     storage = config.storage_path(Path.cwd())
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
     plots = [accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
@@ -317,11 +348,13 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     for plot in plots:
         tracker.client.log_artifact(tracker.parent_id, str(plot), record.PLOTS_FOLDER)
     log_table(tracker.client, tracker.parent_id, summary_frame(rows), record.SUMMARY_TABLE, record.SUMMARY_CSV)
-    unresolvable = unresolvable_columns(frame)
+    verdict_markdown = log_verdicts(tracker.client, tracker.parent_id, verdicts)
+    indistinct = indistinct_columns(verdicts)
     tracker.describe(
         tracker.parent_id,
-        f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n{render_markdown(rows, unresolvable)}\n\n"
-        f"The same table: artifact `{record.SUMMARY_TABLE}` (and `{record.SUMMARY_CSV}`); figures: `{record.PLOTS_FOLDER}/`.\n",
+        f"lth-sweep `{config.name}` ({plan.sweep_id})\n\n{render_markdown(rows, indistinct)}\n\n"
+        f"The same table: artifact `{record.SUMMARY_TABLE}` (and `{record.SUMMARY_CSV}`); figures: `{record.PLOTS_FOLDER}/`.\n"
+        f"{verdict_markdown}",
     )
     failed = [row for row in rows if not succeeded(row)]
     for row in failed:
@@ -329,6 +362,6 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     status = "FAILED" if failed else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
     return SweepOutcome(
-        rows, unresolvable, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tracker.comparison_url(),
+        rows, indistinct, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tracker.comparison_url(),
         tuple(runs.stale),
     )

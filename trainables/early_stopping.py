@@ -17,6 +17,8 @@ Metrics (step 0 on the trunk's run, the round on a lineage's):
   the evaluations stopped, not when the network stopped learning.
 - `train/early_stop_iteration`: the iteration of minimum validation loss; left out when saturated.
 - `train/early_stop_acc`: test accuracy at the selected iteration (also when saturated).
+- `train/early_stop_every`: the iterations between evaluations, the resolution of the iteration
+  (the verdicts' allowance when comparing a ticket's iteration with dense).
 """
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ class ValidationTracker:
         if best is None:
             return {}
         saturated = is_saturated(self.history, best)
-        out = {"train/early_stop_saturated": float(saturated)}
+        out = {"train/early_stop_saturated": float(saturated), "train/early_stop_every": float(self.every)}
         if not saturated:
             out["train/early_stop_iteration"] = float(best)
         if self.test is not None:

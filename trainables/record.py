@@ -61,6 +61,10 @@ TICKET_MASKS = "ticket/masks.safetensors"  #: the masks it trained under
 PLOTS_FOLDER = "plots"  #: the sweep's figures, on the parent run
 SUMMARY_TABLE = "summary/lineages.json"  #: on the parent: the summary, one row per lineage (a table MLflow's UI renders)
 SUMMARY_CSV = "summary/lineages.csv"  #: the same table as CSV
+VERDICTS_TABLE = "verdicts/tickets.json"  #: on the parent: `lth tickets --format csv`'s rows, a table the UI renders
+VERDICTS_CSV = "verdicts/tickets.csv"  #: the same as CSV
+VERDICTS_MARKDOWN = "verdicts/tickets.md"  #: `lth tickets --format markdown`
+VERDICTS_TEXT = "verdicts/tickets.txt"  #: `lth tickets` as the terminal shows it
 GRADCAM_IMAGES = "gradcam"  #: MLflow image key of the Grad-CAM grids, step = round, 0 the trunk's: the run page's image slider
 
 

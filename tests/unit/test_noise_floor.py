@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from analysis import metrics as registry
-from analysis.noise_floor import floor, tolerance
-from analysis.tickets import judge, render
+from analysis.noise_floor import floor, margin
+from analysis.tickets import judge
+from analysis.tickets_render import render
 
 SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875}
 
@@ -34,12 +35,15 @@ def test_a_consistency_floor_is_what_a_second_dense_seed_scores():
     frame["dense/floor/xai/gradcam_rank_corr"] = frame["seed"].map({0: 0.70, 1: 0.80, 2: 0.75})
     measured = floor(frame, "xai/gradcam_rank_corr")
     assert measured.value == pytest.approx(0.25) and measured.trunks == 3 and measured.spread == (0.70, 0.80)
+    assert "from 3 pairs of seeds" in measured.source
     result = judge(frame, ["xai/gradcam_rank_corr"])
-    assert result["tolerances"]["xai/gradcam_rank_corr"] == {"value": pytest.approx(0.25), "source": "noise floor"}
-    imp = {r["method"]: r for r in result["metrics"]["xai/gradcam_rank_corr"]}["imp"]
-    # 0.8, 0.7, 0.6 against 1: drifts of 0.2, 0.3, 0.4 = 0.8, 1.2, 1.6 floors; only round 1 is inside it
-    assert imp["drift_in_floors"] == [0.8, 1.2, 1.6]
-    assert imp["ticket_round"] == 1
+    block = result["configurations"][0]["metrics"]["xai/gradcam_rank_corr"]
+    assert block["margin"] == {"value": 0.05, "source": "registry default"}  # fixed, not the floor
+    assert block["reference"].startswith("another seed's trunk's agreement")
+    imp = {r["method"]: r for r in block["rows"]}["imp"]
+    # 0.8, 0.7, 0.6 against what a second dense seed scores (0.75 on average): +0.05, -0.05, -0.15
+    assert imp["drift_in_floors"] == [-0.2, 0.2, 0.6]
+    assert imp["ticket_round"] == 2 and imp["stopped"]["round"] == 3
 
 
 def test_a_dense_floor_is_the_seeds_spread_plus_the_sampling_error():
@@ -61,26 +65,27 @@ def test_without_a_floor_each_metric_has_its_own_scale_of_tolerance():
         },
     )
     result = judge(one_seed, ["test/acc", "flat/hessian_weights", "xai/lime_fidelity"])
-    tolerances = {metric: t["value"] for metric, t in result["tolerances"].items()}
-    assert all(t["source"] == "default" for t in result["tolerances"].values())
-    assert tolerances == {"test/acc": 0.005, "flat/hessian_weights": pytest.approx(4.0), "xai/lime_fidelity": pytest.approx(2e-5)}
+    margins = {metric: block["margin"] for metric, block in result["configurations"][0]["metrics"].items()}
+    assert {m: v["value"] for m, v in margins.items()} == {
+        "test/acc": 0.005, "flat/hessian_weights": pytest.approx(4.0), "xai/lime_fidelity": pytest.approx(2e-5)}
+    assert margins["flat/hessian_weights"]["source"] == "registry default, 0.1 x |dense|"
     # A Hessian eigenvalue 1 above 40 is within 10% of dense; an absolute 0.005 would have failed it.
     assert {r["method"]: r["ticket_round"] for r in result["metrics"]["flat/hessian_weights"]} == {"imp": 3, "random": 3}
-    assert tolerance("test/acc", floor(one_seed, "test/acc"), 0.9, override=0.02).source == "user"
+    assert margin("test/acc", 0.9, override=0.02).source == "user (--margin)"
 
 
 def test_a_saturated_metric_gets_no_verdict():
     frame = sweep_table(**{"test/acc": (lambda s: 1.0, lambda *_: 1.0), "calib/ece": (lambda s: 0.02, lambda *_: 0.03)})
     result = judge(frame, ["test/acc", "calib/ece"])
-    assert result["saturated"] == ["test/acc"] and "test/acc" not in result["metrics"]
-    assert "saturated (every network at the metric's bound" in render(result)
+    assert result["configurations"][0]["saturated"] == ["test/acc"] and "test/acc" not in result["metrics"]
+    assert "saturated (every network at a bound of the metric" in render(result)
 
 
 def test_three_seeds_with_spread_can_be_confident_two_cannot():
     def value(label, seed, rnd):
         return 0.9 + 0.006 * seed + (0.0 if label == "imp" else -0.05 * rnd)
 
-    # floor: the dense seeds' spread, 0.005; imp's paired differences 0, 0.001, 0.002: CI well inside it
+    # imp's paired differences 0, 0.001, 0.002 against the margin 0.005: p far below its Holm level
     three = judge(sweep_table(**{"test/acc": (lambda s: 0.9 + 0.005 * s, value)}), ["test/acc"])
     imp = {r["method"]: r for r in three["metrics"]["test/acc"]}["imp"]
     assert imp["confident_sparsity"] == 0.875 and imp["not_confident_because"] is None
@@ -88,23 +93,6 @@ def test_three_seeds_with_spread_can_be_confident_two_cannot():
     for row in two["metrics"]["test/acc"]:
         assert row["confident_sparsity"] is None and row["not_confident_because"] == "2 seed(s): confidence needs 3+"
     assert "no confidence claimed: 2 seed(s): confidence needs 3+" in render(two)
-
-
-def test_a_winning_ticket_on_accuracy_also_learns_no_slower_than_dense():
-    frame = sweep_table(
-        **{
-            "test/acc": (lambda s: 0.9, lambda label, seed, rnd: 0.9 + 0.001 * seed),
-            "train/early_stop_iteration": (lambda s: 400.0, lambda label, seed, rnd: 300.0 + 100 * rnd),
-        }
-    )
-    result = judge(frame, ["test/acc"])
-    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["test/acc"]} == {"imp": 1, "random": 1}
-    assert "no later than dense" in result["early_stopping"]
-    frame = frame.drop(columns=["train/early_stop_iteration", "dense/train/early_stop_iteration"])
-    frame["dense/train/early_stop_saturated"] = 1.0
-    result = judge(frame, ["test/acc"])
-    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["test/acc"]} == {"imp": 3, "random": 3}
-    assert "saturated for the dense trunk" in result["early_stopping"]
 
 
 def test_the_registry_follows_a_parameter_into_the_metric_name():
@@ -118,20 +106,6 @@ def test_the_registry_follows_a_parameter_into_the_metric_name():
     with pytest.raises(registry.UnknownMetric):
         registry.lookup("xai/unknown")
     assert math.isnan(floor(sweep_table(seeds=(0,), **{"test/acc": (lambda s: 0.9, lambda *_: 0.9)}), "test/acc").value)
-
-
-def test_methods_closer_than_the_noise_are_not_resolvable():
-    def close(label, seed, rnd):
-        return 0.5 + 0.05 * ((seed * 7 + rnd * 3 + (label == "imp")) % 3) + (0.001 if label == "imp" else 0.0)
-
-    def apart(label, seed, rnd):
-        return 0.9 + 0.001 * seed - (0.1 * rnd if label == "random" else 0.0)
-
-    frame = sweep_table(**{"xai/mis": (lambda s: 0.5, close), "test/acc": (lambda s: 0.9, apart)})
-    result = judge(frame, ["xai/mis", "test/acc"])
-    assert result["separation"]["xai/mis"]["resolvable"] is False
-    assert result["separation"]["test/acc"]["resolvable"] is True
-    assert "xai/mis" in render(result).split("NOT RESOLVABLE")[0].splitlines()[-2]
 
 
 def test_the_summary_says_what_a_second_dense_seed_scores_and_who_moved_further():
@@ -149,39 +123,55 @@ def test_the_summary_says_what_a_second_dense_seed_scores_and_who_moved_further(
     assert "not measured (one seed" in "\n".join(noise_floor_lines(one_seed))
 
 
-def test_a_floor_below_the_metric_s_resolution_takes_the_default():
-    frame = sweep_table(**{"xai/concept_jaccard_top3": (None, lambda label, seed, rnd: 0.95)})
+def test_a_near_perfect_floor_from_one_pair_does_not_change_the_margin():
+    frame = sweep_table(seeds=(0, 1), **{"xai/concept_jaccard_top3": (None, lambda label, seed, rnd: 0.95)})
     frame["dense/floor/xai/concept_jaccard_top3"] = 0.98  # one pair of dense seeds that happened to nearly agree
     result = judge(frame, ["xai/concept_jaccard_top*"])
     assert list(result["metrics"]) == ["xai/concept_jaccard_top3"]  # the registry pattern, resolved
-    assert result["tolerances"]["xai/concept_jaccard_top3"]["value"] == pytest.approx(0.05)
-    assert result["tolerances"]["xai/concept_jaccard_top3"]["source"] == "default (the noise floor, 0.02, is below it)"
-    assert {r["method"]: r["ticket_round"] for r in result["metrics"]["xai/concept_jaccard_top3"]} == {"imp": 3, "random": 3}
+    block = result["configurations"][0]["metrics"]["xai/concept_jaccard_top3"]
+    assert block["margin"] == {"value": pytest.approx(0.05), "source": "registry default"}
+    assert block["floors"][0]["source"] == "another seed's trunk, from 1 pair of seeds"  # 2 seeds: one pair, measured twice
+    assert {r["method"]: r["ticket_round"] for r in block["rows"]} == {"imp": 3, "random": 3}
 
 
-def test_the_summary_marks_a_drift_column_the_samples_cannot_resolve():
-    from orchestrator.summary import render, render_markdown, unresolvable_columns
+def test_the_dense_twin_is_the_consistency_reference_and_another_seed_the_second_line():
+    frame = sweep_table(**{"xai/gradcam_rank_corr": (None, lambda label, seed, rnd: 0.9 - 0.1 * rnd)})
+    frame["dense/twin/xai/gradcam_rank_corr"] = 0.85
+    frame["dense/floor/xai/gradcam_rank_corr"] = 0.25
+    block = judge(frame, ["xai/gradcam_rank_corr"])["configurations"][0]["metrics"]["xai/gradcam_rank_corr"]
+    assert block["reference"].startswith("the dense twin's agreement")
+    assert [f["source"] for f in block["floors"]] == [
+        "dense twin (same init, other data order) of 3 trunk(s)", "another seed's trunk, from 3 pairs of seeds"]
+    # against the twin (0.85) the drift of 0.8, 0.7 is -0.05, -0.15; against another seed (0.25) everything would pass
+    assert {r["method"]: r["ticket_round"] for r in block["rows"]} == {"imp": 1, "random": 1}
+    assert "second floor 0.75 (another seed's trunk" in render(judge(frame, ["xai/gradcam_rank_corr"]))
+
+
+def test_the_summary_names_the_winning_ticket_and_the_drift_columns_methods_cannot_be_told_apart_on():
+    from orchestrator.summary import indistinct_columns, render, render_markdown
 
     def noisy(label, seed, rnd):
         return 0.4 + 0.1 * ((seed + rnd) % 2) + (0.01 if label == "imp" else 0.0)
 
-    frame = sweep_table(**{"xai/gradcam_energy_in_object": (lambda s: 0.45, noisy), "xai/gradcam_rank_corr": (None, lambda l, s, r: 0.9 - 0.3 * (l == "random"))})
-    assert set(unresolvable_columns(frame)) == {"on_object"}
+    frame = sweep_table(**{"xai/gradcam_energy_in_object": (lambda s: 0.45, noisy),
+                           "xai/gradcam_rank_corr": (None, lambda l, s, r: 0.9 - 0.3 * (l == "random") + 0.01 * s)})
+    indistinct = indistinct_columns(judge(frame, ["xai/gradcam_energy_in_object", "xai/gradcam_rank_corr"]))
+    assert set(indistinct) == {"on_object"} and indistinct["on_object"].startswith("the methods do not differ detectably")
     row = {"name": "imp s0", "trunk": "t0", "rounds": "3/3", "sparsity": 0.875, "dense_acc": 0.9, "last_acc": 0.9,
-           "delta_vs_dense": 0.0, "best_round": 1, "best_sparsity": 0.5, "best_acc": 0.9, "status": "FINISHED", "stopped": "",
-           "gradcam_rho": 0.8, "on_object": 0.4, "dense_on_object": 0.45, "concepts_j": 0.9, "true_concepts": 1.0,
+           "delta_vs_dense": 0.0, "winning": "r1 50.0%", "winning_round": 1, "winning_sparsity": 0.5, "status": "FINISHED",
+           "stopped": "", "gradcam_rho": 0.8, "on_object": 0.4, "dense_on_object": 0.45, "concepts_j": 0.9, "true_concepts": 1.0,
            "dense_true_concepts": 1.0}
-    text = render([row], unresolvable=unresolvable_columns(frame))
-    assert "on object: NOT RESOLVABLE at this sample size" in text and "Grad-CAM rho: NOT" not in text
-    markdown = render_markdown([row, {**row, "name": "random s0", "gradcam_rho": math.nan, "status": "FAILED"}],
-                               unresolvable_columns(frame))
+    text = render([row], indistinct=indistinct)
+    assert "on object: the methods do not differ detectably" in text and "Grad-CAM rho: the methods" not in text
+    markdown = render_markdown([row, {**row, "name": "random s0", "gradcam_rho": math.nan, "status": "FAILED"}], indistinct)
     table, *paragraphs = markdown.split("\n\n")
     assert table.splitlines()[:2] == [
-        "| lineage | rounds | sparsity | dense acc | last acc | vs dense | best round (sparsity, acc) | Grad-CAM rho | on object"
+        "| lineage | rounds | sparsity | dense acc | last acc | vs dense | winning ticket | Grad-CAM rho | on object"
         " | concepts J@3 | true concepts |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    assert table.splitlines()[2] == "| imp s0 | 3/3 | 87.5% | 0.9000 | 0.9000 | +0.0000 | 1 (50.0%, 0.9000) | 0.800 | 0.45 -> 0.40 | 0.90 | 1.00 -> 1.00 |"
+    assert table.splitlines()[2] == "| imp s0 | 3/3 | 87.5% | 0.9000 | 0.9000 | +0.0000 | r1 50.0% | 0.800 | 0.45 -> 0.40 | 0.90 | 1.00 -> 1.00 |"
     assert table.splitlines()[3].startswith("| random s0 (FAILED) |") and "| - |" in table.splitlines()[3]
     assert paragraphs[0].startswith("Grad-CAM rho: rank correlation") and "\n" not in paragraphs[0]  # one paragraph
-    assert paragraphs[1].startswith("on object: NOT RESOLVABLE")
+    assert paragraphs[1].startswith("winning ticket: the method's")
+    assert paragraphs[2].startswith("on object: the methods do not differ detectably")

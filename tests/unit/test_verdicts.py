@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.stats import paired_test, summarise, ticket_table, winning_tickets
+from analysis.noninferiority import paired_difference
+from analysis.stats import paired_test, summarise
 from analysis.verdicts import higher_is_better, lth_pass, no_worse, regions
 
 ACC = [(0.2, 0.91), (0.36, 0.92), (0.49, 0.905), (0.59, 0.89), (0.67, 0.85), (0.74, 0.40), (0.79, 0.11), (0.83, 0.10)]
@@ -97,67 +97,10 @@ def test_paired_test():
         paired_test([1, 2], [1])
 
 
-def test_ticket_table_and_winning_tickets():
-    rows = []
-    for seed, dense in enumerate([0.90, 0.91, 0.89]):
-        for rnd, (sparsity, delta) in enumerate([(0.2, 0.01), (0.36, 0.0), (0.49, -0.05)], start=1):
-            for method, shift in (("imp", 0.0), ("random", -0.03)):
-                rows.append({"method": method, "seed": seed, "round": rnd, "sparsity": sparsity,
-                             "test/acc": dense + delta + shift + 0.002 * seed, "dense_test/acc": dense})
-    table = ticket_table(pd.DataFrame(rows), "test/acc")
-    assert len(table) == 6 and set(table.columns) >= {"mean", "ci_low", "ci_high", "p_value", "ticket", "confident_ticket"}
-    imp = table[table.method == "imp"].set_index("round")
-    assert imp.loc[1, "mean"] == pytest.approx(0.912)
-    assert imp.loc[1, "dense_mean"] == pytest.approx(0.90)
-    assert list(imp.ticket) == [True, True, False]
-    diffs = np.array([0.01, 0.012, 0.014])
-    assert imp.loc[1, "p_value"] == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue)
-    assert imp.loc[1, "confident_ticket"] and not imp.loc[2, "confident_ticket"]
-    best = winning_tickets(table)
-    assert list(best.method) == ["imp"] and best.sparsity.item() == pytest.approx(0.36)
-    assert winning_tickets(table, "confident_ticket").sparsity.item() == pytest.approx(0.2)
-    with pytest.raises(KeyError):
-        ticket_table(pd.DataFrame(rows), "calib/ece")
-
-
-def test_winning_tickets_of_a_table_stop_at_the_first_failing_round():
-    rows = []
-    for seed in range(3):
-        for rnd, (sparsity, delta) in enumerate([(0.2, 0.0), (0.36, -0.05), (0.49, 0.0)], start=1):
-            rows.append({"method": "random", "seed": seed, "round": rnd, "sparsity": sparsity,
-                         "test/acc": 0.9 + delta + 0.003 * seed, "dense_test/acc": 0.9 + 0.001 * seed})
-    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.01)
-    assert list(table.ticket) == [True, False, True]
-    assert winning_tickets(table).sparsity.item() == pytest.approx(0.2)
-
-
-def test_no_confidence_from_a_zero_spread_difference():
-    # Accuracies move in steps of 1/359: two or three seeds' differences can coincide exactly.
-    step = 1 / 359
-    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.95 + seed * step,
-             "dense_test/acc": 0.95 + seed * step + step} for seed in range(4)]
-    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.005)
-    assert table.diff_std.item() == 0.0
-    assert bool(table.ticket.item()) and not bool(table.confident_ticket.item())
-    assert "no spread" in table.not_confident_because.item()
-
-
-def test_two_seeds_never_claim_confidence():
-    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.95 + 0.001 * seed,
-             "dense_test/acc": 0.94} for seed in range(2)]
-    table = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.005)
-    assert bool(table.ticket.item()) and not bool(table.confident_ticket.item())
-    assert table.not_confident_because.item() == "2 seed(s): confidence needs 3+"
-
-
-def test_intervals_include_the_sampling_error():
-    rows = [{"method": "imp", "seed": seed, "round": 1, "sparsity": 0.36, "test/acc": 0.90 + 0.002 * seed,
-             "dense_test/acc": 0.90 + 0.001 * seed} for seed in range(4)]
-    without = ticket_table(pd.DataFrame(rows), "test/acc", tolerance=0.01)
-    frame = pd.DataFrame(rows).assign(**{"se_test/acc": 0.01, "dense_se_test/acc": 0.01})
-    with_se = ticket_table(frame, "test/acc", tolerance=0.01)
-    seeds_only = stats.t.ppf(0.975, 3) * np.std([0.0, 0.001, 0.002, 0.003], ddof=1) / 2
-    assert without.diff_ci_high.item() - without.diff_mean.item() == pytest.approx(seeds_only)
-    half = stats.t.ppf(0.975, 3) * math.sqrt((seeds_only / stats.t.ppf(0.975, 3)) ** 2 + 2 * 0.01**2)
-    assert with_se.diff_ci_high.item() - with_se.diff_mean.item() == pytest.approx(half)
-    assert bool(without.confident_ticket.item()) and not bool(with_se.confident_ticket.item())
+def test_no_confidence_from_two_seeds_or_a_zero_spread_difference():
+    tie = paired_difference([0.0, 0.0, 0.0], 0.001, margin=0.005)
+    assert tie.matches and not tie.confident and tie.not_confident_because.startswith("no spread across seeds")
+    two = paired_difference([0.001, 0.002], 0.0, margin=0.005)
+    assert two.matches and not two.confident and two.not_confident_because == "2 seed(s): confidence needs 3+"
+    three = paired_difference([0.001, 0.002, 0.0015], 0.0, margin=0.005)
+    assert three.confident and three.df == 2  # no sampling error: the seeds' t with n - 1 df

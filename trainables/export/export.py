@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """Which ticket, in which form. `round_index` None: the label's winning round on `metric`."""
+    """Which ticket, in which form. `round_index` None: the label's winning round (on `metric` if given)."""
 
     tracking_uri: str
     sweep: str
@@ -43,7 +43,7 @@ class ExportRequest:
     slim: bool = False
     sweep_id: str | None = None
     experiment: str | None = None
-    metric: str = "test/acc"
+    metric: str | None = None  # with round_index None: None is the winning-ticket rule, else this metric's ticket
 
     def __post_init__(self):
         if self.export_format not in formats.FORMATS:
@@ -96,7 +96,7 @@ def prepare_request(request: ExportRequest) -> PreparedTicket:
     sweep_record = read_record(request.tracking_uri, request.sweep, request.sweep_id, request.experiment)
     lineage = find_lineage(sweep_record, request.sweep, request.label, request.seed)
     winning = request.round_index is None
-    round_index = winning_round(sweep_record, request.label, request.metric) if winning else request.round_index
+    round_index = winning_round(sweep_record, request.label, request.metric, request.seed) if winning else request.round_index
     checked_round(lineage, round_index)
     weights, masks = round_tensors(MlflowClient(request.tracking_uri), lineage, round_index)
     return prepare(lineage, round_index, winning, weights, masks, export_format=request.export_format, slim=request.slim)

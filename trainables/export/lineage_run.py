@@ -93,29 +93,44 @@ def checked_round(lineage: LineageRun, round_index: int) -> int:
     return round_index
 
 
-def winning_round(sweep_record, label: str, metric: str = "test/acc") -> int:
-    """The round of `label`'s winning ticket on `metric`, pooled over seeds, as `lth tickets`
-    reports it (`analysis.tickets.judge`: the sparsest round reached while every round up to it
-    is no worse than dense within the tolerance); ExportError when the label has none."""
+def winning_round(sweep_record, label: str, metric: str | None = None, seed: int | None = None) -> int:
+    """The round of `label`'s winning ticket, over the seeds of the trunk configuration of its
+    lineage with `seed`, as `lth tickets` reports it (`analysis.tickets.judge`): by default Frankle
+    & Carbin's rule (analysis/winning.py), with `metric` that metric's ticket (the sparsest round
+    reached while every round up to it matches dense within the margin); ExportError when the
+    label has none, saying why."""
     from analysis.tickets import judge
 
     frame = sweep_record.frame()
-    if frame.empty or metric not in frame.columns:
-        raise ExportError(f"the sweep has no finished round measuring {metric!r}: no winning ticket to export")
-    verdicts = judge(frame, [metric])
-    if metric in verdicts["saturated"]:
-        raise ExportError(f"{metric} is saturated in this sweep (every network at its bound): no winning ticket is judged on it")
-    if metric not in verdicts["metrics"]:
-        raise ExportError(f"no winning ticket is judged on {metric!r} in this sweep (not measured for the lineages or their trunks)")
-    rows = {row["method"]: row for row in verdicts["metrics"][metric]}
+    judged_on = metric or "test/acc"
+    if frame.empty or judged_on not in frame.columns:
+        raise ExportError(f"the sweep has no finished round measuring {judged_on!r}: no winning ticket to export")
+    if seed is not None and ((frame["label"] == label) & (frame["seed"] == seed)).any():
+        config = frame.loc[(frame["label"] == label) & (frame["seed"] == seed), "config"].iloc[0]
+        frame = frame[frame["config"] == config]
+    verdicts = judge(frame, [metric] if metric else [])
+    configuration = verdicts["configurations"][0] if len(verdicts["configurations"]) == 1 else None
+    if configuration is None:
+        raise ExportError(f"label {label!r} runs in several trunk configurations: name the lineage's seed")
+    if metric is None:
+        rows = {row["method"]: row for row in configuration["winning"]["rows"]}
+        what, margin = "the winning-ticket rule", configuration["winning"]["margin"]
+    else:
+        if metric in configuration["saturated"]:
+            raise ExportError(f"{metric} is saturated in this sweep (every network at a bound): no winning ticket is judged on it")
+        if metric not in configuration["metrics"]:
+            raise ExportError(f"no winning ticket is judged on {metric!r} in this sweep (not measured for the lineages or their trunks)")
+        rows = {row["method"]: row for row in configuration["metrics"][metric]["rows"]}
+        what, margin = metric, configuration["metrics"][metric]["margin"]
     if label not in rows:
-        raise ExportError(f"label {label!r} has no rounds judged on {metric}; judged labels: {', '.join(sorted(rows))}")
+        raise ExportError(f"label {label!r} has no rounds judged on {what}; judged labels: {', '.join(sorted(rows))}")
     row = rows[label]
     if row["ticket_round"] is None:
-        tolerance = verdicts["tolerances"][metric]
+        stop = row["stopped"] or {}
+        why = f"{stop.get('status', 'fails')}" + (f": {stop['reason']}" if stop.get("reason") else "")
         raise ExportError(
-            f"label {label!r} has no winning ticket on {metric}: already its first round fails the verdict of `lth tickets` "
-            f"(no worse than dense, {row['dense']:.4f} as a mean over seeds, within the tolerance {tolerance['value']:.4g}, "
-            f"{tolerance['source']}); export a round with --round K instead"
+            f"label {label!r} has no winning ticket on {what} in configuration {configuration['config']}: its first round "
+            f"{why} (against dense within the margin {margin['value']:.4g}, {margin['source']}); `lth tickets` says more; "
+            "export a round with --round K instead"
         )
     return int(row["ticket_round"])

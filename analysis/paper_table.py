@@ -1,0 +1,106 @@
+"""`lth tickets --format markdown|latex|csv`: per configuration and metric, a method x sparsity
+table of mean +- sd (n seeds), the dense reference first, the ticket's cell marked; ready to paste
+into a paper. The CSV is the long form (one row per configuration, metric, method and round) with
+every quantity the verdict used."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pandas as pd
+
+
+def _cell(step: dict, digits: int) -> str:
+    if step["mean"] is None:
+        return "-"
+    sd = "" if step["sd"] is None else f" ± {step['sd']:.{digits}f}"
+    return f"{step['mean']:.{digits}f}{sd} ({step['n']})"
+
+
+def _dense_cell(rows: list[dict], digits: int) -> str:
+    references = [step["reference"] for row in rows for step in row["rounds"] if step["reference"] is not None]
+    return "-" if not references else f"{sum(references) / len(references):.{digits}f}"
+
+
+def grid(rows: list[dict], digits: int = 4) -> tuple[list[str], list[list[str]], list[tuple[int, int]]]:
+    """(header, body rows, marked (row, column) cells) for one configuration and metric."""
+    sparsities = sorted({round(step["sparsity"], 4) for row in rows for step in row["rounds"]})
+    header = ["method", *(f"{s:.1%}" for s in sparsities)]
+    body = [["dense (reference)", *([_dense_cell(rows, digits)] * len(sparsities))]]
+    marked = []
+    for row in rows:
+        cells = {round(step["sparsity"], 4): step for step in row["rounds"]}
+        body.append([row["method"], *(_cell(cells[s], digits) if s in cells else "-" for s in sparsities)])
+        if row["ticket_sparsity"] is not None:
+            marked.append((len(body) - 1, 1 + sparsities.index(round(row["ticket_sparsity"], 4))))
+    return header, body, marked
+
+
+def _tables(result: dict):
+    for configuration in result["configurations"]:
+        blocks = [(configuration["winning"]["rule"], configuration["winning"])] if configuration["winning"]["rows"] else []
+        blocks += list(configuration["metrics"].items())
+        for title, block in blocks:
+            if block["rows"]:
+                yield configuration["config"], title, block
+
+
+def markdown(result: dict) -> str:
+    out = []
+    for config, title, block in _tables(result):
+        header, body, marked = grid(block["rows"])
+        for r, c in marked:
+            body[r][c] = f"**{body[r][c]}**"
+        out += [f"**{config}: {title}** (mean ± sd (seeds); bold: the ticket, the sparsest round reached while every round "
+                f"matches dense within the margin {block['margin']['value']:.4g})", "",
+                "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(row) + " |" for row in body]
+        out.append("")
+    return "\n".join(out)
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+        text = text.replace(char, escaped)
+    return text.replace("±", r"$\pm$")
+
+
+def latex(result: dict) -> str:
+    out = []
+    for config, title, block in _tables(result):
+        header, body, marked = grid(block["rows"])
+        body = [[_latex_escape(cell) for cell in row] for row in body]
+        for r, c in marked:
+            body[r][c] = rf"\textbf{{{body[r][c]}}}"
+        out += [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+                " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+        out += [" & ".join(row) + r" \\" for row in body]
+        out += [r"\bottomrule", r"\end{tabular}",
+                rf"\caption{{{_latex_escape(config)}: {_latex_escape(title)}, mean $\pm$ sd (seeds) by sparsity; bold: the "
+                rf"ticket (every round up to it matches dense within {block['margin']['value']:.4g}).}}",
+                r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def long_form(result: dict) -> pd.DataFrame:
+    records = []
+    for config, title, block in _tables(result):
+        for row in block["rows"]:
+            for step in row["rounds"]:
+                interval = step["interval"] or [None, None]
+                records.append({
+                    "config": config, "metric": title, "method": row["method"], "round": step["round"],
+                    "sparsity": step["sparsity"], "n": step["n"], "mean": step["mean"], "sd": step["sd"],
+                    "reference": step["reference"], "diff": step["diff"], "ci90_low": interval[0], "ci90_high": interval[1],
+                    "p_noninferiority": step["p_value"], "status": step["status"], "reason": step["reason"],
+                    "margin": block["margin"]["value"], "ticket": row["ticket_round"] == step["round"],
+                    "confident": row.get("confident_round") is not None and step["round"] <= row["confident_round"],
+                })
+    return pd.DataFrame(records)
+
+
+def csv_text(result: dict) -> str:
+    out = io.StringIO()
+    long_form(result).to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
+    return out.getvalue()
