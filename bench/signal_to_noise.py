@@ -1,12 +1,12 @@
-"""How well a finished sweep's sample sizes separate its methods, metric by metric.
+"""How well a finished sweep's seeds separate its methods, metric by metric and configuration.
 
     cd DIR_OF_A_FINISHED_SWEEP && python /path/to/lth-sweep/bench/signal_to_noise.py --sweep quickstart
 
-Per metric of the registry that the sweep measured: the signal (the spread of the methods' mean
-values, averaged over rounds), the noise between seeds (one method's spread over seeds, pooled) and
-from the analysis sample (its logged sampling error), their ratio, and the noise floor (how far a
-second dense seed moves). A ratio below 1 is what `lth tickets` prints as "not resolvable at this
-sample size". Prints a Markdown table for bench/RESULTS.md.
+Per trunk configuration and registry metric the sweep measured: the test across methods `lth
+tickets` prints (one-way ANOVA of the per-seed differences from dense at the sparsest common
+sparsity), the pooled seed-to-seed sd of those differences, the smallest difference detectable with
+80% power from this many seeds, the seeds a difference of the margin needs, and the noise floor.
+Prints a Markdown table for bench/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import argparse
 import math
 
 from analysis import metrics as registry
-from analysis.noise_floor import floor, separation
 from analysis.query import load_sweep
+from analysis.tickets import judge
 
 
 def main() -> None:
@@ -25,22 +25,23 @@ def main() -> None:
     args = parser.parse_args()
     frame = load_sweep(args.sweep, args.tracking_uri)
     metrics = [m for figure in registry.FIGURES for m in registry.in_figure(figure, frame.columns)]
-    seeds = frame["seed"].nunique()
-    print(f"sweep {args.sweep}: {frame['label'].nunique()} methods x {seeds} seeds x {frame['round'].nunique()} rounds\n")
-    print("| metric | signal (methods' spread) | noise: seeds | noise: sample | signal / noise | resolvable | noise floor (source) |")
-    print("|---|---|---|---|---|---|---|")
-    for metric in metrics:
-        s, f = separation(frame, metric), floor(frame, metric)
-        resolvable = {True: "yes", False: "**no**", None: "cannot tell"}[s.resolvable]
-        floor_text = "-" if not math.isfinite(f.value) else f"{f.value:.4g} ({f.source})"
-        print(
-            f"| {metric} | {_g(s.signal)} | {_g(s.seed_noise)} | {_g(s.sampling_noise)} | {_g(s.ratio, 2)} | {resolvable} |"
-            f" {floor_text} |"
-        )
+    result = judge(frame, metrics)
+    print(f"sweep {args.sweep}: {frame['label'].nunique()} methods x {frame['seed'].nunique()} seeds x {frame['round'].nunique()} rounds\n")
+    print("| configuration | metric | ANOVA p | seeds' sd | detectable (80%) | margin | seeds for the margin | noise floor (source) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for configuration in result["configurations"]:
+        for metric, block in configuration["metrics"].items():
+            test, floor = block["methods_test"], block["floors"][0]
+            p = test["why_not"] or _g(test["p_value"])
+            floor_text = "-" if floor["value"] is None else f"{floor['value']:.4g} ({floor['source']})"
+            print(
+                f"| {configuration['config']} | {metric} | {p} | {_g(test['sigma'])} | {_g(test['detectable'])} |"
+                f" {block['margin']['value']:.4g} | {test['seeds_for_margin'] or '> 1000 or -'} | {floor_text} |"
+            )
 
 
-def _g(value: float, digits: int = 3) -> str:
-    return "-" if not math.isfinite(value) else f"{value:.{digits}g}"
+def _g(value, digits: int = 3) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ def test_the_parent_run_shows_the_summary_as_a_table(browser, ui, sweep):
     assert sorted(row["name"] for row in rows) == sorted(UI_LINEAGES)  # one row per lineage, after two runs
     (row,) = [row for row in rows if row["name"] == LINEAGE]
     assert (row["name"], row["rounds"], row["run_id"]) == (LINEAGE, f"{ROUNDS}/{ROUNDS}", runs[LINEAGE].info.run_id)
-    assert row["best_round"] in range(1, ROUNDS + 1) and abs(row["sparsity"] - 0.75) < 0.01
+    assert (row["winning_round"] is None or row["winning_round"] in range(1, ROUNDS + 1)) and row["winning"]
+    assert abs(row["sparsity"] - 0.75) < 0.01
     for column in ("sparsity", "dense_acc", "last_acc", "delta_vs_dense", "gradcam_rho"):
         assert row[column] == round(row[column], 4), f"{column} = {row[column]} is not rounded"
     csv = Path(client.download_artifacts(parent, record.SUMMARY_CSV, str(workdir / "downloaded"))).read_text().splitlines()

@@ -148,25 +148,29 @@ def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
 
     assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--format", "json"]) == 0
     verdicts = json.loads(capsys.readouterr().out)
-    assert set(verdicts["lth_pass"]) == {"imp", "imp@3"}
+    (configuration,) = verdicts["configurations"]  # one trunk configuration, two seeds
+    assert set(verdicts["lth_pass"][configuration["config"]]) == {"imp", "imp@3"}
     acc = {row["method"]: row for row in verdicts["metrics"]["test/acc"]}
-    assert acc["imp"]["seeds"] == 2 and len(acc["imp"]["regions"].split()) == 3
-    # two seeds: no confidence is claimed anywhere, and every verdict says why
+    assert acc["imp"]["seeds"] == 2 and len(acc["imp"]["rounds"]) == 3
+    # two seeds: no confidence is claimed anywhere, and every verdict that reached a round says why
     for rows in verdicts["metrics"].values():
         for row in rows:
-            assert row["confident_sparsity"] is None and row["not_confident_because"] == "2 seed(s): confidence needs 3+"
-    assert all(not v["confident_sparsities"] for v in verdicts["lth_pass"].values())
-    energy = verdicts["floors"]["xai/gradcam_energy_in_object"]
+            assert row["confident_sparsity"] is None
+            assert row["not_confident_because"] in (None, "2 seed(s): confidence needs 3+")
+    assert all(not v["confident_sparsities"] for v in verdicts["lth_pass"][configuration["config"]].values())
+    energy = configuration["metrics"]["xai/gradcam_energy_in_object"]["floors"][0]
     assert energy["trunks"] == 2 and "2 dense seeds" in energy["source"]
     assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--metric", "xai/gradcam_rank_corr", "--format", "json"]) == 0
-    consistency = json.loads(capsys.readouterr().out)
-    assert consistency["floors"]["xai/gradcam_rank_corr"]["source"] == "dense vs dense over 2 trunk pair(s)"
-    assert consistency["tolerances"]["xai/gradcam_rank_corr"]["source"] == "noise floor"
+    consistency = json.loads(capsys.readouterr().out)["configurations"][0]["metrics"]["xai/gradcam_rank_corr"]
+    assert any(f["source"] == "another seed's trunk, from 1 pair of seeds" for f in consistency["floors"])
+    assert consistency["margin"]["source"] == "registry default"
     assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri]) == 0
     text = capsys.readouterr().out
-    assert "LTH-PASS" in text and "no confidence claimed: 2 seed(s): confidence needs 3+" in text
-    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--tolerance", "test/acc=abc"]) == 2
-    assert "--tolerance" in capsys.readouterr().err
+    assert "LTH-PASS" in text and "=== configuration " in text
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--format", "markdown"]) == 0
+    assert "| dense (reference) |" in capsys.readouterr().out
+    assert main(["tickets", "--sweep", "e2e", "--tracking-uri", uri, "--margin", "test/acc=abc"]) == 2
+    assert "--margin" in capsys.readouterr().err
     assert main(["query", "--sweep", "nope", "--tracking-uri", uri]) == 2
     assert "no sweep named 'nope'" in capsys.readouterr().err
 

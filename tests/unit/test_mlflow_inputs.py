@@ -114,13 +114,14 @@ def pixels(path: str) -> bytes:
         return image.convert("RGB").tobytes()
 
 
-def summary_row(name: str, last_acc: float, best_round: int | None, rho: float) -> dict:
+def summary_row(name: str, last_acc: float, winning_round: int | None, rho: float) -> dict:
     """A row as orchestrator.summary.collect_rows makes it."""
     nan = float("nan")
     return {
         "lineage": f"id-{name}", "trunk": "trunk-id", "name": name, "method": name.split()[0], "seed": 0, "rounds": "2/2",
         "sparsity": 0.75, "dense_acc": 0.9784999999999999, "last_acc": last_acc, "delta_vs_dense": last_acc - 0.9784999999999999,
-        "best_round": best_round, "best_acc": nan if best_round is None else last_acc, "best_sparsity": 0.5,
+        "winning_round": winning_round, "winning_sparsity": nan if winning_round is None else 0.5,
+        "winning": "undetermined" if winning_round is None else f"r{winning_round} 50.0%",
         "status": "FINISHED", "error": "", "stopped": "", "run_id": f"run-{name}", "curve": [(0.5, 0.9), (0.75, last_acc)],
         "gradcam_rho": rho, "dense_gradcam_rho": 1.0, "floor_gradcam_rho": nan, "on_object": nan, "dense_on_object": nan,
         "floor_on_object": nan, "concepts_j": 2 / 3, "dense_concepts_j": 1.0, "floor_concepts_j": nan,
@@ -143,8 +144,8 @@ def test_the_summary_table_is_rounded_has_no_nan_and_is_replaced_not_appended(ml
     assert len(table["data"]) == 2
     imp, random = (dict(zip(table["columns"], row)) for row in table["data"])
     assert (imp["dense_acc"], imp["last_acc"], imp["gradcam_rho"], imp["concepts_j"]) == (0.9785, 0.9512, 0.8765, 0.6667)
-    assert (imp["best_round"], imp["seed"], imp["rounds"]) == (2, 0, "2/2")
-    assert random["best_round"] is None and random["gradcam_rho"] is None and random["on_object"] is None
+    assert (imp["winning_round"], imp["seed"], imp["rounds"]) == (2, 0, "2/2")
+    assert random["winning_round"] is None and random["gradcam_rho"] is None and random["on_object"] is None
     # MLflow's own reader finds the table (what its UI renders from the run's loggedArtifacts tag).
     loaded = client.load_table(client.get_run(run_id).info.experiment_id, record.SUMMARY_TABLE, run_ids=[run_id])
     assert list(loaded["name"]) == ["imp s0", "random s0"]
@@ -153,4 +154,4 @@ def test_the_summary_table_is_rounded_has_no_nan_and_is_replaced_not_appended(ml
     csv = open(client.download_artifacts(run_id, record.SUMMARY_CSV, str(tmp_path / "csv"))).read().splitlines()
     assert csv[0] == ",".join(TABLE_COLUMNS) and len(csv) == 3
     random_cells = dict(zip(TABLE_COLUMNS, csv[2].split(",")))
-    assert random_cells["gradcam_rho"] == "" and random_cells["best_round"] == "" and random_cells["dense_acc"] == "0.9785"
+    assert random_cells["gradcam_rho"] == "" and random_cells["winning_round"] == "" and random_cells["dense_acc"] == "0.9785"
