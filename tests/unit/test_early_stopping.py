@@ -38,7 +38,7 @@ def test_a_minimum_at_the_first_or_last_evaluation_is_saturated_and_has_no_itera
     assert rising["train/early_stop_saturated"] == 1 and "train/early_stop_iteration" not in rising
     assert tracked([1.0])["train/early_stop_saturated"] == 1
     inside = tracked([2.0, 1.0, 1.5])
-    assert inside == {"train/early_stop_saturated": 0.0, "train/early_stop_iteration": 200.0}
+    assert inside == {"train/early_stop_saturated": 0.0, "train/early_stop_iteration": 200.0, "train/early_stop_every": 100.0}
 
 
 def image_bytes(split) -> set[bytes]:
