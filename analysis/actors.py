@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,12 +32,18 @@ from trainables import record
 from trainables.data import Dataset
 from trainables.specs import LineageSpec, TrunkSpec
 from trainables.trunk import TrunkResult
+from trainables.twin import TWIN_PREFIX
 
 DONE_MARKER = record.ANALYSIS_DONE
 
 
 def _state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(array) for name, array in arrays.items()}  # copies: arrays may be read-only
+
+
+def has_twin(client: MlflowClient, run_id: str) -> bool:
+    """Whether the trunk's run holds its dense twin's measurement (`twin/` metrics) already."""
+    return any(key.startswith(TWIN_PREFIX) for key in client.get_run(run_id).data.metrics)
 
 
 def analysed_steps(client: MlflowClient, run_id: str) -> set[int]:
@@ -116,13 +123,26 @@ class Analyzer:
         """The noise floor's consistency side: this dense trunk measured against the reference of
         another trunk that differs only in its seed, as `floor/<metric>` for every consistency
         metric (what a second dense seed scores where the trunk scores 1)."""
+        return self._consistency(trunk, final, other, FLOOR_PREFIX, "floor")
+
+    def twin(self, twin: TrunkResult, reference: Reference) -> dict[str, float]:
+        """The trunk's dense twin (`trainables.twin`: same init, another data order) measured
+        against the trunk's `reference`, as `twin/<metric>` for every consistency metric, with the
+        twin's own `twin/test/acc`: the consistency floor of SGD noise alone."""
+        metrics = self._consistency(twin.spec, twin.final, reference, TWIN_PREFIX, "twin")
+        return {**metrics, f"{TWIN_PREFIX}test/acc": twin.metrics["test/acc"]}
+
+    def _consistency(
+        self, trunk: TrunkSpec, final: dict[str, np.ndarray], reference: Reference, prefix: str, label: str
+    ) -> dict[str, float]:
+        """The consistency metrics of the network `final` against `reference`, each key prefixed."""
         folder = Path(tempfile.mkdtemp(prefix="lth-analysis-"))
         try:
-            metrics, _ = measure(self._network(trunk, final, {}, "floor", folder), other)
+            metrics, _ = measure(self._network(trunk, final, {}, label, folder), reference)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return {
-            f"{FLOOR_PREFIX}{key}": value for key, value in metrics.items()
+            f"{prefix}{key}": value for key, value in metrics.items()
             if "/class/" not in key and registry.is_consistency(key)
         }
 
@@ -176,6 +196,15 @@ class AnalysisActor:
         record.log_metrics(self.client, run_id, 0, dict(sorted(metrics.items())))
         return metrics
 
+    def twin(self, twin: TrunkResult, reference: Reference, run_id: str) -> dict[str, float]:
+        """Logs the trunk's dense twin against the trunk's reference at step 0 of the trunk's run,
+        once: a replayed call (a resumed sweep, a retried task) finds it there and logs nothing."""
+        if has_twin(self.client, run_id):
+            return {}
+        metrics = self.analyzer.twin(twin, reference)
+        record.log_metrics(self.client, run_id, 0, dict(sorted(metrics.items())))
+        return metrics
+
     def analyze(
         self, lineage: dict, reference: Reference, round_index: int, weights: dict, masks: dict, run_id: str
     ) -> dict[str, float]:
@@ -209,6 +238,8 @@ class AnalysisPool:
 
     def __init__(self, spec: AnalysisSpec, tracking_uri: str):
         self.spec = spec
+        self.tracking_uri = tracking_uri
+        self.feeders: list[threading.Thread] = []  # driver threads still submitting work (`feed`)
         problem = pool_shortfall(spec, ray.cluster_resources())
         if problem:
             raise PoolTooLarge(problem)
@@ -248,8 +279,24 @@ class AnalysisPool:
                 submitted += 1
         return submitted
 
+    def twin(self, index: int, twin: ray.ObjectRef, reference: ray.ObjectRef, run_id: str) -> ray.ObjectRef:
+        """Measures a trunk's dense twin (object ref of its TrunkResult) against the trunk's
+        reference on actor `index` (round-robin), logged to the trunk's run `run_id` once. Submit it
+        once the twin has trained: an actor runs its calls in order, so a call still waiting for its
+        arguments would hold up every round queued behind it."""
+        return self.actors[index % len(self.actors)].twin.remote(twin, reference, run_id)
+
+    def feed(self, thread: threading.Thread) -> None:
+        """Starts a driver thread that submits work to the actors as its inputs arrive (the dense
+        twins: `orchestrator.twin_handoff`); `drain` waits for it."""
+        self.feeders.append(thread)
+        thread.start()
+
     def drain(self) -> None:
-        """Returns once every analysis already submitted has finished (an actor runs its calls in order)."""
+        """Returns once every analysis already submitted, and every feeder's, has finished (an actor
+        runs its calls in order)."""
+        for thread in self.feeders:
+            thread.join()
         ray.get([actor.ping.remote() for actor in self.actors])
 
     def shutdown(self) -> None:

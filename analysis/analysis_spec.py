@@ -120,6 +120,10 @@ class AnalysisSpec(Spec):
     EXECUTION: ClassVar[dict[str, object]] = {"actors": 1, "cpus_per_actor": 0.0}
     # Added after ids existed: left out of the identity altogether (a GPU changes where, not what).
     EXECUTION_LATER: ClassVar[tuple[str, ...]] = ("gpus_per_actor",)
+    # Left out of the identity at either value: the dense twin adds trunk-level reference metrics
+    # (`twin/...` on the trunks' runs) and no lineage's result depends on it, so turning it off or on
+    # keeps the sweep, its runs and their ids (a resumed sweep adds the twins it lacks).
+    REFERENCES_ONLY: ClassVar[tuple[str, ...]] = ("twin",)
 
     enabled: bool = True
     actors: int = Field(1, ge=1, description="analysis actors in the pool")
@@ -141,6 +145,12 @@ class AnalysisSpec(Spec):
         None, ge=10,
         description="size of the validation split those losses are taken on, when data.validation_size is not set: "
         "generated apart for shapes and clutter, held out of train (at most 10%) otherwise; never the test split (None: the test split's size)",
+    )
+    twin: bool = Field(
+        True,
+        description="train each trunk's dense twin (same init, another data order: Frankle et al. 2020's instability "
+        "control) and log its consistency with the trunk as twin/<metric> on the trunk's run: the noise floor of "
+        "SGD noise alone; costs one dense training and one measurement per trunk",
     )
     gradcam: GradcamSpec = GradcamSpec()
     concepts: ConceptSpec = ConceptSpec()
@@ -165,7 +175,7 @@ class AnalysisSpec(Spec):
         data = handler(self)
         if (info.context or {}).get("identity"):
             data |= self.EXECUTION
-            for name in self.EXECUTION_LATER:
+            for name in self.EXECUTION_LATER + self.REFERENCES_ONLY:
                 data.pop(name, None)
         return data
 

@@ -25,7 +25,7 @@ import pandas as pd
 from analysis import metrics as registry
 
 FLOOR_PREFIX = "floor/"
-TWIN_PREFIX = "twin/"
+TWIN_PREFIX = "twin/"  # as trainables/twin.py logs it (not imported: that module imports torch)
 SE_PREFIX = "se/"
 
 

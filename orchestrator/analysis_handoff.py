@@ -7,6 +7,7 @@ from collections.abc import Callable
 import ray
 
 from analysis.actors import AnalysisPool
+from orchestrator.twin_handoff import start_twins
 from trainables.specs import TrunkSpec
 from trainables.trial_payload import AnalysisHandoff
 
@@ -15,13 +16,15 @@ def hand_off(
     pool: AnalysisPool, trunks: dict[str, tuple[ray.ObjectRef, str]], specs: dict[str, TrunkSpec], say: Callable[[str], None]
 ) -> AnalysisHandoff:
     """Each trunk's dense reference, started on the analysis actors, then its noise floor behind
-    it; the references' object refs go to the trials at once. A trial needs its reference only when
-    its first round is analysed, so lineages train while it is measured; a thread reports each one
-    as it arrives. A reference that fails fails the analysis of its lineages' first round, which
+    it, and its dense twin trained beside them (`orchestrator.twin_handoff`, unless `analysis.twin`
+    is off); the references' object refs go to the trials at once. A trial needs its reference
+    only when its first round is analysed, so lineages train while it is measured; a thread
+    reports each one as it arrives. A reference that fails fails the analysis of its lineages' first round, which
     fails them with the reason in MLflow."""
     refs = pool.references(trunks)
     threading.Thread(target=_report, args=(refs, say), name="lth-references", daemon=True).start()
     pool.floors(trunks, specs, refs)
+    start_twins(pool, trunks, specs, refs, say)
     return AnalysisHandoff(tuple(pool.actors), refs)
 
 

@@ -11,7 +11,8 @@ sparsity saves nothing: pruned weights still go through dense kernels. Not count
 The analysis (`orchestrator.estimate_analysis`) runs on its own actors, beside training: each
 round of each lineage and each trunk's dense reference (and noise floor) is one measurement. The
 sweep runs at the pace of the slower pipeline: lineages training `slots` at a time, or their rounds
-analysed `actors` at a time.
+analysed `actors` at a time. Each trunk's dense twin (`orchestrator.estimate_twin`) adds one dense
+training beside them, on the actors' resources, and one measurement on the actors.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from orchestrator.estimate_analysis import ANALYSIS_GPU_FLOPS, analysis_plan
+from orchestrator.estimate_twin import TwinEstimate, twin_jobs, twin_line, twin_resources
 from trainables.data.describe import Description, describe
 from trainables.specs import LineageSpec, ModelSpec, TrunkSpec
 
@@ -248,6 +250,24 @@ def notes(trunks: list[TrunkSpec], cpus_per_trial: float, gpus_per_trial: float)
     return out
 
 
+def twin_estimate(analysis, trunks: list[tuple[TrunkSpec, Cost]], machine: Machine) -> TwinEstimate | None:
+    """The dense twins' cost: their trainings on the actors' resources, `actors` at a time, and
+    one measurement each; None when they are off."""
+    jobs = twin_jobs(analysis, trunks)
+    if not jobs:
+        return None
+    planned = analysis_plan(analysis, [(spec, 1) for spec, _ in jobs], forward_macs)
+    training = training_seconds(jobs, twin_resources(analysis), machine)
+    return TwinEstimate(len(jobs), sum(cost.flops for _, cost in jobs), training, planned.seconds)
+
+
+def analysis_side(planned, twins: TwinEstimate | None) -> float:
+    """Seconds of what runs beside the lineages: the measurements on the actors (the twins' too),
+    and the twins' trainings, which run beside the actors on resources of their own."""
+    seconds = list(planned.seconds) + (twins.measurements if twins else [])
+    return max(phase_seconds(seconds, planned.actors), twins.training if twins else 0.0)
+
+
 def report(
     config,
     trunks: list[tuple[TrunkSpec, Cost]],
@@ -284,9 +304,13 @@ def report(
             f"{0 if machine.gpus_assumed else machine.gpus} GPUs): run the sweep on a cluster (--address)"
         )
     planned = analysis_plan(analysis, list(measurements), forward_macs)
+    twins = twin_estimate(analysis, trunks, machine)
+    twin_flops = twins.flops if twins else 0.0
+    total_flops = trunk_flops + lineage_flops + twin_flops
     lines = [
-        f"compute: {si(trunk_flops + lineage_flops, 'FLOP')} (trunks {si(trunk_flops, 'FLOP')}, lineages "
-        f"{si(lineage_flops, 'FLOP')}): 2 FLOPs per multiply-accumulate x (3 per trained image + 1 per evaluated); "
+        f"compute: {si(total_flops, 'FLOP')} (trunks {si(trunk_flops, 'FLOP')}, lineages "
+        f"{si(lineage_flops, 'FLOP')}" + (f", dense twins {si(twin_flops, 'FLOP')}" if twins else "")
+        + "): 2 FLOPs per multiply-accumulate x (3 per trained image + 1 per evaluated); "
         "dense kernels; pruning scores not counted",
         f"resources: each trunk task and each lineage trial asks Ray for {ask} and trains on the {devices}; "
         + (f"analysis: {analysis.actors} actor(s) x {actor_ask}, measuring on the "
@@ -302,14 +326,21 @@ def report(
             f"(x{BF16_GPU_SPEEDUP:g} in bf16){launches}, no time lost to data loading; bound by training (analysis off)"
         )
     else:
-        bound = "analysis" if analysis_s > lineage_s else "training"
+        beside = analysis_side(planned, twins)
+        bound = "analysis" if beside > lineage_s else "training"
         lines += [
             f"analysis (rough): {sum(count for _, count in measurements)} measurements (every round of every "
             f"lineage, each trunk's reference and noise floor), ~{duration(planned.per_round)} each on "
             f"{planned.device}: {duration(analysis_s)} on {planned.actors} actor(s) at a time",
-            f"wall time (rough): {duration(trunk_s + max(lineage_s, analysis_s))} (trunks {duration(trunk_s)}, "
-            f"then lineages {duration(lineage_s)} of training, {slots} at a time, beside {duration(analysis_s)} of "
-            f"analysis) on {machine.cpus} CPUs and {gpus_here}; bound by {bound}"
+        ]
+        if twins:
+            added = max(lineage_s, beside) - max(lineage_s, analysis_s)
+            shared = machine.cpus if analysis.cpus_per_actor == 0 and actor_gpus == 0 else 0
+            lines.append(twin_line(twins, total_flops, added, shared, si, duration))
+        lines += [
+            f"wall time (rough): {duration(trunk_s + max(lineage_s, beside))} (trunks {duration(trunk_s)}, "
+            f"then lineages {duration(lineage_s)} of training, {slots} at a time, beside {duration(beside)} of "
+            f"analysis{' and dense twins' if twins else ''}) on {machine.cpus} CPUs and {gpus_here}; bound by {bound}"
             + (": more analysis actors (analysis.actors) or GPUs for them (analysis.gpus_per_actor) would shorten it"
                if bound == "analysis" else "")
             + f"; assumes {si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "

@@ -29,6 +29,7 @@ from trainables.checkpoint import sha256
 from trainables.specs import TrunkSpec
 from trainables.run_logger import RunLogger
 from trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
+from trainables.twin import train_twin
 
 MANIFEST = record.TRUNK_MANIFEST
 
@@ -43,6 +44,19 @@ def _train_trunk_task(
 ) -> TrunkResult:
     torch.set_num_threads(threads)
     return train_trunk(spec, rewinds, validation_every, validation_images)
+
+
+@ray.remote
+def _train_twin_task(spec: TrunkSpec, threads: int) -> TrunkResult:
+    torch.set_num_threads(threads)
+    return train_twin(spec)
+
+
+def start_twin(spec: TrunkSpec, cpus: float, gpus: float = 0) -> ray.ObjectRef:
+    """Trains the dense twin of trunk `spec` (`trainables.twin`) as a Ray task asking for `cpus`
+    and `gpus`; returns the object ref of its TrunkResult. Its weights are measured, never stored."""
+    task = _train_twin_task.options(num_cpus=cpus, num_gpus=gpus)
+    return task.remote(spec, max(1, int(cpus)))
 
 
 @ray.remote(num_returns=2)

@@ -91,7 +91,8 @@ def train(
 
     The model is moved to the runtime's device (`Runtime.of(spec)` by default) and stays there.
     `on_iteration(i)` is called before iteration i runs (and once after the last), which is where
-    a trunk takes its rewind snapshots.
+    a trunk takes its rewind snapshots. `seed` fixes the example order (`epoch_order`): a trunk's
+    and its lineages' is the trunk's seed, its dense twin's another (`trainables.twin`).
     """
     runtime = runtime or Runtime.of(spec)
     runtime.place(model)

@@ -63,16 +63,23 @@ def build_for(spec: TrunkSpec, dataset: Dataset):
 
 
 def train_trunk(
-    spec: TrunkSpec, rewind_iterations: tuple[int, ...] = (), validation_every: int = 0, validation_images: int | None = None
+    spec: TrunkSpec, rewind_iterations: tuple[int, ...] = (), validation_every: int = 0, validation_images: int | None = None,
+    data_order_seed: int | None = None,
 ) -> TrunkResult:
     """Trains the dense network. `validation_every` > 0 also measures its early-stopping iteration
     (`trainables.early_stopping`, as a lineage does: the dense reference of that measure), on
-    `validation_images` of the data's validation split (all of it by default)."""
+    `validation_images` of the data's validation split (all of it by default).
+
+    `data_order_seed` (None: the trunk's own seed) trains the same init, drawn from `spec.seed`,
+    on another example order and with other SGD noise (torch's generator, e.g. dropout, reseeded
+    with it after the init draw): the dense twin of `trainables.twin`."""
     started = time.perf_counter()
     dataset = cached_dataset(spec.data)
     torch.manual_seed(spec.seed)
     model = build_for(spec, dataset)
     init = to_numpy(model.state_dict())  # initialised on the CPU whatever the device: same draw everywhere
+    if data_order_seed is not None:
+        torch.manual_seed(data_order_seed)
     runtime = Runtime.of(spec.train)
     runtime.place(model)
     wanted = {k for k in rewind_iterations if k > 0}
@@ -86,7 +93,8 @@ def train_trunk(
     if validation_every:
         tracker = ValidationTracker(model, validation_split(dataset, validation_images), validation_every, test=dataset.test)
     callbacks = (tracker,) if tracker else ()
-    train(model, dataset.train, spec.train, seed=spec.seed, on_iteration=snapshot, runtime=runtime, callbacks=callbacks)
+    order = spec.seed if data_order_seed is None else data_order_seed
+    train(model, dataset.train, spec.train, seed=order, on_iteration=snapshot, runtime=runtime, callbacks=callbacks)
     missing = wanted - set(snapshots)
     if missing:
         raise ValueError(f"rewind iterations {sorted(missing)} lie beyond the trunk's training")
