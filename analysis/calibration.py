@@ -97,3 +97,80 @@ def bootstrap_se(metric, probs, labels, *, resamples: int = 200, seed: int = 0, 
     draws = torch.randint(len(labels), (resamples, len(labels)), generator=generator)
     values = torch.tensor([metric(probs[index], labels[index], **options) for index in draws])
     return float(values.std(unbiased=True))
+
+
+# The bootstrap of ECE and SCE (analysis/sampling_error.py). Which bin an image's probability falls
+# in does not change when the images are resampled, so each error is sum |counts @ G| over
+# (class, bin) columns, with G[i, (c, m)] = (1[y_i = c] - p_ic) / (N C) where p_ic is in bin m, and
+# counts how often each image is drawn: one sparse product for all draws, not one pass per draw.
+
+
+def gap_columns(scores: torch.Tensor, hits: torch.Tensor, bins: int) -> torch.Tensor:
+    """Sparse (N, K * bins) G for (N, K) scores and hits: column k * bins + m holds
+    (hit - score) / (N K) of the images whose score k falls in bin m."""
+    n, k = scores.shape
+    rows = torch.arange(n).repeat_interleave(k)
+    columns = (torch.arange(k) * bins + _bin_index(scores, bins)).flatten()
+    values = ((hits.to(torch.float64) - scores) / (n * k)).flatten()
+    return torch.sparse_coo_tensor(torch.stack([rows, columns]), values, (n, k * bins), check_invariants=True).coalesce()
+
+
+def ece_columns(probs, labels, bins: int = 15) -> torch.Tensor:
+    """G of the ECE: its one score is the confidence, its hit whether the argmax is right."""
+    probs, labels = _inputs(probs, labels)
+    confidence, predicted = probs.max(1)
+    return gap_columns(confidence[:, None], (predicted == labels)[:, None], bins)
+
+
+def sce_columns(probs, labels, bins: int = 15) -> torch.Tensor:
+    """G of the SCE: every class's probability, hit when it is the label."""
+    probs, labels = _inputs(probs, labels)
+    hits = labels[:, None] == torch.arange(probs.shape[1])
+    return gap_columns(probs, hits, bins)
+
+
+def binned_error_of_counts(columns: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The ECE (of `ece_columns`) or SCE (of `sce_columns`) of every resample, given as (draws, N)
+    counts of how often each image is drawn; equal to `ece`/`sce` of the resampled images."""
+    return torch.sparse.mm(columns.t(), counts.t().to(torch.float64)).abs().sum(0)
+
+
+def nll_per_image(probs, labels) -> torch.Tensor:
+    """-log p(y_i | x_i) per image (floored as `nll`): `nll` is their mean."""
+    probs, labels = _inputs(probs, labels)
+    return -probs.clamp_min(PROB_FLOOR).log().gather(1, labels[:, None])[:, 0]
+
+
+def sampling_errors(probs, labels, dense_probs, bins: int, seed: int) -> dict[str, float]:
+    """`se/calib/sce` and `se/calib/nll` of this network, and, given the trunk's probabilities
+    on the same images (`dense_probs`, None on the trunk), `se_diff/` of the test accuracy
+    (McNemar), ECE and SCE (paired bootstrap: the same draws for both) and NLL (paired per image).
+    Bootstraps are seeded from `seed` and the metric's name."""
+    from analysis import sampling_error as se
+
+    probs, labels = _inputs(probs, labels)
+    n, losses = len(labels), nll_per_image(probs, labels)
+
+    def counts(metric: str) -> torch.Tensor:
+        return se.resample_counts(n, se.bootstrap_seed(seed, metric))
+
+    def paired(columns, dense_columns, metric: str) -> float:
+        draws = counts(metric)
+        return se.spread(binned_error_of_counts(columns, draws) - binned_error_of_counts(dense_columns, draws))
+
+    sce = sce_columns(probs, labels, bins)
+    out = {
+        "se/calib/sce": se.spread(binned_error_of_counts(sce, counts("se/calib/sce"))),
+        "se/calib/nll": se.mean_se(losses),
+    }
+    if dense_probs is not None:
+        dense_probs, _ = _inputs(dense_probs, labels)
+        out |= {
+            "se_diff/test/acc": se.paired_mean_se(probs.argmax(1) == labels, dense_probs.argmax(1) == labels),
+            "se_diff/calib/ece": paired(
+                ece_columns(probs, labels, bins), ece_columns(dense_probs, labels, bins), "se_diff/calib/ece"
+            ),
+            "se_diff/calib/sce": paired(sce, sce_columns(dense_probs, labels, bins), "se_diff/calib/sce"),
+            "se_diff/calib/nll": se.paired_mean_se(losses, nll_per_image(dense_probs, labels)),
+        }
+    return {key: value for key, value in out.items() if value == value}

@@ -89,6 +89,7 @@ class ConceptBank:
     accuracies: np.ndarray  # (K,) plain accuracy
     balanced_accuracies: np.ndarray  # (K,) mean of the recalls on positives and negatives
     skipped: list[str]
+    eval_predictions: np.ndarray | None = None  # (N_eval, K) bool: each SVM's answer per held-out image
 
 
 def learn_bank(
@@ -110,7 +111,7 @@ def learn_bank(
     x_eval = (np.asarray(eval_embeddings, dtype=np.float64) - mean) / scale
     train_concepts, eval_concepts = np.asarray(train_concepts, bool), np.asarray(eval_concepts, bool)
 
-    names, vectors, accuracies, balanced, skipped = [], [], [], [], []
+    names, vectors, accuracies, balanced, skipped, predictions = [], [], [], [], [], []
     for k, name in enumerate(concept_names):
         y = train_concepts[:, k]
         if y.all() or not y.any():
@@ -126,6 +127,7 @@ def learn_bank(
         truth, predicted = eval_concepts[:, k], svm.predict(x_eval)
         accuracies.append(float((predicted == truth).mean()) if len(truth) else np.nan)
         balanced.append(_balanced_accuracy(truth, predicted))
+        predictions.append(np.asarray(predicted, bool))
     dim = x.shape[1]
     return ConceptBank(
         names=names,
@@ -135,6 +137,7 @@ def learn_bank(
         accuracies=np.array(accuracies, dtype=np.float64),
         balanced_accuracies=np.array(balanced, dtype=np.float64),
         skipped=skipped,
+        eval_predictions=np.stack(predictions, 1) if predictions else np.zeros((len(x_eval), 0), bool),
     )
 
 
@@ -142,6 +145,18 @@ def _balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     if truth.all() or not truth.any():
         return np.nan
     return float((predicted[truth].mean() + (~predicted[~truth]).mean()) / 2)
+
+
+def batched_balanced_accuracy(predictions: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Mean over concepts of the balanced accuracy, per row of resampled (draws, N, K) bool
+    predictions and truths: the bootstrap form of `balanced_accuracies.mean()`. A concept without
+    positives or negatives in a row is left out of that row's mean (NaN if all are)."""
+    predictions, truth = predictions.bool(), truth.bool()
+    positives, negatives = truth.sum(1).double(), (~truth).sum(1).double()
+    hits = (predictions & truth).sum(1) / positives
+    rejections = (~predictions & ~truth).sum(1) / negatives
+    per_concept = torch.where((positives > 0) & (negatives > 0), (hits + rejections) / 2, torch.nan)
+    return per_concept.nanmean(1)
 
 
 def project(embeddings: np.ndarray, bank: ConceptBank) -> np.ndarray:

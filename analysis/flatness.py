@@ -105,7 +105,13 @@ def hessian_top_eigenvalue(
     return eigenvalue
 
 
-def input_hessian_top_eigenvalue(
+def input_hessian_top_eigenvalue(*args, **options) -> float:
+    """Mean over examples of the dominant eigenvalue of the Hessian of example i's cross-entropy
+    w.r.t. its own input: the mean of `input_hessian_eigenvalues` (arguments as there)."""
+    return float(input_hessian_eigenvalues(*args, **options).mean())
+
+
+def input_hessian_eigenvalues(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -114,9 +120,9 @@ def input_hessian_top_eigenvalue(
     tol: float = 1e-3,
     seed: int = 0,
     batch_size: int = 500,
-) -> float:
-    """Mean over examples of the dominant eigenvalue of the Hessian of example i's cross-entropy
-    w.r.t. its own (normalised, as the model sees it) input x_i.
+) -> torch.Tensor:
+    """Per example (float64, CPU): the dominant eigenvalue of the Hessian of example i's
+    cross-entropy w.r.t. its own (normalised, as the model sees it) input x_i.
 
     In eval mode example i's loss depends on x_i only, so the Hessian of the *summed* loss w.r.t.
     the batch is block diagonal with one (CHW x CHW) block per example: one Hessian-vector
@@ -149,7 +155,7 @@ def input_hessian_top_eigenvalue(
                     break
                 v = torch.where(norm > 0, hv / norm.clamp_min(1e-30), v)
             values.append(eigen.detach().cpu())
-    return float(torch.cat(values).double().mean())
+    return torch.cat(values).double()
 
 
 def _per_example_norm(v: torch.Tensor) -> torch.Tensor:

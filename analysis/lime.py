@@ -80,7 +80,7 @@ def _samples(n: int, k: int, generator: torch.Generator, include_full: bool) -> 
     return z
 
 
-def lime_scores(
+def lime_per_image(
     model: nn.Module,
     images: Tensor,
     targets: Tensor,
@@ -91,14 +91,15 @@ def lime_scores(
     segments: int = 16,
     noise: float = 0.05,
     seed: int = 0,
-) -> dict[str, float]:
-    """`lime_fidelity` and `lime_stability` averaged over the first `images_limit` images."""
+) -> dict[str, Tensor]:
+    """`lime_fidelity` and `lime_stability` of each of the first `images_limit` images, (n,)
+    float64: the units their sampling errors resample."""
     if samples < 2 or held_out < 1:
         raise ValueError(f"need samples >= 2 and held_out >= 1, got {samples} and {held_out}")
     targets = torch.as_tensor(targets, dtype=torch.long)
     n = min(images_limit, images.shape[0])
     if n == 0:
-        return {"lime_fidelity": float("nan"), "lime_stability": float("nan")}
+        return {"lime_fidelity": torch.zeros(0, dtype=torch.float64), "lime_stability": torch.zeros(0, dtype=torch.float64)}
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
     was_training = model.training
@@ -127,7 +128,14 @@ def lime_scores(
                 stability.append(((weights - nudged_weights) ** 2).mean())
     finally:
         model.train(was_training)
-    return {"lime_fidelity": float(torch.stack(fidelity).mean()), "lime_stability": float(torch.stack(stability).mean())}
+    return {"lime_fidelity": torch.stack(fidelity), "lime_stability": torch.stack(stability)}
 
 
-__all__ = ["lime_scores", "superpixels"]
+def lime_scores(model: nn.Module, images: Tensor, targets: Tensor, **options) -> dict[str, float]:
+    """`lime_fidelity` and `lime_stability` averaged over the first `images_limit` images (NaN
+    for none); `options` as `lime_per_image`."""
+    return {key: float(values.mean()) if len(values) else float("nan") for key, values in
+            lime_per_image(model, images, targets, **options).items()}
+
+
+__all__ = ["lime_per_image", "lime_scores", "superpixels"]

@@ -211,7 +211,7 @@ def _chance_spread(similarity: Tensor, references: int, generator: torch.Generat
     return float(d.std()) or 1.0
 
 
-def mis_score(
+def mis_units(
     model: nn.Module,
     layer_module: nn.Module,
     images: Tensor,
@@ -224,11 +224,10 @@ def mis_score(
     sharpness: float = 1.0,
     seed: int = 0,
     features: Tensor | None = None,
-) -> dict[str, float]:
-    """`mis` (mean over units), `mis_std` (spread over units) and `mis_units` (units scored).
-    `images` are the model's inputs, `pixels` the same images in [0, 1] for the perceptual model;
-    or pass their `features` (from `image_features`) and `pixels=perceptual=None`. The pool is
-    compared all-pairs (N x N), so keep it to a few thousand images."""
+) -> tuple[Tensor, Tensor]:
+    """(channels, scores): the live units sampled (seeded) and the MIS of each, as `mis_score`
+    describes; both empty when no unit is live. The scores are the units the sampling error of
+    the MIS resamples, the channels what pairs them with another network's."""
     n = images.shape[0]
     pool = 2 * references
     if n < 2 * (tasks_per_unit + pool):
@@ -250,7 +249,7 @@ def mis_score(
     activations = unit_activations(model, layer_module, images)
     live = ((activations.max(0).values - activations.min(0).values) > 1e-8).nonzero()[:, 0]
     if live.numel() == 0:
-        return {"mis": float("nan"), "mis_std": float("nan"), "mis_units": 0.0}
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     chosen = live[torch.randperm(live.numel(), generator=generator)[:units]]
 
@@ -265,7 +264,17 @@ def mis_score(
         queries = torch.stack([top[:tasks_per_unit], bottom[:tasks_per_unit]], 1)
         evidence = _decision(similarity, queries, ref_pos, ref_neg) / spread
         scores.append(torch.sigmoid(sharpness * evidence).mean())
-    per_unit = torch.stack(scores)
+    return chosen, torch.stack(scores)
+
+
+def mis_score(*args, **options) -> dict[str, float]:
+    """`mis` (mean over units), `mis_std` (spread over units) and `mis_units` (units scored).
+    `images` are the model's inputs, `pixels` the same images in [0, 1] for the perceptual model;
+    or pass their `features` (from `image_features`) and `pixels=perceptual=None`. The pool is
+    compared all-pairs (N x N), so keep it to a few thousand images. Arguments as `mis_units`."""
+    _, per_unit = mis_units(*args, **options)
+    if per_unit.numel() == 0:
+        return {"mis": float("nan"), "mis_std": float("nan"), "mis_units": 0.0}
     return {
         "mis": float(per_unit.mean()),
         "mis_std": float(per_unit.std()) if per_unit.numel() > 1 else 0.0,
@@ -282,5 +291,6 @@ __all__ = [
     "build_perceptual",
     "image_features",
     "mis_score",
+    "mis_units",
     "unit_activations",
 ]

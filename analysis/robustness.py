@@ -78,7 +78,7 @@ def _pixel_gradient(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor
     return grad, logits.detach()
 
 
-def fgsm_accuracy(
+def fgsm_correct(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -86,10 +86,10 @@ def fgsm_accuracy(
     from_pixels: Transform,
     eps: float = 8 / 255,
     batch_size: int = 500,
-) -> float:
-    """Accuracy on FGSM images (Goodfellow et al. 2015), as Chen et al. report it:
+) -> torch.Tensor:
+    """Per image (bool, on the CPU): classified correctly after FGSM (Goodfellow et al. 2015),
     x_adv = clamp(x + eps * sign(grad_x CE(f(x), y)), 0, 1) in pixel space."""
-    correct = 0
+    correct = []
     device = model_device(model)
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
@@ -97,11 +97,17 @@ def fgsm_accuracy(
             grad, _ = _pixel_gradient(model, pixels, y, from_pixels)
             adversarial = (pixels + eps * grad.sign()).clamp(0, 1)
             with torch.no_grad():
-                correct += int((model(from_pixels(adversarial)).argmax(1) == y).sum())
-    return correct / len(images)
+                correct.append((model(from_pixels(adversarial)).argmax(1) == y).cpu())
+    return torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
 
 
-def pgd_accuracy(
+def fgsm_accuracy(*args, **options) -> float:
+    """Accuracy on FGSM images, as Chen et al. report it: the mean of `fgsm_correct`."""
+    correct = fgsm_correct(*args, **options)
+    return int(correct.sum()) / len(correct)
+
+
+def pgd_robust(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -113,8 +119,8 @@ def pgd_accuracy(
     random_start: bool = True,
     seed: int = 0,
     batch_size: int = 500,
-) -> float:
-    """Robust accuracy under L-infinity PGD (Madry et al. 2018) in pixel space.
+) -> torch.Tensor:
+    """Per image (bool, on the CPU): robust under L-infinity PGD (Madry et al. 2018) in pixel space.
 
     From x (or x + U(-eps, eps) with `random_start`, drawn from a generator seeded with `seed`),
     `steps` times: x <- clamp(proj_eps(x + step_size * sign(grad)), 0, 1); step_size defaults to
@@ -126,7 +132,7 @@ def pgd_accuracy(
     step_size = 2.5 * eps / steps if step_size is None else step_size
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
-    robust = 0
+    robust = []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
             clean, y = to_pixels(images[i : i + batch_size].to(device)), labels[i : i + batch_size].to(device)
@@ -143,8 +149,28 @@ def pgd_accuracy(
             with torch.no_grad():
                 alive &= model(from_pixels(x)).argmax(1) == y
                 alive &= model(from_pixels(clean)).argmax(1) == y
-            robust += int(alive.sum())
-    return robust / len(images)
+            robust.append(alive.cpu())
+    return torch.cat(robust) if robust else torch.zeros(0, dtype=torch.bool)
+
+
+def pgd_accuracy(*args, **options) -> float:
+    """Robust accuracy under L-infinity PGD: the mean of `pgd_robust`."""
+    robust = pgd_robust(*args, **options)
+    return int(robust.sum()) / len(robust)
+
+
+def corruption_correct(
+    model: nn.Module, labels: torch.Tensor, inputs: dict[tuple[str, int], torch.Tensor], batch_size: int = 1000
+) -> dict[tuple[str, int], torch.Tensor]:
+    """Per (corruption, severity) of `inputs` (`analysis.corruptions.corrupted_inputs`): which
+    images the model still classifies correctly (bool, CPU). `corruption_errors` from the same
+    predictions: `corruption_errors_of`."""
+    return {key: predict_logits(model, corrupted, batch_size).argmax(1) == labels.cpu() for key, corrupted in inputs.items()}
+
+
+def corruption_errors_of(correct: dict[tuple[str, int], torch.Tensor]) -> dict[tuple[str, int], float]:
+    """The error rates `analysis.corruptions.corruption_errors` returns, from `corruption_correct`."""
+    return {key: float((~hits).float().mean()) for key, hits in correct.items()}
 
 
 def auroc_se(auroc: float, positives: int, negatives: int) -> float:
