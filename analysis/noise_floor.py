@@ -83,6 +83,9 @@ def floor(frame: pd.DataFrame, metric: str) -> Floor:
 def _dense_floor(frame: pd.DataFrame, metric: str) -> Floor:
     dense = _per_trunk(frame, f"dense/{metric}")
     se = _per_trunk(frame, f"dense/{SE_PREFIX}{metric}")
+    if len(dense) >= 2 and not len(se) and np.all(dense == dense[0]):
+        # e.g. corrupt/mce, the trunk's own errors over themselves: 1 by construction, not seeds that agree
+        return Floor(metric, math.nan, len(dense), f"not measured: every trunk scores exactly {dense[0]:g} (by construction or ties)")
     seeds_var = float(dense.var(ddof=1)) if len(dense) >= 2 else math.nan
     sampling_var = float((se**2).mean()) if len(se) else math.nan
     parts = [v for v in (seeds_var, sampling_var) if math.isfinite(v)]

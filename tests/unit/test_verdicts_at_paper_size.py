@@ -250,3 +250,13 @@ def test_markdown_latex_and_csv_tables_per_configuration():
     assert r"\textbf{" in paper_table.latex(result) and r"$\pm$" in paper_table.latex(result)
     long = paper_table.long_form(result)
     assert set(long["config"]) == {"model.name=conv2", "model.name=conv4"} and long["ticket"].sum() == 4
+
+
+# 10. every printed number carries its noise ---------------------------------------------------------
+
+def test_a_reference_that_is_one_by_construction_is_not_called_seeds_that_agree():
+    from analysis.noise_floor import floor
+
+    frame = table(lambda c, l, s, r: 1.0 + 0.05 * r + 0.01 * s, lambda c, s: 1.0, metric="corrupt/mce")
+    assert floor(frame, "corrupt/mce").source == "not measured: every trunk scores exactly 1 (by construction or ties)"
+    assert "agree" not in render(judge(frame, ["corrupt/mce"]))
