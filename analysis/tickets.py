@@ -33,6 +33,7 @@ from analysis.verdict_rows import row as _row
 from analysis.verdict_rows import ticket_depth
 
 DEFAULT_METRICS = registry.judged_by_default()
+SAME_SPARSITY = 0.01  #: sparsities this close count as the same design point (tables, the test across methods)
 WINNING = winning.RULE  # the family member that is the winning-ticket rule
 
 
@@ -192,16 +193,20 @@ def _lth_pass(blocks: dict, rule: dict, methods: list[str]) -> dict:
 
 def _methods_test(frame: pd.DataFrame, metric: str, methods: list[str], walks: dict, margin: float) -> dict:
     """The one-way ANOVA across methods at the sparsest sparsity every method reaches, and its power."""
-    reached = [{round(step.sparsity, 4): step for step in walks[m]} for m in methods]
-    common = set.intersection(*(set(r) for r in reached)) if reached else set()
+    reached = [{step.round: step for step in walks[m]} for m in methods]
+    rounds = set.intersection(*(set(r) for r in reached)) if reached else set()
+    # the design's common sparsities: a round every method reached, at sparsities within 1 point of
+    # each other (methods that prune per layer or by score land a few tenths apart)
+    common = [r for r in rounds if max(s[r].sparsity for s in reached) - min(s[r].sparsity for s in reached) <= SAME_SPARSITY]
     if not common:
         test = power.across_methods({}, None)
         detail = "no sparsity common to every method"
     else:
-        sparsity = max(common)
+        last = max(common)
+        sparsity = sum(steps[last].sparsity for steps in reached) / len(reached)
         groups = {}
         for method, steps in zip(methods, reached):
-            step = steps[sparsity]
+            step = steps[last]
             sign = 1.0 if higher_is_better(metric) else -1.0
             groups[method] = [sign * (v - r) for v, r in zip(step.values, step.references)]
         test = power.across_methods(groups, sparsity)

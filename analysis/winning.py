@@ -112,9 +112,11 @@ def _combined(accuracy: RoundEvidence, speed: RoundEvidence) -> RoundEvidence:
         status = UNDETERMINED
     else:
         status = MATCHES
-    reasons = [r for r in (accuracy.reason, speed.reason) if r]
-    if status == FAILS and not reasons:
-        reasons = ["slower than dense" if speed.status == FAILS else "less accurate than dense"]
+    if status == FAILS:  # the criterion that failed, not the other one's doubts
+        reasons = [accuracy.reason or "less accurate than dense"] if accuracy.status == FAILS else []
+        reasons += [speed.reason or "slower than dense"] if speed.status == FAILS else []
+    else:
+        reasons = [r for r in (accuracy.reason, speed.reason) if r]
     speed_p = speed.difference.p_value if speed.difference is not None and math.isfinite(speed.difference.p_value) else math.nan
     if speed.difference is not None and speed.difference.not_confident_because:
         speed_p = math.nan  # no confidence from the speed criterion: none for the rule
