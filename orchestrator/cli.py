@@ -62,9 +62,12 @@ def _sweep(args) -> int:
         where = args.config or "the quickstart config"
         print(f"lth: invalid config {where}:\n  " + str(error).replace("\n", "\n  "), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.like and not args.dry_run:
+        print("lth: --like states a planned sweep's power in a dry run: add --dry-run", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.dry_run:
         print(plan.describe(machine))
-        return 0
+        return _power_of_plan(args, len(config.seeds)) if args.like else 0
     from orchestrator.tracking_store import TrackingUnavailable
     from orchestrator.preflight import BadStore, check_sweep_stores
 
@@ -280,6 +283,25 @@ def _tickets(args) -> int:
     return 0
 
 
+def _power_of_plan(args, seeds: int) -> int:
+    """The dry run's power statement, from the finished sweep `--like` names."""
+    from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
+    from analysis.tickets import DEFAULT_METRICS, judge
+    from orchestrator.power_plan import power_lines
+
+    uri = readable_store(argparse.Namespace(tracking_uri=args.like_tracking_uri))
+    try:
+        with stdout_to_stderr():
+            frame = load_sweep(args.like, uri)
+    except (SweepAmbiguous, SweepNotFound) as error:
+        raise sweep_choice_error(error, uri) from None
+    if frame.empty:
+        print(f"lth: --like: sweep {args.like!r} has no finished rounds", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(["", *power_lines(seeds, judge(frame, list(DEFAULT_METRICS)), args.like)]))
+    return 0
+
+
 def _add_sweep_selector(command, formats=("table", "json", "csv")) -> None:
     command.add_argument("--sweep", required=True, help="the sweep's name (its config's `name`)")
     command.add_argument(
@@ -315,6 +337,11 @@ def parser() -> argparse.ArgumentParser:
         "--machine", metavar="CPUS[:GPUS]",
         help="with --dry-run: estimate the wall time on a machine with these CPUs and GPUs, e.g. 16:1 (default: this one)",
     )
+    sweep.add_argument(
+        "--like", metavar="SWEEP",
+        help="with --dry-run: what this sweep's seeds can detect, from the noise between seeds of this finished sweep",
+    )
+    sweep.add_argument("--like-tracking-uri", help="the store of --like's sweep (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     # Every run resumes (finished trunks and lineages are never redone): the flag is accepted for
     # scripts written against DESIGN.md's CLI contract and changes nothing, so help leaves it out.
     sweep.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)

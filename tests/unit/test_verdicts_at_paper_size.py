@@ -260,3 +260,16 @@ def test_a_reference_that_is_one_by_construction_is_not_called_seeds_that_agree(
     frame = table(lambda c, l, s, r: 1.0 + 0.05 * r + 0.01 * s, lambda c, s: 1.0, metric="corrupt/mce")
     assert floor(frame, "corrupt/mce").source == "not measured: every trunk scores exactly 1 (by construction or ties)"
     assert "agree" not in render(judge(frame, ["corrupt/mce"]))
+
+
+def test_the_dry_run_states_what_the_planned_seeds_can_detect_from_a_finished_sweep():
+    from orchestrator.power_plan import pooled_noise, power_lines
+
+    jitter = {0: 0.01, 1: -0.01, 2: 0.0}
+    finished = judge(table(lambda c, l, s, r: 0.9 - (0.02 * r if l == "random" else 0.0) + jitter[s] * (l == "imp"),
+                           lambda c, s: 0.9, labels=("imp", "random"), configs=("conv2", "conv4")), ["test/acc"])
+    sigma, margin = pooled_noise(finished)["test/acc"]
+    assert sigma == pytest.approx(math.sqrt(0.0001 / 2)) and margin == 0.005  # imp's spread, pooled with random's none
+    lines = power_lines(5, finished, "old")
+    assert lines[0].startswith("power with 5 seed(s) per method") and "detects" in lines[1]
+    assert f"{detectable_difference(sigma, 5):.3g}" in lines[1] and f"needs {seeds_needed(0.005, sigma)} seeds" in lines[1]
