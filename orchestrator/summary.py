@@ -36,6 +36,8 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = No
     `verdicts` (analysis.tickets.judge), each row carries its method's winning ticket in its
     configuration (analysis/winning.py: the one rule `lth tickets` and `lth export` use)."""
     winning = _winning_by_lineage(sweep, verdicts)
+    configs = _configuration_by_lineage(sweep)
+    several = len(set(configs.values())) > 1
     rows = []
     for spec in plan.lineages:
         run = sweep.lineage(spec.id)
@@ -51,7 +53,8 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = No
             {
                 "lineage": spec.id,
                 "trunk": spec.trunk.id,
-                "name": display_name(spec),
+                "name": f"{configs.get(run.run_id, '?')} {display_name(spec)}" if several else display_name(spec),
+                "config": configs.get(run.run_id, ""),
                 "method": spec.pruning.label,
                 "seed": spec.trunk.seed,
                 "rounds": f"{len(rounds)}/{spec.pruning.rounds}",
@@ -75,6 +78,14 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = No
             rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
             rows[-1][f"floor_{column}"] = _find(trunk, f"{FLOOR_PREFIX}{metric}")
     return rows
+
+
+def _configuration_by_lineage(sweep: SweepRecord) -> dict[str, str]:
+    """lineage run id -> its trunk configuration (analysis/configurations.py)."""
+    frame = sweep.frame()
+    if frame.empty:
+        return {}
+    return frame.drop_duplicates("run_id").set_index("run_id")["config"].astype(str).to_dict()
 
 
 def _winning_by_lineage(sweep: SweepRecord, verdicts: dict | None) -> dict[str, dict]:
@@ -173,7 +184,19 @@ WINNING_LEGEND = (
 
 
 def noise_floor_lines(rows: list[dict]) -> list[str]:
-    """What a second dense seed scores against the trunk: the drift that is not the pruning's."""
+    """What a second dense seed scores against the trunk, per trunk configuration (seeds are the
+    only thing a floor pools): the drift that is not the pruning's."""
+    configs = sorted({row.get("config", "") for row in rows})
+    if len(configs) <= 1:
+        lines = _floor_lines(rows, "")
+    else:
+        lines = [line for c in configs for line in _floor_lines([r for r in rows if r.get("config", "") == c], f" in {c}")]
+    if any(line.startswith("noise floor") and "not measured" not in line for line in lines):
+        lines.append("A drift within the floor is not the pruning's doing; `lth tickets` judges every metric against it.")
+    return lines
+
+
+def _floor_lines(rows: list[dict], where: str) -> list[str]:
     trunks = {row["trunk"]: row for row in rows}.values()
     dense_acc = [row["dense_acc"] for row in trunks if math.isfinite(row["dense_acc"])]
     parts = []
@@ -191,14 +214,14 @@ def noise_floor_lines(rows: list[dict]) -> list[str]:
             moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(pattern).tolerance]
             beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
-        return ["", "noise floor: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
-    lines = ["", "noise floor, what a second dense seed scores against the trunk: " + "; ".join(parts) + "."]
+        return ["", f"noise floor{where}: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
+    lines = ["", f"noise floor{where}, what a second dense seed scores against the trunk: " + "; ".join(parts) + "."]
     if beyond:
         lines.append(
             "moved further from their trunk than a second dense seed (by more than the metric's resolution), at the last round: "
             + "; ".join(beyond) + "."
         )
-    return lines + ["A drift within the floor is not the pruning's doing; `lth tickets` judges every metric against it."]
+    return lines
 
 
 def _from_dense(row: dict, column: str) -> str:
@@ -209,7 +232,7 @@ def _from_dense(row: dict, column: str) -> str:
 #: In the order of the printed table (what fits the UI's first screen comes first).
 TABLE_COLUMNS = (
     "name", "rounds", "sparsity", "dense_acc", "last_acc", "delta_vs_dense", "winning", "winning_round", "winning_sparsity",
-    *(column for column, _, _ in DRIFT_COLUMNS), "status", "method", "seed", "lineage", "run_id",
+    *(column for column, _, _ in DRIFT_COLUMNS), "status", "config", "method", "seed", "lineage", "run_id",
 )
 TABLE_DIGITS = 4  #: decimals kept in the table: 0.9785, not 0.9784999999999999
 

@@ -273,3 +273,16 @@ def test_the_dry_run_states_what_the_planned_seeds_can_detect_from_a_finished_sw
     lines = power_lines(5, finished, "old")
     assert lines[0].startswith("power with 5 seed(s) per method") and "detects" in lines[1]
     assert f"{detectable_difference(sigma, 5):.3g}" in lines[1] and f"needs {seeds_needed(0.005, sigma)} seeds" in lines[1]
+
+
+def test_the_summary_s_noise_floor_is_per_configuration():
+    from orchestrator.summary import noise_floor_lines
+
+    def row(config, seed, dense_acc):
+        return {"name": f"{config} imp s{seed}", "config": config, "trunk": f"{config}-{seed}", "dense_acc": dense_acc,
+                "gradcam_rho": math.nan, "floor_gradcam_rho": math.nan, "concepts_j": math.nan, "floor_concepts_j": math.nan}
+
+    rows = [row("model.name=conv2", 0, 0.80), row("model.name=conv2", 1, 0.82), row("model.name=conv6", 0, 0.92), row("model.name=conv6", 1, 0.92)]
+    text = "\n".join(noise_floor_lines(rows))
+    assert "noise floor in model.name=conv2, what a second dense seed scores against the trunk: dense acc 0.8100 +- 0.0141 (std over 2 seeds)" in text
+    assert "dense acc 0.9200 +- 0.0000 (std over 2 seeds)" in text and "4 seeds" not in text
