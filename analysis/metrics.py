@@ -1,13 +1,14 @@
 """One registry of what every metric means: the single place the measurements, the verdicts,
-`lth tickets`, the summary and the plots read a metric's direction, reference, tolerance, figure
+`lth tickets`, the summary and the plots read a metric's direction, reference, margin, figure
 and saturation from.
 
 A metric is compared either with the **dense** trunk's own value of it (accuracy, ECE, ...), or is
 a **consistency** with the trunk (Grad-CAM rank correlation, concept Jaccard, ...), which the trunk
 scores exactly 1 against itself by construction. Either way, "did the sparse network move?" is read
 against the **noise floor**: how far a second dense network, differing only in its seed, moves
-(`analysis/noise_floor.py`). The tolerance below is the fallback when the floor cannot be measured
-(one seed), or what `--tolerance METRIC=VALUE` overrides.
+(`analysis/noise_floor.py`), which is descriptive. The margin below (how much worse than the
+reference still counts as matching) is what the verdicts use, fixed before the data; `--margin
+METRIC=VALUE` overrides it.
 
 Patterns use fnmatch (`xai/gradcam_iou_top*` matches `xai/gradcam_iou_top10` whatever the
 configured percentage); the first matching entry wins, so specific names come before wildcards.
@@ -27,8 +28,8 @@ class Metric:
     pattern: str
     higher_is_better: bool
     description: str
-    tolerance: float  # how much worse than the reference still passes, when no floor is measured
-    relative: bool = False  # tolerance as a fraction of |dense|
+    margin: float  # how much worse than the reference still counts as matching, fixed before the data
+    relative: bool = False  # margin as a fraction of |dense|
     reference: Reference = "dense"
     figure: str | None = None  # which per-dimension figure draws it (analysis/plots.py)
     bounds: tuple[float, float] | None = None  # the range it lives in: at a bound it is saturated
@@ -68,7 +69,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("calib/ece", False, "expected calibration error", 0.01, figure="calibration", bounds=UNIT, judged=True),
     Metric("calib/sce", False, "static calibration error", 0.005, figure="calibration", bounds=UNIT),
     Metric("calib/nll", False, "negative log-likelihood", 0.05, relative=True, figure="calibration"),
-    # geometry: scales depend on the network, so tolerances are relative
+    # geometry: scales depend on the network, so margins are relative
     Metric("flat/hessian_weights", False, "top Hessian eigenvalue in weight space", 0.1, relative=True, figure="geometry"),
     Metric("flat/hessian_inputs", False, "top Hessian eigenvalue in input space", 0.1, relative=True, figure="geometry"),
     Metric("flat/radius", True, "largest magnitude-aware noise keeping accuracy within 0.1 (Jiang et al. 2020)", 0.1,

@@ -113,7 +113,7 @@ def margin(metric: str, dense_value: float, override: float | None = None, relat
     detectably worse", and fewer images or seeds would then give sparser tickets."""
     entry = registry.lookup(metric)
     scale_by_dense = relative if override is not None else entry.relative
-    base = override if override is not None else entry.tolerance
+    base = override if override is not None else entry.margin
     value = base * abs(dense_value) if scale_by_dense and math.isfinite(dense_value) else base
     source = "user (--margin)" if override is not None else "registry default"
     if scale_by_dense:

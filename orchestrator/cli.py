@@ -231,16 +231,16 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
     for value in values:
         name, _, number = value.rpartition("=")
         try:
-            tolerance = float(number)
+            margin = float(number)
         except ValueError:
             raise ValueError(f"{value!r} is not NUMBER or METRIC=NUMBER") from None
-        if not tolerance >= 0 or tolerance == float("inf"):
+        if not margin >= 0 or margin == float("inf"):
             raise ValueError(f"{value!r}: a margin is a finite number >= 0")
         if name == "winning":
             from analysis.tickets import WINNING
 
             name = WINNING
-        out |= {name: tolerance} if name else {metric: tolerance for metric in metrics}
+        out |= {name: margin} if name else {metric: margin for metric in metrics}
     return out
 
 

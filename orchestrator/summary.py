@@ -210,8 +210,8 @@ def _floor_lines(rows: list[dict], where: str) -> list[str]:
         if values:
             label = DRIFT_LABELS[column]
             parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
-            # below the lowest dense-vs-dense score by more than the metric's resolution (the registry's tolerance)
-            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(pattern).tolerance]
+            # below the lowest dense-vs-dense score by more than the metric's resolution (the registry's margin)
+            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(pattern).margin]
             beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
         return ["", f"noise floor{where}: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
