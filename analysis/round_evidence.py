@@ -54,8 +54,8 @@ class RoundEvidence:
     def p_value(self) -> float:
         """The one-sided p of the round's claim; NaN (never confident) unless it matches. With a
         second criterion, the larger of the two (an intersection-union test)."""
-        if self.difference is None or self.status != MATCHES:
-            return math.nan
+        if self.difference is None or self.status != MATCHES or self.difference.not_confident_because:
+            return math.nan  # no confidence from fewer than 3 seeds or seeds that tie
         if self.speed_p_value is None:
             return self.difference.p_value
         pair = (self.difference.p_value, self.speed_p_value)

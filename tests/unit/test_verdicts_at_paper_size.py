@@ -286,3 +286,10 @@ def test_the_summary_s_noise_floor_is_per_configuration():
     text = "\n".join(noise_floor_lines(rows))
     assert "noise floor in model.name=conv2, what a second dense seed scores against the trunk: dense acc 0.8100 +- 0.0141 (std over 2 seeds)" in text
     assert "dense acc 0.9200 +- 0.0000 (std over 2 seeds)" in text and "4 seeds" not in text
+
+
+def test_two_seeds_never_give_confidence_not_even_through_holm():
+    result = judge(table(lambda c, l, s, r: 0.9 + 0.0012 * s + 0.0005 * r, lambda c, s: 0.9 + 0.001 * s, seeds=(0, 1)), ["test/acc"])
+    row = result["metrics"]["test/acc"][0]
+    assert row["ticket_round"] == 4 and row["confident_round"] is None
+    assert row["not_confident_because"] == "2 seed(s): confidence needs 3+"
