@@ -157,7 +157,7 @@ def render(rows: list[dict], fmt: str = "table", indistinct: dict[str, str] | No
         )
         if drift:
             line += (
-                f" {row['gradcam_rho']:>12.3f} {_from_dense(row, 'on_object'):>13s} {row['concepts_j']:>12.2f}"
+                f" {_number(row.get('gradcam_rho'), 3):>12s} {_from_dense(row, 'on_object'):>13s} {_number(row.get('concepts_j'), 2):>12s}"
                 f" {_from_dense(row, 'true_concepts'):>13s}"
             )
         lines.append(line + ("" if row["status"] == "FINISHED" else "  [stopped early]" if row["stopped"] else f"  [{row['status']}]"))
@@ -225,7 +225,11 @@ def _floor_lines(rows: list[dict], where: str) -> list[str]:
 
 
 def _from_dense(row: dict, column: str) -> str:
-    return f"{row[f'dense_{column}']:.2f} -> {row[column]:.2f}"
+    """"dense -> last round", or "-" where the sweep did not measure it."""
+    dense, last = row.get(f"dense_{column}"), row.get(column)
+    if not all(isinstance(v, float) and math.isfinite(v) for v in (dense, last)):
+        return "-"
+    return f"{dense:.2f} -> {last:.2f}"
 
 
 #: The summary table's columns, as the rows name them (the parent run's `summary/lineages.json`).
