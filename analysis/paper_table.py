@@ -71,8 +71,19 @@ def markdown(result: dict) -> str:
                 f"matches dense within the margin {block['margin']['value']:.4g})", "",
                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(row) + " |" for row in body]
-        out.append("")
+        out += ["", *_no_ticket(block["rows"])]
     return "\n".join(out)
+
+
+def _no_ticket(rows: list[dict]) -> list[str]:
+    """Why the methods without a ticket have none: a table with no bold cell says nothing by itself."""
+    reasons = []
+    for row in rows:
+        stop = row.get("stopped")
+        if row["ticket_round"] is None and stop:
+            why = f"r{stop['round']} {stop['status']}" + (f": {stop['reason']}" if stop.get("reason") else "")
+            reasons.append(f"{row['method']} ({why})")
+    return [f"No ticket: {'; '.join(reasons)}.", ""] if reasons else []
 
 
 def _latex_escape(text: str) -> str:

@@ -247,6 +247,9 @@ def test_markdown_latex_and_csv_tables_per_configuration():
     assert text.count("| dense (reference) |") == 4  # the winning rule's and test/acc's table, per configuration
     assert "**model.name=conv2: test/acc**" in text and "±" in text and "(3)" in text
     assert "**0.8980 ± 0.0020 (3)**" in text  # the ticket's cell, round 4 (93.8%), in bold
+    assert "No ticket" not in text
+    failing = paper_table.markdown(judge(frame[frame["seed"] != 2].assign(**{"test/acc": lambda f: f["test/acc"] - 0.1}), []))
+    assert "No ticket: imp (r1 fails)." in failing
     assert r"\textbf{" in paper_table.latex(result) and r"$\pm$" in paper_table.latex(result)
     long = paper_table.long_form(result)
     assert set(long["config"]) == {"model.name=conv2", "model.name=conv4"} and long["ticket"].sum() == 4
