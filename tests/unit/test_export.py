@@ -309,7 +309,7 @@ def test_winning_exports_the_round_lth_tickets_names(store, tmp_path):
     assert expected["imp"] is not None and expected["filter"] is None  # the tiny sweep has both cases
     _, metadata = export_ticket(store.request(export_format="torchscript"), tmp_path / "won.pt")
     assert metadata["ticket"]["round"] == expected["imp"] and metadata["ticket"]["winning"] is True
-    with pytest.raises(ExportError, match="label 'filter' has no winning ticket on the winning-ticket rule.*--round K"):
+    with pytest.raises(ExportError, match="label 'filter' has no winning ticket by Frankle & Carbin's rule.*--round K"):
         export_ticket(store.request("filter"), tmp_path / "none")
     assert not (tmp_path / "none").exists()
 

@@ -114,23 +114,24 @@ def winning_round(sweep_record, label: str, metric: str | None = None, seed: int
         raise ExportError(f"label {label!r} runs in several trunk configurations: name the lineage's seed")
     if metric is None:
         rows = {row["method"]: row for row in configuration["winning"]["rows"]}
-        what, margin = "the winning-ticket rule", configuration["winning"]["margin"]
+        what, margin = "Frankle & Carbin's rule", configuration["winning"]["margin"]
     else:
         if metric in configuration["saturated"]:
             raise ExportError(f"{metric} is saturated in this sweep (every network at a bound): no winning ticket is judged on it")
         if metric not in configuration["metrics"]:
             raise ExportError(f"no winning ticket is judged on {metric!r} in this sweep (not measured for the lineages or their trunks)")
         rows = {row["method"]: row for row in configuration["metrics"][metric]["rows"]}
-        what, margin = metric, configuration["metrics"][metric]["margin"]
+        what, margin = f"its ticket on {metric}", configuration["metrics"][metric]["margin"]
     if label not in rows:
         raise ExportError(f"label {label!r} has no rounds judged on {what}; judged labels: {', '.join(sorted(rows))}")
     row = rows[label]
     if row["ticket_round"] is None:
         stop = row["stopped"] or {}
-        why = f"{stop.get('status', 'fails')}" + (f": {stop['reason']}" if stop.get("reason") else "")
+        why = "is undetermined" if stop.get("status") == "undetermined" else "fails"
+        why += f" ({stop['reason']})" if stop.get("reason") else ""
         raise ExportError(
-            f"label {label!r} has no winning ticket on {what} in configuration {configuration['config']}: its first round "
-            f"{why} (against dense within the margin {margin['value']:.4g}, {margin['source']}); `lth tickets` says more; "
+            f"label {label!r} has no winning ticket by {what} in configuration {configuration['config']}: its first round "
+            f"{why}, against dense within the margin {margin['value']:.4g} ({margin['source']}); `lth tickets` says more; "
             "export a round with --round K instead"
         )
     return int(row["ticket_round"])
