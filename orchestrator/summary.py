@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from analysis import metrics as registry
 from analysis import strict_json
-from analysis.noise_floor import FLOOR_PREFIX
+from analysis.noise_floor import FLOOR_PREFIX, TWIN_PREFIX, pairs_of_a_ring
 from analysis.query import SweepRecord
 from orchestrator.plan import SweepPlan, display_name
 from trainables import record
@@ -77,6 +77,7 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = No
             trunk_value = _find(trunk, metric, dense_value)
             rows[-1][f"dense_{column}"] = float("nan") if trunk_value is None else trunk_value
             rows[-1][f"floor_{column}"] = _find(trunk, f"{FLOOR_PREFIX}{metric}")
+            rows[-1][f"twin_{column}"] = _find(trunk, f"{TWIN_PREFIX}{metric}")
     return rows
 
 
@@ -206,22 +207,36 @@ def _floor_lines(rows: list[dict], where: str) -> list[str]:
         parts.append(f"dense acc {mean:.4f} +- {std:.4f} (std over {len(dense_acc)} seeds)")
     beyond = []
     for column, pattern, _ in [entry for entry in DRIFT_COLUMNS if registry.is_consistency(entry[1])]:
-        values = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
-        if values:
-            label = DRIFT_LABELS[column]
-            parts.append(f"{label} {min(values):.2f}-{max(values):.2f}")
-            # below the lowest dense-vs-dense score by more than the metric's resolution (the registry's margin)
-            moved = [row["name"] for row in rows if row.get(column, math.nan) < min(values) - registry.lookup(pattern).margin]
+        twins = {row["trunk"]: row[f"twin_{column}"] for row in trunks if math.isfinite(row.get(f"twin_{column}", math.nan))}
+        others = [row[f"floor_{column}"] for row in trunks if math.isfinite(row.get(f"floor_{column}", math.nan))]
+        label = DRIFT_LABELS[column]
+        if twins:
+            parts.append(f"{label} {_range(twins.values())} for the dense twin")
+        if others:
+            pairs = pairs_of_a_ring(len(others))
+            parts.append(f"{label} {_range(others)} for another seed's trunk (from {pairs} pair{'s' if pairs > 1 else ''} of seeds)")
+        if twins or others:
+            # below its trunk's twin (else the lowest other-seed score) by more than the metric's margin
+            margin = registry.lookup(pattern).margin
+            moved = [row["name"] for row in rows
+                     if row.get(column, math.nan) < twins.get(row["trunk"], min(others, default=math.nan)) - margin]
             beyond.append(f"{label}: {', '.join(moved) if moved else 'none'}")
     if not parts:
         return ["", f"noise floor{where}: not measured (one seed per trunk configuration: a floor needs 2+ seeds)"]
-    lines = ["", f"noise floor{where}, what a second dense seed scores against the trunk: " + "; ".join(parts) + "."]
+    lines = ["", f"noise floor{where}, what dense networks differing from the trunk only in their seed or data order score: " + "; ".join(parts) + "."]
     if beyond:
+        reference = "their trunk's dense twin" if any("for the dense twin" in p for p in parts) else "a second dense seed"
         lines.append(
-            "moved further from their trunk than a second dense seed (by more than the metric's resolution), at the last round: "
+            f"moved further from their trunk than {reference} (by more than the metric's margin), at the last round: "
             + "; ".join(beyond) + "."
         )
     return lines
+
+
+def _range(values) -> str:
+    values = list(values)
+    low, high = min(values), max(values)
+    return f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f}-{high:.2f}"
 
 
 def _from_dense(row: dict, column: str) -> str:

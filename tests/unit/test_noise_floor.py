@@ -175,3 +175,17 @@ def test_the_summary_names_the_winning_ticket_and_the_drift_columns_methods_cann
     assert paragraphs[0].startswith("Grad-CAM rho: rank correlation") and "\n" not in paragraphs[0]  # one paragraph
     assert paragraphs[1].startswith("winning ticket: the method's")
     assert paragraphs[2].startswith("on object: the methods do not differ detectably")
+
+
+def test_the_summary_reads_drift_against_the_trunk_s_twin_first():
+    from orchestrator.summary import noise_floor_lines
+
+    def row(name, trunk, rho, twin, other):
+        return {"name": name, "trunk": trunk, "dense_acc": 0.9, "gradcam_rho": rho, "twin_gradcam_rho": twin,
+                "floor_gradcam_rho": other, "concepts_j": math.nan, "floor_concepts_j": math.nan}
+
+    rows = [row("imp s0", "t0", 0.50, 0.60, 0.25), row("imp s1", "t1", 0.30, 0.40, 0.25)]
+    text = "\n".join(noise_floor_lines(rows))
+    assert "Grad-CAM rho 0.40-0.60 for the dense twin; Grad-CAM rho 0.25 for another seed's trunk (from 1 pair of seeds)" in text
+    # each lineage against its own trunk's twin: 0.50 < 0.60 - 0.05 moved; 0.30 < 0.40 - 0.05 moved; against 0.25 neither would
+    assert "moved further from their trunk than their trunk's dense twin (by more than the metric's margin), at the last round: Grad-CAM rho: imp s0, imp s1." in text

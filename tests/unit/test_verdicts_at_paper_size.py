@@ -287,7 +287,7 @@ def test_the_summary_s_noise_floor_is_per_configuration():
 
     rows = [row("model.name=conv2", 0, 0.80), row("model.name=conv2", 1, 0.82), row("model.name=conv6", 0, 0.92), row("model.name=conv6", 1, 0.92)]
     text = "\n".join(noise_floor_lines(rows))
-    assert "noise floor in model.name=conv2, what a second dense seed scores against the trunk: dense acc 0.8100 +- 0.0141 (std over 2 seeds)" in text
+    assert "noise floor in model.name=conv2, what dense networks differing from the trunk only in their seed or data order score: dense acc 0.8100 +- 0.0141 (std over 2 seeds)" in text
     assert "dense acc 0.9200 +- 0.0000 (std over 2 seeds)" in text and "4 seeds" not in text
 
 
