@@ -69,7 +69,7 @@ def _floors(block: dict) -> str:
 def _methods_test(test: dict, margin: float) -> str:
     if test["why_not"]:
         return f"  methods compared: cannot test ({test['why_not']})"
-    text = (f"  methods compared at {test['sparsity']:.1%} (one-way ANOVA of the differences from dense): F = {test['f']:.2f}, "
+    text = (f"  methods compared at {test['sparsity']:.1%} (one-way ANOVA of the per-seed differences from the reference): F = {test['f']:.2f}, "
             f"p = {test['p_value']:.3g}; with {test['seeds']} seeds a difference of {test['detectable']:.4g} between two "
             f"methods is detected with 80% power")
     needed = test["seeds_for_margin"]

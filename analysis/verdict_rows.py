@@ -44,7 +44,7 @@ def row(config, method, metric, walk: list[RoundEvidence], margin: float, dense_
         "ticket_mean": _mean(ticket.values) if ticket else None,
         "ticket_diff": finite(ticket.difference.mean) if ticket else None,
         "ticket_interval": [finite(ticket.difference.low), finite(ticket.difference.high)] if ticket else None,
-        "ticket_p_value": finite(ticket.difference.p_value) if ticket else None,
+        "ticket_p_value": _p(ticket.difference) if ticket else None,
         "stopped": None if stop is None else {"round": stop.round, "status": stop.status, "reason": stop.reason},
         "not_confident_because": next((s.difference.not_confident_because for s in walk[:max(depth, 1)]
                                        if s.difference and s.difference.not_confident_because), None),
@@ -63,7 +63,7 @@ def _round(step: RoundEvidence, mean) -> dict:
         "n": len(step.seeds), "mean": mean, "sd": _sd(step.values),
         "reference": _mean(step.references), "diff": None if d is None else finite(d.mean),
         "interval": None if d is None else [finite(d.low), finite(d.high)],
-        "p_value": None if d is None else finite(d.p_value), "df": None if d is None else finite(d.df),
+        "p_value": None if d is None else _p(d), "df": None if d is None else finite(d.df),
     }
 
 
@@ -76,6 +76,11 @@ def _sd(values) -> float | None:
         return None
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _p(difference) -> float | None:
+    """The test's p, or None where no confidence can be claimed (a t-test on 1 df claims too much)."""
+    return None if difference.not_confident_because else finite(difference.p_value)
 
 
 def finite(value) -> float | None:
