@@ -88,17 +88,6 @@ def nll(scores, labels, *, from_logits: bool = False) -> float:
     return float(-log_probs.gather(1, labels[:, None]).mean())
 
 
-def bootstrap_se(metric, probs, labels, *, resamples: int = 200, seed: int = 0, **options) -> float:
-    """Standard error of `metric(probs, labels, **options)` from the sample of images: the std of
-    the metric over `resamples` seeded bootstrap resamples of the images (Efron & Tibshirani 1993,
-    ch. 6; 200 resamples give the SE to about 5%)."""
-    probs, labels = _inputs(probs, labels)
-    generator = torch.Generator().manual_seed(seed)
-    draws = torch.randint(len(labels), (resamples, len(labels)), generator=generator)
-    values = torch.tensor([metric(probs[index], labels[index], **options) for index in draws])
-    return float(values.std(unbiased=True))
-
-
 # The bootstrap of ECE and SCE (analysis/sampling_error.py). Which bin an image's probability falls
 # in does not change when the images are resampled, so each error is sum |counts @ G| over
 # (class, bin) columns, with G[i, (c, m)] = (1[y_i = c] - p_ic) / (N C) where p_ic is in bin m, and
@@ -142,7 +131,7 @@ def nll_per_image(probs, labels) -> torch.Tensor:
 
 
 def sampling_errors(probs, labels, dense_probs, bins: int, seed: int) -> dict[str, float]:
-    """`se/calib/sce` and `se/calib/nll` of this network, and, given the trunk's probabilities
+    """`se/calib/ece`, `se/calib/sce` and `se/calib/nll` of this network, and, given the trunk's probabilities
     on the same images (`dense_probs`, None on the trunk), `se_diff/` of the test accuracy
     (McNemar), ECE and SCE (paired bootstrap: the same draws for both) and NLL (paired per image).
     Bootstraps are seeded from `seed` and the metric's name."""
@@ -160,6 +149,7 @@ def sampling_errors(probs, labels, dense_probs, bins: int, seed: int) -> dict[st
 
     sce = sce_columns(probs, labels, bins)
     out = {
+        "se/calib/ece": se.spread(binned_error_of_counts(ece_columns(probs, labels, bins), counts("se/calib/ece"))),
         "se/calib/sce": se.spread(binned_error_of_counts(sce, counts("se/calib/sce"))),
         "se/calib/nll": se.mean_se(losses),
     }

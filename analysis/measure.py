@@ -114,11 +114,10 @@ def _calibration(net: Network, dense: Reference | None, metrics: dict) -> dict:
     metrics["calib/ece"] = float(calibration.ece(probs, labels, bins=bins))
     metrics["calib/sce"] = float(calibration.sce(probs, labels, bins=bins))
     metrics["calib/nll"] = float(calibration.nll(probs, labels))
-    # Sampling errors for the verdicts (analysis/noise_floor.py): binomial for the accuracy on this
-    # split, a seeded bootstrap over images for the ECE (no closed form).
+    # Sampling errors for the verdicts (analysis/sampling_error.py): binomial for the accuracy on
+    # this split, a seeded bootstrap over images for the binned errors (no closed form).
     accuracy = float((probs.argmax(1) == labels).float().mean())
     metrics["se/test/acc"] = robustness.binomial_se(accuracy, len(labels))
-    metrics["se/calib/ece"] = calibration.bootstrap_se(calibration.ece, probs, labels, bins=bins, seed=net.spec.seed)
     metrics |= calibration.sampling_errors(probs, labels, trunk_units(dense, "test/probs", len(labels)), bins, net.spec.seed)
     return {"per_unit": {"test/probs": probs}}
 

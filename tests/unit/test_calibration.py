@@ -60,16 +60,17 @@ def test_rejects_mismatched_shapes():
 
 
 def test_bootstrap_se_of_accuracy_matches_the_binomial_formula():
-    from analysis.calibration import bootstrap_se
+    from analysis.sampling_error import bootstrap_se
 
     labels = torch.zeros(400, dtype=torch.long)
     probs = torch.zeros(400, 2)
     probs[:300, 0] = 1.0  # 300 right, 100 wrong: p = 0.75
     probs[300:, 1] = 1.0
 
-    def accuracy(p, y):
-        return float((p.argmax(1) == y).float().mean())
+    def accuracy(p, y):  # per draw: (draws, N, 2), (draws, N) -> (draws,)
+        return (p.argmax(2) == y).double().mean(1)
 
     binomial = (0.75 * 0.25 / 400) ** 0.5
-    assert bootstrap_se(accuracy, probs, labels, resamples=2000) == pytest.approx(binomial, rel=0.1)
-    assert bootstrap_se(accuracy, probs, labels, seed=3) == bootstrap_se(accuracy, probs, labels, seed=3)
+    assert bootstrap_se(accuracy, (probs, labels), seed=0, draws=2000) == pytest.approx(binomial, rel=0.1)
+    assert bootstrap_se(accuracy, (probs, labels), seed=3) == bootstrap_se(accuracy, (probs, labels), seed=3)
+

@@ -35,7 +35,7 @@ PAIRED = [
 ]
 #: newly given a se/ on the trunk and on every round
 OWN = [
-    "calib/sce", "calib/nll", "xai/concept_recovery", "xai/concept_recovery_margin", "xai/concept_pcbm_acc",
+    "calib/ece", "calib/sce", "calib/nll", "xai/concept_recovery", "xai/concept_recovery_margin", "xai/concept_pcbm_acc",
     "xai/concept_cav_acc", "xai/lime_fidelity", "xai/lime_stability", "xai/mis", "flat/hessian_inputs",
 ]
 
