@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from analysis.verdicts import no_worse
+
 ALPHA = 0.05  #: one-sided level of the non-inferiority test
 
 #: With 2 seeds the spread between seeds rests on 1 degree of freedom and is as likely to be a tie as
@@ -53,7 +55,7 @@ class PairedDifference:
     @property
     def matches(self) -> bool:
         """The point verdict: the mean difference is no worse than -margin."""
-        return math.isfinite(self.mean) and self.mean >= -self.margin - 1e-12 * max(1.0, abs(self.margin))
+        return no_worse(self.mean, 0.0, True, self.margin)  # the one comparison, with its rounding slack
 
     @property
     def confident(self) -> bool:

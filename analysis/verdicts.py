@@ -1,5 +1,6 @@
 """Verdicts on a lineage's curves (metric value against sparsity, one point per round) measured
-against its dense trunk: winning tickets, Chen et al.'s regions I/II/III, and LTH-PASS.
+against its dense trunk: the "no worse than dense" comparison and Chen et al.'s regions I/II/III
+(the winning tickets and LTH-PASS over seeds: analysis/tickets.py).
 
 "No worse than dense within tolerance" is the one comparison everything rests on. With
 `relative=False` (default) the tolerance is in the metric's own units: higher-is-better metrics
@@ -93,31 +94,3 @@ def regions(
             label = "II"
         labels.append((sparsity, label))
     return labels
-
-
-def lth_pass(
-    curves: dict[str, Curve],
-    dense: dict[str, float],
-    tolerance: float | dict[str, float] = 0.0,
-    relative: bool = False,
-    directions: dict[str, bool] | None = None,
-) -> list[float]:
-    """Chen et al.'s LTH-PASS: the sparsities (sorted) at which the lineage is no worse than its
-    dense trunk on *every* metric in `curves` at once. `tolerance` is one number for all metrics
-    or one per metric (missing ones: 0); directions come from `higher_is_better`. A sparsity
-    absent from some metric's curve does not pass (matched after rounding to 9 decimals)."""
-    if not curves:
-        return []
-    passing: set[float] | None = None
-    keys: dict[float, float] = {}
-    for metric, curve in curves.items():
-        higher = higher_is_better(metric, directions)
-        tol = tolerance.get(metric, 0.0) if isinstance(tolerance, dict) else tolerance
-        ok = set()
-        for sparsity, value in curve:
-            key = round(float(sparsity), 9)
-            keys.setdefault(key, sparsity)
-            if no_worse(value, dense[metric], higher, tol, relative):
-                ok.add(key)
-        passing = ok if passing is None else passing & ok
-    return sorted(keys[key] for key in passing)
