@@ -32,7 +32,7 @@ from trainables import record
 from trainables.data import Dataset
 from trainables.specs import LineageSpec, TrunkSpec
 from trainables.trunk import TrunkResult
-from trainables.twin import TWIN_PREFIX
+from trainables.record import TWIN_PREFIX
 
 DONE_MARKER = record.ANALYSIS_DONE
 

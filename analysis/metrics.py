@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
+from trainables.record import TWIN_PREFIX
+
 Reference = Literal["dense", "consistency"]
 
 
@@ -103,9 +105,13 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("xai/mis", True, "mechanistic interpretability score", 0.02, figure="lime_and_mis", bounds=UNIT),
 )
 
-#: prefixes of the columns that describe a metric rather than being one (`dense/test/acc`, `se/...`)
+# Prefixes of the columns that describe a metric rather than being one (`dense/test/acc`, `se/...`).
+DENSE_PREFIX = "dense/"  #: the trunk's value, in the tidy frame (analysis/query.py)
+SE_PREFIX = "se/"  #: the sampling error of one network's value
+SE_DIFF_PREFIX = "se_diff/"  #: the paired sampling error of a round's difference from its trunk
+FLOOR_PREFIX = "floor/"  #: on a trunk: another seed's trunk measured against it
 NONFINITE_PREFIX = "nonfinite/"  #: 1 where a round logged a NaN or infinite value (analysis/query.py)
-DERIVED_PREFIXES = ("dense/", "se/", "se_diff/", "floor/", "twin/", NONFINITE_PREFIX)
+DERIVED_PREFIXES = (DENSE_PREFIX, SE_PREFIX, SE_DIFF_PREFIX, FLOOR_PREFIX, TWIN_PREFIX, NONFINITE_PREFIX)
 
 #: one figure each (analysis/plots.py), a few panels apiece so each stays readable at the UI's preview size
 FIGURES = ("generalisation", "robustness", "ood", "calibration", "geometry", "gradcam", "concepts", "lime_and_mis")

@@ -23,10 +23,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import metrics as registry
+from analysis.metrics import FLOOR_PREFIX, SE_PREFIX, TWIN_PREFIX
 
-FLOOR_PREFIX = "floor/"
-TWIN_PREFIX = "twin/"  # as trainables/twin.py logs it (not imported: that module imports torch)
-SE_PREFIX = "se/"
 
 
 @dataclass(frozen=True)

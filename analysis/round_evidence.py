@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import metrics as registry
-from analysis.metrics import NONFINITE_PREFIX
+from analysis.metrics import DENSE_PREFIX, FLOOR_PREFIX, NONFINITE_PREFIX, SE_DIFF_PREFIX, SE_PREFIX, TWIN_PREFIX
 from analysis.noninferiority import PairedDifference, paired_difference
 
-SE_PREFIX, SE_DIFF_PREFIX = "se/", "se_diff/"
 MATCHES, FAILS, UNDETERMINED = "matches", "fails", "undetermined"
 
 
@@ -64,10 +63,10 @@ class RoundEvidence:
 
 def reference_for(frame: pd.DataFrame, metric: str) -> Reference:
     if not registry.is_consistency(metric):
-        return Reference(f"dense/{metric}", None, "the seed's own dense trunk")
+        return Reference(f"{DENSE_PREFIX}{metric}", None, "the seed's own dense trunk")
     for column, description in (
-        (f"dense/twin/{metric}", "the dense twin's agreement with the trunk (same init, other data order)"),
-        (f"dense/floor/{metric}", "another seed's trunk's agreement with the trunk (no dense twin measured)"),
+        (f"{DENSE_PREFIX}{TWIN_PREFIX}{metric}", "the dense twin's agreement with the trunk (same init, other data order)"),
+        (f"{DENSE_PREFIX}{FLOOR_PREFIX}{metric}", "another seed's trunk's agreement with the trunk (no dense twin measured)"),
     ):
         if column in frame.columns and frame[column].notna().any():
             return Reference(column, None, description)
@@ -93,7 +92,7 @@ def _sampling(group: pd.DataFrame, metric: str, consistency: bool) -> tuple[np.n
     paired = column(f"{SE_DIFF_PREFIX}{metric}")
     if np.isfinite(paired).all():
         return paired, ""
-    unpaired = np.hypot(column(f"{SE_PREFIX}{metric}"), column(f"dense/{SE_PREFIX}{metric}"))
+    unpaired = np.hypot(column(f"{SE_PREFIX}{metric}"), column(f"{DENSE_PREFIX}{SE_PREFIX}{metric}"))
     if np.isfinite(unpaired).all():
         return unpaired, "unpaired sampling error (no paired one logged)"
     return np.zeros(len(group)), "no sampling error logged"

@@ -53,6 +53,9 @@ ROUND_DONE = "sparsity"  #: on a lineage: the rounds whose metrics are all logge
 ANALYSIS_DONE = "analysis/seconds"  #: on a lineage (and at step 0 on a trunk): the analysed rounds
 QUEUED_SECONDS = "time/queued_seconds"  #: at step 0 on a lineage: from its run's creation to its trial's start
 
+#: the dense twin's metrics on its trunk's run (trainables/twin.py): `twin/<consistency metric>`, `twin/test/acc`
+TWIN_PREFIX = "twin/"
+
 # --- artifact paths -----------------------------------------------------------------------------
 TRUNK_FOLDER = "trunk"  #: a trunk's tensors (init, final, rewind_<k>) and their manifest
 TRUNK_MANIFEST = "manifest.json"  #: in TRUNK_FOLDER: the sha256 of each tensor file

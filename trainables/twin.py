@@ -21,8 +21,6 @@ import hashlib
 from trainables.specs import TrunkSpec
 from trainables.trunk import TrunkResult, train_trunk
 
-#: Prefix of the twin's metrics on its trunk's run: `twin/<consistency metric>`, `twin/test/acc`.
-TWIN_PREFIX = "twin/"
 #: Salt of the twin's data-order seed: fixed, so a twin is a deterministic function of its trunk.
 TWIN_SALT = "twin"
 

@@ -16,7 +16,8 @@ from orchestrator.progress import Console
 from orchestrator.sweep import run_sweep
 from tests.support.sweeps import TINY_ANALYSIS, assert_nothing_duplicated, runs_of, sweep_yaml
 from trainables import record
-from trainables.twin import TWIN_PREFIX, train_twin
+from trainables.record import TWIN_PREFIX
+from trainables.twin import train_twin
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from orchestrator.config import load_config
 from orchestrator.plan import make_plan
 from tests.support.tiny import tiny_trunk
 from trainables.training import batch_indices
-from trainables.twin import TWIN_PREFIX, train_twin, twin_recipe, twin_seed
+from trainables.record import TWIN_PREFIX
+from trainables.twin import train_twin, twin_recipe, twin_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
 
