@@ -40,7 +40,9 @@ def power_two_sample(difference: float, sigma: float, n: int, alpha: float = ALP
     df = 2 * (n - 1)
     noncentrality = abs(difference) / (sigma * math.sqrt(2 / n))
     t = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(t, df, noncentrality) + stats.nct.cdf(-t, df, noncentrality))
+    power = float(stats.nct.sf(t, df, noncentrality) + stats.nct.cdf(-t, df, noncentrality))
+    # scipy's noncentral t gives NaN far in its tail, where the power is 1 to machine precision
+    return 1.0 if math.isnan(power) and noncentrality > t else power
 
 
 def detectable_difference(sigma: float, n: int, power: float = POWER, alpha: float = ALPHA) -> float:
@@ -59,10 +61,14 @@ def seeds_needed(difference: float, sigma: float, power: float = POWER, alpha: f
     """Seeds per method for `power` to detect `difference`; None beyond MAX_SEEDS (or no sigma)."""
     if not sigma > 0 or not difference > 0:
         return None
-    for n in range(2, MAX_SEEDS + 1):
-        if power_two_sample(difference, sigma, n, alpha) >= power:
-            return n
-    return None
+    enough = lambda n: power_two_sample(difference, sigma, n, alpha) >= power  # noqa: E731  (rises with n)
+    if not enough(MAX_SEEDS):
+        return None
+    low, high = 1, MAX_SEEDS  # enough(high), not enough(low): bisect (~10 noncentral-t calls, not up to 1000)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def across_methods(groups: dict[str, Sequence[float]], sparsity: float | None) -> MethodsTest:

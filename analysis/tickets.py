@@ -94,9 +94,7 @@ def judge_configuration(name: str, frame: pd.DataFrame, metrics: list[str], over
             skipped.append(metric)
         else:
             blocks[metric] = judge_metric(name, frame, metric, seeds, methods, overrides.get(metric), relative)
-    rule = winning.judge(frame, seeds, methods, overrides.get(WINNING, overrides.get("test/acc")), relative)
-    for row in rule["rows"]:
-        row["config"] = name
+    rule = winning.judge(name, frame, seeds, methods, overrides.get(WINNING, overrides.get("test/acc")), relative)
     _confidence_levels(blocks, rule, methods)
     lth_pass = _lth_pass(blocks, rule, methods)
     for block in [*blocks.values(), rule]:
@@ -146,7 +144,7 @@ def judge_metric(config: str, frame: pd.DataFrame, metric: str, seeds: list[int]
             {"value": _finite(f.value), "trunks": f.trunks, "source": f.source,
              "spread": None if f.spread is None else [_finite(v) for v in f.spread]} for f in measured_floors
         ],
-        "methods_test": _methods_test(frame, metric, methods, walks, fixed.value),
+        "methods_test": _methods_test(metric, methods, walks, fixed.value),
         "rows": rows,
         "walks": walks,  # RoundEvidence per method, for the confidence levels and LTH-PASS; removed after
     }
@@ -191,7 +189,7 @@ def _lth_pass(blocks: dict, rule: dict, methods: list[str]) -> dict:
     return out
 
 
-def _methods_test(frame: pd.DataFrame, metric: str, methods: list[str], walks: dict, margin: float) -> dict:
+def _methods_test(metric: str, methods: list[str], walks: dict, margin: float) -> dict:
     """The one-way ANOVA across methods at the sparsest sparsity every method reaches, and its power."""
     reached = [{step.round: step for step in walks[m]} for m in methods]
     rounds = set.intersection(*(set(r) for r in reached)) if reached else set()

@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis import noise_floor
 from analysis.noninferiority import paired_difference
-from analysis.round_evidence import FAILS, MATCHES, UNDETERMINED, Reference, RoundEvidence, evidence
+from analysis.round_evidence import FAILS, MATCHES, UNDETERMINED, RoundEvidence, evidence, reference_for
 from analysis.verdict_rows import row
 
 RULE = "winning ticket (Frankle & Carbin)"
@@ -38,7 +38,9 @@ def measured(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns and frame[c].notna().any() for c in (ACCURACY, f"dense/{ACCURACY}"))
 
 
-def judge(frame: pd.DataFrame, seeds: list[int], methods: list[str], override: float | None, relative: bool) -> dict:
+def judge(
+    config: str, frame: pd.DataFrame, seeds: list[int], methods: list[str], override: float | None, relative: bool
+) -> dict:
     """{"rule", "note", "margin", "allowance", "rows": one per method, "walks": RoundEvidence per method}."""
     early = measured(frame)
     metric = ACCURACY if early else FINAL_ACCURACY
@@ -48,23 +50,23 @@ def judge(frame: pd.DataFrame, seeds: list[int], methods: list[str], override: f
     dense = float(frame.drop_duplicates("trunk")[f"dense/{metric}"].mean())
     margin = noise_floor.margin("test/acc", dense, override, relative)
     allowance = _allowance(frame) if early else None
+    reference = reference_for(frame, metric)
     walks = {}
     for method in methods:
         rows = frame[frame["label"] == method]
         walks[method] = []
         for round_index, group in rows.groupby("round", sort=True):
             sparsity = float(group["sparsity"].mean())
-            accuracy = evidence(group, metric, seeds, Reference(f"dense/{metric}", None, "trunk"), margin.value, True,
-                                int(round_index), sparsity)
+            accuracy = evidence(group, metric, seeds, reference, margin.value, True, int(round_index), sparsity)
             step = _combined(accuracy, _speed(group, seeds, allowance, int(round_index), sparsity)) if early else accuracy
             walks[method].append(step)
+    floor = noise_floor.floor(frame, metric)
     return {
         "rule": RULE,
         "note": _note(early, allowance),
         "margin": {"value": margin.value, "source": margin.source},
         "allowance": allowance,
-        "rows": [row("", method, metric, walks[method], margin.value, dense, noise_floor.floor(frame, metric))
-                 | {"rule": RULE} for method in methods],
+        "rows": [row(config, method, metric, walks[method], margin.value, dense, floor) | {"rule": RULE} for method in methods],
         "walks": walks,
     }
 

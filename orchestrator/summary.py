@@ -31,12 +31,15 @@ def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
     return next((value for key, value in sorted(metrics.items()) if fnmatchcase(key, pattern)), default)
 
 
-def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = None) -> list[dict]:
-    """One row per lineage of the plan, in its order, from the sweep's record in MLflow; with
-    `verdicts` (analysis.tickets.judge), each row carries its method's winning ticket in its
-    configuration (analysis/winning.py: the one rule `lth tickets` and `lth export` use)."""
-    winning = _winning_by_lineage(sweep, verdicts)
-    configs = _configuration_by_lineage(sweep)
+def collect_rows(plan: SweepPlan, sweep: SweepRecord, frame, verdicts: dict | None = None) -> list[dict]:
+    """One row per lineage of the plan, in its order, from the sweep's record in MLflow (`frame`:
+    its tidy table, `sweep.frame()`, built once by the caller); with `verdicts`
+    (analysis.tickets.judge), each row carries its method's winning ticket in its configuration
+    (analysis/winning.py: the one rule `lth tickets` and `lth export` use)."""
+    keys = _lineage_keys(frame)
+    configs = {run_id: config for run_id, (config, _) in keys.items()}
+    by_method = {(row["config"], row["method"]): row for row in (verdicts or {}).get("winning", [])}
+    winning = {run_id: by_method.get(key, {}) for run_id, key in keys.items()}
     several = len(set(configs.values())) > 1
     rows = []
     for spec in plan.lineages:
@@ -81,24 +84,12 @@ def collect_rows(plan: SweepPlan, sweep: SweepRecord, verdicts: dict | None = No
     return rows
 
 
-def _configuration_by_lineage(sweep: SweepRecord) -> dict[str, str]:
-    """lineage run id -> its trunk configuration (analysis/configurations.py)."""
-    frame = sweep.frame()
+def _lineage_keys(frame) -> dict[str, tuple[str, str]]:
+    """lineage run id -> (its trunk configuration, its label), from the sweep's tidy table."""
     if frame.empty:
         return {}
-    return frame.drop_duplicates("run_id").set_index("run_id")["config"].astype(str).to_dict()
-
-
-def _winning_by_lineage(sweep: SweepRecord, verdicts: dict | None) -> dict[str, dict]:
-    """lineage run id -> the winning-ticket row of its (configuration, method)."""
-    if not verdicts:
-        return {}
-    frame = sweep.frame()
-    if frame.empty:
-        return {}
-    by_key = {(row["config"], row["method"]): row for row in verdicts["winning"]}
-    keys = frame.drop_duplicates("run_id").set_index("run_id")[["config", "label"]]
-    return {run_id: by_key.get((k.config, k.label), {}) for run_id, k in keys.iterrows()}
+    keys = frame.drop_duplicates("run_id")
+    return dict(zip(keys["run_id"], zip(keys["config"].astype(str), keys["label"].astype(str))))
 
 
 def winning_text(ticket: dict) -> str:

@@ -340,7 +340,7 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     sweep = read_sweep(config.name, tracker.uri, config.tracking.experiment, parent_id=tracker.parent_id)
     frame = sweep.frame()
     verdicts = judge_sweep(frame)
-    rows = collect_rows(plan, sweep, verdicts)
+    rows = collect_rows(plan, sweep, frame, verdicts)
     storage = config.storage_path(Path.cwd())
     plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
     plots = [accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]

@@ -227,6 +227,9 @@ def test_the_test_across_methods_has_the_power_of_an_anova():
     # the power statement agrees with the noncentral t it is defined by, and with the textbook 17 seeds at d = 1
     assert power_two_sample(detectable_difference(1.0, 5), 1.0, 5) == pytest.approx(0.8, abs=1e-6)
     assert seeds_needed(1.0, 1.0) == 17
+    needed = seeds_needed(0.2, 1.0)  # the least n with 80% power, found far from where the scan starts
+    assert power_two_sample(0.2, 1.0, needed) >= 0.8 > power_two_sample(0.2, 1.0, needed - 1)
+    assert power_two_sample(1.0, 1.0, 1000) == 1.0 and seeds_needed(0.05, 1.0) is None  # the tail; beyond 1000 seeds
 
 
 def test_tickets_print_the_methods_test_and_what_it_can_detect():
