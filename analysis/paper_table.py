@@ -9,6 +9,8 @@ import io
 
 import pandas as pd
 
+from analysis.tickets import SAME_SPARSITY
+
 
 def _cell(step: dict, digits: int) -> str:
     if step["mean"] is None:
@@ -22,7 +24,7 @@ def _dense_cell(rows: list[dict], digits: int) -> str:
     return "-" if not references else f"{sum(references) / len(references):.{digits}f}"
 
 
-def design_sparsities(values, within: float = 0.01) -> list[float]:
+def design_sparsities(values, within: float = SAME_SPARSITY) -> list[float]:
     """The sweep's sparsity levels: values within `within` of a level's first are one column (omp at
     93.9% and imp at 93.8% are the same design point), each shown as its mean."""
     levels: list[list[float]] = []
