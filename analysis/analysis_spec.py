@@ -112,6 +112,25 @@ class FlatnessSpec(Spec):
     iterations: int = Field(8, ge=1, description="power-iteration steps for the top Hessian eigenvalues")
     noise_draws: int = Field(2, ge=1, description="noise draws per scale for the flatness radius")
     bisections: int = Field(6, ge=1, description="bisection steps of the flatness radius")
+    bootstrap_draws: int = Field(
+        0, ge=0, description="bootstrap resamples of the images for the sampling errors of flat/hessian_weights and "
+        "flat/radius (each recomputes both: ~draws x their cost); 0: none (their verdicts rest on the seeds alone)",
+    )
+
+    @field_validator("bootstrap_draws")
+    @classmethod
+    def _enough_draws(cls, draws: int) -> int:
+        if draws == 1:
+            raise ValueError("one bootstrap draw has no spread: 0 (off) or at least 2 (e.g. 50)")
+        return draws
+
+    @model_serializer(mode="wrap")
+    def _identity(self, handler, info: SerializationInfo) -> dict:
+        data = handler(self)
+        # Added after ids were in use: part of the identity only where it adds measurements.
+        if (info.context or {}).get("identity") and not self.bootstrap_draws:
+            data.pop("bootstrap_draws", None)
+        return data
 
 
 class AnalysisSpec(Spec):

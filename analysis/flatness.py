@@ -57,6 +57,7 @@ def hessian_top_eigenvalue(
     tol: float = 1e-3,
     seed: int = 0,
     batch_size: int = 500,
+    weights: torch.Tensor | None = None,
 ) -> float:
     """Dominant eigenvalue of the Hessian of the mean cross-entropy w.r.t. all trainable
     parameters, with pruned entries removed: the power method on P H P, where P zeroes the entries
@@ -68,17 +69,25 @@ def hessian_top_eigenvalue(
     after `iterations` products or once |lambda_k - lambda_{k-1}| <= tol * |lambda_{k-1}|.
     "Dominant" is largest in magnitude: at a trained minimum that is the largest positive one.
     The loss is averaged over all `images` (processed `batch_size` at a time, graphs kept for
-    reuse, so memory grows with len(images)).
+    reuse, so memory grows with len(images)). `weights` (one per image, e.g. a bootstrap
+    resample's counts) make it the weighted mean sum(w_i loss_i) / sum(w_i); images of weight 0
+    are skipped.
     """
     params, pmasks = _parameters(model, masks)
     generator = torch.Generator().manual_seed(seed)
     device = model_device(model)
-    n = len(images)
+    unweighted = weights is None
+    images, labels, weights = _weighted(images, labels, weights)
+    n, total_weight = len(images), float(weights.sum())
     with eval_mode(model):
         grads = []
         for i in range(0, n, batch_size):
             x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
-            loss = F.cross_entropy(model(x), y, reduction="sum") / n
+            if unweighted:
+                loss = F.cross_entropy(model(x), y, reduction="sum") / n
+            else:
+                w = weights[i : i + batch_size].to(device=device, dtype=x.dtype)
+                loss = (F.cross_entropy(model(x), y, reduction="none") * w).sum() / total_weight
             g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             grads.append([torch.zeros_like(p) if d is None else d for p, d in zip(params, g)])
 
@@ -158,6 +167,19 @@ def input_hessian_eigenvalues(
     return torch.cat(values).double()
 
 
+def _weighted(
+    images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The images of positive weight and their weights (all ones when `weights` is None)."""
+    if weights is None:
+        return images, labels, torch.ones(len(images), dtype=torch.float64)
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    if weights.shape != (len(images),) or bool((weights < 0).any()) or not bool((weights > 0).any()):
+        raise ValueError(f"weights: one non-negative weight per image, not all 0 (got shape {tuple(weights.shape)})")
+    kept = weights > 0
+    return images[kept], labels[kept], weights[kept]
+
+
 def _per_example_norm(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).norm(dim=1).view(-1, *[1] * (v.ndim - 1))
 
@@ -186,17 +208,26 @@ def _restored(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    correct, device = 0, model_device(model)
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+              weights: torch.Tensor) -> float:
+    correct, device = 0.0, model_device(model)
     for i in range(0, len(images), batch_size):
         predicted = model(images[i : i + batch_size].to(device)).argmax(1)
-        correct += int((predicted == labels[i : i + batch_size].to(device)).sum())
-    return correct / len(images)
+        hits = (predicted == labels[i : i + batch_size].to(device)).cpu()
+        correct += float(weights[i : i + batch_size][hits].sum())
+    return correct / float(weights.sum())
 
 
-def best_constant_accuracy(labels: torch.Tensor) -> float:
-    """Accuracy on `labels` of the best constant classifier: the largest class frequency."""
-    return float(torch.bincount(labels.cpu()).max()) / len(labels)
+def best_constant_accuracy(labels: torch.Tensor, weights: torch.Tensor | None = None) -> float:
+    """Accuracy on `labels` of the best constant classifier: the largest class frequency
+    (weighted by `weights` when given)."""
+    weights = torch.ones(len(labels), dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+    return float(torch.zeros(int(labels.max()) + 1, dtype=torch.float64).index_add_(0, labels.cpu(), weights).max()) / float(weights.sum())
+
+
+def radius_resolution(bisections: int, sigma_max: float = 1.0) -> float:
+    """How finely `flatness_radius` resolves the radius: the last bisection's interval."""
+    return sigma_max / 2**bisections
 
 
 def flatness_radius(
@@ -211,6 +242,7 @@ def flatness_radius(
     seed: int = 0,
     batch_size: int = 1000,
     epsilon: float = 1e-3,
+    weights: torch.Tensor | None = None,
 ) -> float:
     """Magnitude-aware flatness radius (higher = flatter): the largest sigma in [0, sigma_max] with
     |E_u[acc(w + u)] - acc(w)| <= `deviation`, found by bisection, where acc is the accuracy on
@@ -237,14 +269,18 @@ def flatness_radius(
     `deviation`, so the radius would be the cap and a collapsed (constant-output) network would
     rank as the flattest. Jiang et al. only measure networks that fit their data; NaN keeps such
     a network out of the ranking (verdicts count it as collapsed, summaries leave it out).
+
+    `weights` (one per image, e.g. a bootstrap resample's counts) weight every accuracy, the
+    unperturbed one and the best constant classifier's included.
     """
     names = [name for name, p in model.named_parameters() if p.requires_grad]
     masks = masks or {}
+    images, labels, weights = _weighted(images, labels, weights)
     with eval_mode(model), _restored(model):
         params = dict(model.named_parameters())
         base = {name: params[name].detach().clone() for name in names}
-        accuracy0 = _accuracy(model, images, labels, batch_size)
-        if accuracy0 - best_constant_accuracy(labels) <= deviation:
+        accuracy0 = _accuracy(model, images, labels, batch_size, weights)
+        if accuracy0 - best_constant_accuracy(labels, weights) <= deviation:
             return math.nan
 
         def expected_accuracy(sigma: float) -> float:
@@ -259,7 +295,7 @@ def flatness_radius(
                         if name in masks:
                             noise = noise * masks[name].to(device=w.device, dtype=w.dtype)
                         params[name].copy_(w + noise)
-                total += _accuracy(model, images, labels, batch_size)
+                total += _accuracy(model, images, labels, batch_size, weights)
             return total / draws
 
         def passes(sigma: float) -> bool:

@@ -10,6 +10,7 @@ the CPU and each function moves its batches to the model, returning CPU values.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ class Reference:
     grid: bytes | None = None  # its Grad-CAM grid (PNG): step 0 of every lineage's image series
     # Metric -> the trunk's value per sampling unit (image, class, MIS unit) or the per-image
     # inputs of the metric (probabilities, confidences): what `se_diff/<metric>` pairs a round's
-    # with. Vectors of the analysis samples' sizes (the test probabilities are N x C floats).
+    # with. Vectors of the analysis samples' sizes (the test probabilities are N x C floats), or
+    # for the flatness statistics that are no mean over images, their bootstrap replicates.
     per_unit: dict[str, torch.Tensor | tuple[torch.Tensor, ...]] = field(default_factory=dict)
 
 
@@ -209,20 +211,39 @@ def _flatness(net: Network, dense: Reference | None, metrics: dict) -> dict:
     spec = net.spec.flatness
     test = sample(net.dataset.test, spec.images, net.spec.seed, "flatness")
     batch = (net.model, test.images, test.labels, net.masks)
-    # The weight-space eigenvalue and the radius have no per-image decomposition: resampling the
-    # images would mean rerunning the power iteration or the bisection (forward and backward passes)
-    # per draw, so they get no se/ or se_diff/. The input Hessian is a mean over images.
-    metrics["flat/hessian_weights"] = float(
-        flatness.hessian_top_eigenvalue(*batch, iterations=spec.iterations, seed=net.spec.seed)
-    )
+    whole_sample = {
+        "flat/hessian_weights": lambda weights=None: flatness.hessian_top_eigenvalue(
+            *batch, iterations=spec.iterations, seed=net.spec.seed, weights=weights),
+        "flat/radius": lambda weights=None: flatness.flatness_radius(
+            *batch, draws=spec.noise_draws, bisections=spec.bisections, seed=net.spec.seed, weights=weights),
+    }
+    # The radius is known to one bisection step: a rounding error (variance step^2 / 12 per value)
+    # that resamples landing in one step would otherwise hide.
+    resolution = {"flat/radius": flatness.radius_resolution(spec.bisections), "flat/hessian_weights": 0.0}
+    units = {}
+    for key, statistic in whole_sample.items():
+        metrics[key] = float(statistic())
+        if spec.bootstrap_draws:
+            units[key] = _bootstrap_replicates(statistic, len(test.labels), net.spec.seed, key, spec.bootstrap_draws)
+            rounding = resolution[key] ** 2 / 12
+            put(metrics, f"se/{key}", math.sqrt(sampling_error.spread(units[key]) ** 2 + rounding))
+            trunk = trunk_units(dense, key, spec.bootstrap_draws)
+            if trunk is not None:
+                put(metrics, f"se_diff/{key}", math.sqrt(sampling_error.spread(units[key] - trunk) ** 2 + 2 * rounding))
     per_image = flatness.input_hessian_eigenvalues(*batch, iterations=spec.iterations, seed=net.spec.seed)
     metrics["flat/hessian_inputs"] = float(per_image.mean())
     put(metrics, "se/flat/hessian_inputs", sampling_error.mean_se(per_image))
     paired_se(metrics, dense, "flat/hessian_inputs", per_image)
-    metrics["flat/radius"] = float(
-        flatness.flatness_radius(*batch, draws=spec.noise_draws, bisections=spec.bisections, seed=net.spec.seed)
-    )
-    return {"per_unit": {"flat/hessian_inputs": per_image}}
+    return {"per_unit": units | {"flat/hessian_inputs": per_image}}
+
+
+def _bootstrap_replicates(statistic, n: int, seed: int, key: str, draws: int) -> torch.Tensor:
+    """The statistic recomputed on `draws` seeded resamples of the images (as per-image weights).
+    The weight-space eigenvalue and the radius are no mean over images, so each draw reruns the
+    power iteration or the bisection. The trunk draws the same resamples (same seed and key):
+    their replicate-by-replicate difference gives the paired error."""
+    counts = sampling_error.resample_counts(n, sampling_error.bootstrap_seed(seed, key), draws)
+    return torch.tensor([float(statistic(weights)) for weights in counts], dtype=torch.float64)
 
 
 def _gradcam(net: Network, dense: Reference | None, metrics: dict) -> dict:

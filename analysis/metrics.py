@@ -37,12 +37,14 @@ class Metric:
     bounds: tuple[float, float] | None = None  # the range it lives in: at a bound it is saturated
     collapse: float | None = None  # worse than dense by more than this is Chen et al.'s region III
     judged: bool = False  # among `lth tickets`' default metrics
+    sampling_error_option: str | None = None  # the analysis option its sampling error needs, if any
 
     def matches(self, name: str) -> bool:
         return fnmatchcase(name, self.pattern)
 
 
 UNIT = (0.0, 1.0)
+FLATNESS_BOOTSTRAP = "analysis.flatness.bootstrap_draws"
 
 REGISTRY: tuple[Metric, ...] = (
     # generalisation
@@ -72,10 +74,11 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("calib/sce", False, "static calibration error", 0.005, figure="calibration", bounds=UNIT),
     Metric("calib/nll", False, "negative log-likelihood", 0.05, relative=True, figure="calibration"),
     # geometry: scales depend on the network, so margins are relative
-    Metric("flat/hessian_weights", False, "top Hessian eigenvalue in weight space", 0.1, relative=True, figure="geometry"),
+    Metric("flat/hessian_weights", False, "top Hessian eigenvalue in weight space", 0.1, relative=True, figure="geometry",
+           sampling_error_option=FLATNESS_BOOTSTRAP),
     Metric("flat/hessian_inputs", False, "top Hessian eigenvalue in input space", 0.1, relative=True, figure="geometry"),
     Metric("flat/radius", True, "largest magnitude-aware noise keeping accuracy within 0.1 (Jiang et al. 2020)", 0.1,
-           relative=True, figure="geometry"),
+           relative=True, figure="geometry", sampling_error_option=FLATNESS_BOOTSTRAP),
     # explanations: consistency with the trunk (the trunk scores 1 against itself)
     Metric("xai/gradcam_rank_corr", True, "Spearman correlation of Grad-CAM maps with the trunk's", 0.05,
            reference="consistency", figure="gradcam", bounds=(-1.0, 1.0), judged=True),

@@ -86,16 +86,18 @@ def _sampling(group: pd.DataFrame, metric: str, consistency: bool) -> tuple[np.n
     def column(name):
         return group[name].to_numpy(float) if name in group.columns else np.full(len(group), np.nan)
 
+    option = registry.lookup(metric).sampling_error_option
+    none_logged = "no sampling error logged" + (f" ({option} measures one)" if option else "")
     if consistency:
         se = column(f"{SE_PREFIX}{metric}")
-        return se, "" if np.isfinite(se).all() else "no sampling error logged"
+        return se, "" if np.isfinite(se).all() else none_logged
     paired = column(f"{SE_DIFF_PREFIX}{metric}")
     if np.isfinite(paired).all():
         return paired, ""
     unpaired = np.hypot(column(f"{SE_PREFIX}{metric}"), column(f"{DENSE_PREFIX}{SE_PREFIX}{metric}"))
     if np.isfinite(unpaired).all():
         return unpaired, "unpaired sampling error (no paired one logged)"
-    return np.zeros(len(group)), "no sampling error logged"
+    return np.zeros(len(group)), none_logged
 
 
 def evidence(

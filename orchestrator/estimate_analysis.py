@@ -80,9 +80,11 @@ def analysis_cost(analysis, data_spec) -> AnalysisCost:
     if analysis.flatness.enabled:
         spec = analysis.flatness
         n = min(spec.images, test)
-        hessians = 2 * (3 + spec.iterations * HVP_PASSES)  # weights and inputs: a gradient kept for a double backward, then products
+        hessian = 3 + spec.iterations * HVP_PASSES  # a gradient kept for a double backward, then products
+        radius = 1 + spec.noise_draws * (spec.bisections + 1)
         images["flatness"] = n
-        passes["flatness"] = n * (hessians + 1 + spec.noise_draws * (spec.bisections + 1))
+        # weights and inputs; the bootstrap recomputes the weights' Hessian and the radius per draw
+        passes["flatness"] = n * (2 * hessian + radius + spec.bootstrap_draws * (hessian + radius))
     if analysis.gradcam.enabled:
         n = min(analysis.gradcam.images, test)
         images["gradcam"] = n

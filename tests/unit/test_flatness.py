@@ -231,3 +231,33 @@ def test_every_function_restores_the_model_bit_for_bit():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
     assert model.training
+
+
+def test_resample_weights_equal_repeating_the_images():
+    """A bootstrap draw enters as per-image counts: the weighted statistics equal the ones on the
+    images repeated that often (weights of 0 drop an image), and weights of 1 change nothing."""
+    model, images, labels = softmax_regression(2)
+    counts = torch.tensor([2, 0, 1, 3, 1, 0, 1, 1, 2, 0, 1, 0], dtype=torch.float64)
+    repeated = torch.repeat_interleave(torch.arange(12), counts.long())
+    options = dict(iterations=300, tol=1e-12)
+    weighted = hessian_top_eigenvalue(model, images, labels, weights=counts, **options)
+    assert weighted == pytest.approx(hessian_top_eigenvalue(model, images[repeated], labels[repeated], **options), rel=1e-6)
+    ones = torch.ones(12, dtype=torch.float64)
+    assert hessian_top_eigenvalue(model, images, labels, weights=ones, **options) == pytest.approx(
+        hessian_top_eigenvalue(model, images, labels, **options), rel=1e-12)
+
+    model, images, labels = trained_mlp(1)
+    counts = torch.randint(0, 3, (len(labels),), generator=torch.Generator().manual_seed(0)).double()
+    repeated = torch.repeat_interleave(torch.arange(len(labels)), counts.long())
+    radius = dict(draws=3, bisections=8, seed=4)
+    assert flatness_radius(model, images, labels, weights=counts, **radius) == flatness_radius(
+        model, images[repeated], labels[repeated], **radius)
+    assert flatness_radius(model, images, labels, weights=torch.ones(len(labels)), **radius) == flatness_radius(
+        model, images, labels, **radius)
+
+
+@pytest.mark.parametrize("weights", [torch.zeros(12), -torch.ones(12), torch.ones(11)])
+def test_bad_weights_are_refused(weights):
+    model, images, labels = softmax_regression()
+    with pytest.raises(ValueError, match="one non-negative weight per image"):
+        hessian_top_eigenvalue(model, images, labels, weights=weights)

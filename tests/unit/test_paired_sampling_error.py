@@ -153,3 +153,32 @@ def test_the_bootstrap_statistics_equal_the_metrics_on_each_resample():
         roc_auc_score(truth, torch.cat([scores_in, scores_out]).numpy()), abs=1e-12
     )
     assert sampling_error.paired_auroc_se(scores_in, scores_out, scores_in, scores_out, seed=0) == 0.0
+
+
+def test_flatness_statistics_get_bootstrap_errors_when_asked(trained):
+    """flat/hessian_weights and flat/radius are no mean over images: with
+    analysis.flatness.bootstrap_draws each is recomputed per resample, the trunk on the same
+    resamples, so the round's se_diff/ is the spread of replicate-by-replicate differences
+    (exactly 0 against itself, but for the radius's rounding to its bisection step). Off by
+    default, and then out of the analysis' identity."""
+    trunk, result, _, _, _, lineage, (pruned, masks), _ = trained
+    draws = {**SMALL, "flatness": {**SMALL["flatness"], "bootstrap_draws": 6}}
+    spec = AnalysisSpec.model_validate(draws)
+    assert spec.canonical() != AnalysisSpec.model_validate(SMALL).canonical()
+    assert AnalysisSpec.model_validate(SMALL).canonical() == AnalysisSpec.model_validate(
+        {**SMALL, "flatness": {**SMALL["flatness"], "bootstrap_draws": 0}}).canonical()
+    analyzer = Analyzer(spec)
+    dense, reference, _ = analyzer.reference(trunk, result.final)
+    sparse, _ = analyzer.analyze(lineage, reference, 1, pruned, masks)
+    same, _ = analyzer.analyze(lineage, reference, 1, result.final, {})
+    step = 1 / 2 ** SMALL["flatness"]["bisections"]  # two bisections: the radius to 0.25
+    for name, rounding in (("flat/hessian_weights", 0.0), ("flat/radius", step / math.sqrt(12))):
+        assert min(dense[f"se/{name}"], sparse[f"se/{name}"]) >= rounding * (1 - 1e-12), name
+        assert dense[f"se/{name}"] > 0 and sparse[f"se/{name}"] > 0, name
+        assert f"se_diff/{name}" not in dense
+        assert same[f"se_diff/{name}"] == pytest.approx(math.sqrt(2) * rounding, abs=1e-15)
+        assert sparse[f"se_diff/{name}"] >= math.sqrt(2) * rounding * (1 - 1e-12)
+    assert sparse["se_diff/flat/hessian_weights"] > 0
+    assert sparse["flat/hessian_weights"] == pytest.approx(trained[-1]["flat/hessian_weights"], rel=1e-9)
+    with pytest.raises(ValueError, match="one bootstrap draw has no spread"):
+        AnalysisSpec.model_validate({"flatness": {"bootstrap_draws": 1}})

@@ -299,3 +299,19 @@ def test_two_seeds_never_give_confidence_not_even_through_holm():
     row = result["metrics"]["test/acc"][0]
     assert row["ticket_round"] == 4 and row["confident_round"] is None
     assert row["not_confident_because"] == "2 seed(s): confidence needs 3+"
+
+
+def test_a_flatness_round_without_a_sampling_error_says_which_option_measures_it():
+    from analysis.round_evidence import evidence, reference_for
+
+    def radius(config, label, seed, rnd):
+        return 0.3 - 0.01 * rnd + 0.001 * seed
+
+    frame = table(radius, lambda config, seed: 0.3, metric="flat/radius")
+    group = frame[frame["round"] == 1]
+    judged = evidence(group, "flat/radius", [0, 1, 2], reference_for(frame, "flat/radius"), 0.03, True, 1, 0.5)
+    assert judged.sampling_note == "no sampling error logged (analysis.flatness.bootstrap_draws measures one)"
+    frame["se_diff/flat/radius"] = 0.01
+    judged = evidence(frame[frame["round"] == 1], "flat/radius", [0, 1, 2], reference_for(frame, "flat/radius"),
+                      0.03, True, 1, 0.5)
+    assert judged.sampling_note == "" and judged.difference.sampling_se == pytest.approx(0.01)
