@@ -7,7 +7,7 @@ import time
 
 from ray import tune
 
-from trainables.trial_payload import TrialPayload
+from trainables.trial_payload import TrialConfig
 
 
 class Console:
@@ -39,7 +39,7 @@ class RoundPrinter(tune.Callback):
         self.done_rounds = done_rounds
 
     def _name(self, trial) -> str:
-        return self.names.get(TrialPayload.of(trial.config).lineage_id, trial.trial_id)
+        return self.names.get(TrialConfig.of(trial.config).lineage_id, trial.trial_id)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.console.say(f"{self._name(trial)}: started")
@@ -49,7 +49,7 @@ class RoundPrinter(tune.Callback):
             self.console.say(f"{self._name(trial)}: FAILED: {result['failed']}")
             return
         self.done_rounds += 1
-        rounds = TrialPayload.of(trial.config).rounds
+        rounds = TrialConfig.of(trial.config).rounds
         self.console.say(
             f"{self._name(trial)}: round {result['round']}/{rounds}  sparsity {result['sparsity']:.1%}  "
             f"test/acc {result['test/acc']:.4f}  [{self.done_rounds}/{self.total_rounds} rounds]"

@@ -28,7 +28,6 @@ from orchestrator.mlflow_runs import SweepTracker, finished_runs, flatten
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
-from orchestrator.resume import latest_checkpoints
 from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
 from orchestrator.tracking_store import check_tracking
@@ -38,6 +37,7 @@ from trainables import provenance, record
 from trainables.run_logger import RunLogger
 from trainables.ticket_board import TicketBoard
 from trainables.ticket_sharing import shared_tickets
+from trainables.checkpoint_folder import experiment_folder, latest_checkpoints
 from trainables.trial_payload import ResumePoint, SharedObjects, TicketSharing, TrialPayload
 
 
@@ -209,7 +209,7 @@ def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
     """Checkpoints an earlier driver left in the storage path: their lineages continue from them.
     Then the pending lineages are put in Tune's order (`tuner.trial_order`)."""
     storage = plan.config.storage_path(Path.cwd())
-    left = latest_checkpoints(storage, experiment_name(plan), [payload.lineage_id for payload in runs.pending])
+    left = latest_checkpoints(experiment_folder(storage, experiment_name(plan)), [payload.lineage_id for payload in runs.pending])
     for index, payload in enumerate(runs.pending):
         logged = record.steps_with(runs.tracker.client, payload.run_id, record.ROUND_DONE)
         checkpoint, round_index = left.get(payload.lineage_id, (None, 0))

@@ -1,21 +1,26 @@
 """Ray Tune's side of a sweep: one trial per lineage, and what to do with those the scheduler stopped."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.stopper import CombinedStopper, FunctionStopper
 
 from orchestrator.mlflow_runs import SweepTracker
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, RoundPrinter
+from orchestrator.lineage_searcher import LineageSearcher
 from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
+from trainables.checkpoint_folder import experiment_folder
 from trainables.specs import LineageSpec
 from trainables.ticket_sharing import has_control, takes_ticket
 from trainables.trial import lineage_trial
-from trainables.trial_payload import SharedObjects, TrialPayload
+from trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload
 
 
 def expected_cost(spec: LineageSpec, trains_ticket: bool = True) -> float:
@@ -42,8 +47,15 @@ def make_tuner(
     plan: SweepPlan, pending: list[TrialPayload], shared: SharedObjects, console: Console, done_rounds: int,
     callbacks: Sequence[tune.Callback] = (), stopper: tune.Stopper | None = None,
 ) -> tune.Tuner:
-    """`stopper`: stops every trial when it says so (the user's Ctrl-C, `orchestrator/interrupt.py`)."""
+    """`stopper`: stops every trial when it says so (the user's Ctrl-C, `orchestrator/interrupt.py`).
+    Trials take their configs, in `pending`'s order, from a `LineageSearcher`; their payloads from
+    the object store (`trainables.trial_payload`)."""
     config, resources = plan.config, plan.config.resources
+    storage = config.storage_path(Path.cwd())
+    shared = dataclasses.replace(
+        shared, payloads=ray.put({payload.lineage_id: payload for payload in pending}),
+        checkpoints=experiment_folder(storage, experiment_name(plan)),
+    )
     trainable = tune.with_resources(
         tune.with_parameters(lineage_trial, shared=shared),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
@@ -51,27 +63,37 @@ def make_tuner(
     names = {spec.id: display_name(spec) for spec in plan.lineages}
     return tune.Tuner(
         trainable,
-        param_space={TrialPayload.KEY: tune.grid_search([payload.to_config()[TrialPayload.KEY] for payload in pending])},
         tune_config=tune.TuneConfig(
+            search_alg=lineage_source([payload.config() for payload in pending], resources.max_concurrent_trials),
+            num_samples=len(pending),
             max_concurrent_trials=resources.max_concurrent_trials,
             # A worker that ran one lineage has torch imported and the dataset generated: keep it.
             reuse_actors=True,
-            trial_name_creator=lambda trial: names[TrialPayload.of(trial.config).lineage_id].replace(" ", "_"),
-            trial_dirname_creator=lambda trial: TrialPayload.of(trial.config).lineage_id,
+            trial_name_creator=lambda trial: names[TrialConfig.of(trial.config).lineage_id].replace(" ", "_"),
+            trial_dirname_creator=lambda trial: TrialConfig.of(trial.config).lineage_id,
             scheduler=make_scheduler(config.scheduler, max(spec.pruning.rounds for spec in plan.lineages)),
         ),
         run_config=tune.RunConfig(
             name=experiment_name(plan),
-            storage_path=config.storage_path(Path.cwd()),
+            storage_path=storage,
             verbose=0,
             # Every round in each trial's progress.csv and result.json, for Ray's own ExperimentAnalysis
             # (README: "Reading a sweep with Ray's own tools"); TensorBoard's files are left off.
             callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), CSVLoggerCallback(), JsonLoggerCallback(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             stop=_combined(make_stopper(config.scheduler), stopper),
         ),
     )
+
+
+def lineage_source(configs: list[dict], max_concurrent: int | None) -> Searcher:
+    """The trials' source. Tune keeps as many trials waiting for resources as a custom searcher's
+    concurrency limit allows, one without a limit: unless the user set one, the limit is what Tune
+    allows its own grid (200, or 1.1 per cluster CPU), so that every free slot is filled at once."""
+    searcher = LineageSearcher(configs)
+    if max_concurrent is not None:
+        return searcher  # Tune wraps it in a ConcurrencyLimiter of that size
+    return ConcurrencyLimiter(searcher, max_concurrent=max(200, int(1.1 * ray.cluster_resources().get("CPU", 1.0))))
 
 
 def _combined(scheduler_stop, stopper: tune.Stopper | None):
@@ -85,7 +107,7 @@ def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Conso
     spec = plan.config.scheduler
     names = {lineage.id: display_name(lineage) for lineage in plan.lineages}
     for result in results:
-        payload = TrialPayload.of(result.config)
+        payload = TrialConfig.of(result.config)
         if result.error is not None or tracker.client.get_run(payload.run_id).info.status != "RUNNING":
             continue  # failed, or finished all its rounds
         metrics = result.metrics or {}

@@ -1,6 +1,7 @@
 """The Ray Tune function trainable: one trial = one lineage.
 
-Each round reports its metrics and a checkpoint (weights, masks, RNG state) so that a restarted
+Each round is logged to MLflow, checkpointed (weights, masks, RNG state) in the lineage's folder
+of the storage path (`trainables.checkpoint_folder`), then reported to Tune, so that a restarted
 trial continues after its last finished round instead of starting over.
 """
 from __future__ import annotations
@@ -8,19 +9,21 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from pathlib import Path
 
 import ray
 import torch
 from ray import tune
 
 from trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
+from trainables.checkpoint_folder import latest_checkpoints, save_checkpoint
 from trainables.device import placement, resolve_device
 from trainables.lineage import LayerCollapseError, LineageState, RoundResult, run_lineage
 from trainables.round_analysis import AnalysisFailed, RoundAnalysis
 from trainables import record
 from trainables.run_logger import RunLogger
 from trainables.ticket_sharing import TicketExchange, ticket_id
-from trainables.trial_payload import SharedObjects, TrialPayload
+from trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload, payload_of
 from trainables.training import DivergedError
 from trainables.trunk import TrunkResult
 
@@ -41,7 +44,7 @@ def trunk_distances(metrics: dict[str, float], trunk_metrics: dict[str, float]) 
 def lineage_trial(config: dict, shared: SharedObjects) -> None:
     """Runs the lineage of the trial's `TrialPayload` on the trunk and analysis pool in
     `shared`, from its last checkpoint when there is one."""
-    payload = TrialPayload.of(config)
+    payload = payload_of(shared, TrialConfig.of(config).lineage_id)
     spec = payload.lineage
     torch.set_num_threads(max(1, payload.threads))
     trunk = ray.get(shared.trunks[spec.trunk.id])
@@ -56,8 +59,8 @@ def lineage_trial(config: dict, shared: SharedObjects) -> None:
         )
     try:
         run_lineage(
-            spec, trunk, resume_from=resume_state(payload, logger, analyst),
-            on_round=lambda result: report_round(payload, result, trunk, logger, analyst),
+            spec, trunk, resume_from=resume_state(payload, shared.checkpoints, logger, analyst),
+            on_round=lambda result: report_round(payload, shared.checkpoints, result, trunk, logger, analyst),
             validation_every=payload.validation_every, validation_images=payload.validation_images,
             tickets=ticket_exchange(shared, spec),
         )
@@ -88,17 +91,22 @@ def attempt_tags(payload: TrialPayload) -> dict[str, str]:
     return {record.WORKER: f"{socket.gethostname()}:{os.getpid()}", record.DEVICE: device}
 
 
-def resume_state(payload: TrialPayload, logger: RunLogger, analyst: RoundAnalysis | None) -> LineageState | None:
-    """The state after the last checkpointed round (Tune's own, or one an earlier driver left),
-    or None to start at round 1. The checkpointed round's analysis is submitted again: it may not
-    have finished before the restart (the actor answers from MLflow if it had)."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None and payload.resume is not None:  # left by a driver that died
-        checkpoint = tune.Checkpoint(payload.resume.checkpoint)
-        logger.note(None, [f"continued from the checkpoint of round {payload.resume.round} left by an earlier driver"])
-    if not checkpoint:
+def resume_state(
+    payload: TrialPayload, experiment: str, logger: RunLogger, analyst: RoundAnalysis | None
+) -> LineageState | None:
+    """The state after the lineage's last checkpointed round (this trial's before Tune restarted
+    it, or one an earlier driver left), or None to start at round 1. The checkpointed round's
+    analysis is submitted again: it may not have finished before the restart (the actor answers
+    from MLflow if it had)."""
+    found = latest_checkpoints(experiment, [payload.lineage_id]).get(payload.lineage_id)
+    if found is None:
         return None
-    with checkpoint.as_directory() as directory:
+    location, round_index = found
+    if not set(range(1, round_index + 1)) <= record.steps_with(logger.client, payload.run_id, record.ROUND_DONE):
+        return None  # not this store's (a copied or reused folder; the driver said so in the run's notes)
+    if payload.resume is not None and payload.resume.round == round_index:
+        logger.note(None, [f"continued from the checkpoint of round {round_index} left by an earlier driver"])
+    with tune.Checkpoint(location).as_directory() as directory:
         try:
             state, _ = load_state(directory)
         except CheckpointCorrupt as error:  # rounds replay identically; those in MLflow are not logged again
@@ -110,11 +118,12 @@ def resume_state(payload: TrialPayload, logger: RunLogger, analyst: RoundAnalysi
 
 
 def report_round(
-    payload: TrialPayload, result: RoundResult, trunk: TrunkResult, logger: RunLogger, analyst: RoundAnalysis | None
+    payload: TrialPayload, experiment: str, result: RoundResult, trunk: TrunkResult, logger: RunLogger,
+    analyst: RoundAnalysis | None,
 ) -> None:
     """MLflow first (masks, the round's ticket, metrics, notes, and the last round's ticket once
-    more where runs made before every round's was kept had it), then the analysis, then Tune's
-    checkpoint: a checkpointed round is always in MLflow."""
+    more where runs made before every round's was kept had it), then the analysis, then the
+    checkpoint, then Tune: a checkpointed round is always in MLflow."""
     round_index = result.state.round
     logger.log_round(
         round_index, result.metrics, result.state.masks, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks
@@ -128,5 +137,5 @@ def report_round(
         analyst.submit(round_index, result.evaluated, result.evaluated_masks)
     with tempfile.TemporaryDirectory() as directory:
         save_state(directory, result.state, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks)
-        scored = {"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)}
-        tune.report(scored, checkpoint=tune.Checkpoint.from_directory(directory))
+        save_checkpoint(experiment, payload.lineage_id, round_index, Path(directory))
+    tune.report({"round": round_index, **result.metrics, **trunk_distances(result.metrics, trunk.metrics)})

@@ -1,17 +1,20 @@
 """What the driver hands a lineage's Tune trial, typed and frozen.
 
-`TrialPayload` is the trial's whole input. It travels in Tune's config as plain JSON
-(`to_config`), and every reader, on the driver or in the trial, takes it back with
-`TrialPayload.of(trial.config)`: Tune keeps a trial's config primitive on the driver (it swaps an
-object in a grid search for a placeholder tuple there, resolved only in the trial), and saves it
-with its experiment state. The object-store handles (each trunk's
-`TrunkResult`, the analysis actors and each trunk's dense reference) are a `SharedObjects`, given
-once to every trial through `tune.with_parameters`: an `ObjectRef` inside Tune's config would be
-pickled into the experiment state, out of band, and pinned there for the cluster's lifetime.
+`TrialPayload` is the trial's whole input. It does not travel in Tune's config: Tune copies a
+trial's config into every snapshot of its experiment state (all trials, every few seconds), so
+a config holding a lineage spec made a 1,000-lineage sweep's driver spend most of its time
+writing JSON. The config is `TrialPayload.config()`: the lineage's id and the few fields a reader
+of Ray's own files wants (`TrialConfig`). The payloads themselves sit in the object store, all in
+one object (`SharedObjects.payloads`) that each worker process fetches once (`payload_of`).
+
+The object-store handles (each trunk's `TrunkResult`, the analysis actors and each trunk's dense
+reference, the payloads) are a `SharedObjects`, given once to every trial through
+`tune.with_parameters`: an `ObjectRef` inside Tune's config would be pickled into the experiment
+state, out of band, and pinned there for the cluster's lifetime.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from trainables.specs import LineageSpec
 
@@ -34,21 +37,15 @@ class TrialPayload:
     validation_images: int | None = None  #: how many validation images (None: the whole split)
     resume: ResumePoint | None = None  #: None: Tune's own checkpoint, if any, or round 1
 
-    KEY = "trial"  #: where the payload sits in Tune's config
+    KEY = "trial"  #: where `TrialConfig` sits in Tune's config
 
-    def to_config(self) -> dict:
-        return {self.KEY: {**asdict(self), "lineage": self.lineage.model_dump(mode="json")}}
-
-    @classmethod
-    def of(cls, config: dict) -> TrialPayload:
-        """The payload of a trial's config (`trial.config`, `result.config`, or the trial's own)."""
-        fields = dict(config[cls.KEY])
-        resume = fields.pop("resume", None)
-        return cls(
-            lineage=LineageSpec.model_validate(fields.pop("lineage")),
-            resume=None if resume is None else ResumePoint(**resume),
-            **fields,
-        )
+    def config(self) -> dict:
+        """Tune's config of this lineage's trial: small and JSON (see the module's docstring)."""
+        spec = self.lineage
+        return {self.KEY: {
+            "lineage_id": spec.id, "run_id": self.run_id, "method": spec.pruning.method, "label": spec.pruning.label,
+            "trunk_id": spec.trunk.id, "seed": spec.trunk.seed, "rounds": spec.pruning.rounds,
+        }}
 
     @property
     def lineage_id(self) -> str:
@@ -76,6 +73,8 @@ class SharedObjects:
     trunks: dict = field(default_factory=dict)  #: trunk id -> ObjectRef of its `TrunkResult`
     analysis: AnalysisHandoff | None = None  #: None: the sweep's analysis is off
     tickets: "TicketSharing | None" = None  #: None: no lineage of the sweep shares its ticket
+    payloads: object = None  #: ObjectRef of {lineage id: TrialPayload}, every pending lineage's
+    checkpoints: str = ""  #: the sweep's Tune experiment folder (a path or URI): one folder per lineage
 
 
 @dataclass(frozen=True)
@@ -84,3 +83,36 @@ class TicketSharing:
 
     board: object  #: ActorHandle of a `TicketBoard`
     tickets: frozenset[str]  #: ticket ids trained by more than one pending lineage
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What Tune's config of a lineage's trial says (`TrialPayload.config`), read back."""
+
+    lineage_id: str
+    run_id: str
+    method: str
+    label: str
+    trunk_id: str
+    seed: int
+    rounds: int
+
+    @classmethod
+    def of(cls, config: dict) -> TrialConfig:
+        """From a trial's config (`trial.config`, `result.config`, or the trial's own)."""
+        return cls(**config[TrialPayload.KEY])
+
+
+_fetched: tuple[str, dict] | None = None  # this worker process's payloads: (their ObjectRef's hex, them)
+
+
+def payload_of(shared: SharedObjects, lineage_id: str) -> TrialPayload:
+    """A trial's payload, from the sweep's payloads, fetched once per worker process (a reused
+    worker runs many trials of one sweep)."""
+    global _fetched
+    import ray
+
+    key = shared.payloads.hex()
+    if _fetched is None or _fetched[0] != key:
+        _fetched = (key, ray.get(shared.payloads))
+    return _fetched[1][lineage_id]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import yaml
 from ray import tune
 
-from trainables.trial_payload import TrialPayload
+from trainables.checkpoint_folder import latest_checkpoints
+from trainables.trial_payload import TrialConfig
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -121,32 +122,30 @@ def assert_equals_uninterrupted(client: MlflowClient, run, spec, folder: Path, v
 
 class Killer(tune.Callback):
     """A Tune callback in the driver: when a lineage reports round r of its plan (or a later one, after
-    a restart replayed past r), SIGKILLs the worker process that reported it, as soon as the round's
-    checkpoint is handed to the driver (Tune registers it right after `on_checkpoint`). That worker
-    has already been let go into round r + 1, and r is never the lineage's last round, so every kill
-    lands mid-round in a lineage with work left, however fast rounds are. `killed` holds
-    (lineage id, round reported, "host:pid"), the form of the runs' `lth.worker` tags."""
+    a restart replayed past r), SIGKILLs the worker process that reported it. A trial checkpoints a
+    round (`trainables.checkpoint_folder`) before it reports it, and the worker goes on into round
+    r + 1 without waiting for the driver; r is never the lineage's last round, so every kill lands
+    mid-round in a lineage with work left, however fast rounds are. `killed` holds (lineage id,
+    round reported, "host:pid"), the form of the runs' `lth.worker` tags. `before_kill` gets the
+    lineage id and its checkpoint folder of round r."""
 
-    def __init__(self, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None):
+    def __init__(self, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None, experiment: str = ""):
         self.before_kill = before_kill  # (lineage id, the round's checkpoint folder) -> None
+        self.experiment = experiment  # the sweep's Tune experiment folder, for before_kill
         self.todo = {plan_ids[index]: list(rounds) for index, rounds in kills.items()}
-        self.due: dict[str, tuple[str, int, int, str]] = {}  # trial id -> (lineage id, round, pid, host)
         self.killed: list[tuple[str, int, str]] = []
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        lineage_id = TrialPayload.of(trial.config).lineage_id
+        lineage_id = TrialConfig.of(trial.config).lineage_id
         rounds = self.todo.get(lineage_id)
         if not rounds or "round" not in result or result["round"] < rounds[0]:
             return
-        assert result["round"] < TrialPayload.of(trial.config).rounds, (lineage_id, result["round"])
+        assert result["round"] < TrialConfig.of(trial.config).rounds, (lineage_id, result["round"])
         rounds.pop(0)
-        self.due[trial.trial_id] = (lineage_id, int(result["round"]), result["pid"], result["hostname"])
-
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        if trial.trial_id not in self.due:
-            return
-        lineage_id, round_index, pid, host = self.due.pop(trial.trial_id)
+        round_index, pid, host = int(result["round"]), result["pid"], result["hostname"]
         if self.before_kill:
-            self.before_kill(lineage_id, Path(checkpoint.path))
+            folder, checkpointed = latest_checkpoints(self.experiment, [lineage_id])[lineage_id]
+            assert checkpointed == round_index, (lineage_id, checkpointed, round_index)
+            self.before_kill(lineage_id, Path(folder))
         os.kill(pid, signal.SIGKILL)
         self.killed.append((lineage_id, round_index, f"{host}:{pid}"))

@@ -37,11 +37,13 @@ from orchestrator.plan import display_name, make_plan
 from orchestrator.summary import succeeded
 from orchestrator.sweep import run_sweep
 from orchestrator.trunk_sharing import trunk_name
+from orchestrator.tuner import experiment_name
 from tests.support.sweeps import (
     LTH, ROOT, TINY_ANALYSIS, Killer, assert_equals_uninterrupted, assert_nothing_duplicated, child_env, rounds_of,
     runs_of, sweep_yaml,
 )
 from trainables import record
+from trainables.checkpoint_folder import experiment_folder
 
 
 def descendants(pid: int) -> list[int]:
@@ -288,7 +290,8 @@ def test_workers_killed_mid_round_change_nothing(ray_session, tmp_path, monkeypa
             file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
             truncated.append(file)
 
-    killer = Killer([spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints)
+    experiment = experiment_folder(str(tmp_path / "lth-runs"), experiment_name(plan))
+    killer = Killer([spec.id for spec in plan.lineages], KILLS, before_kill=truncate_checkpoints, experiment=experiment)
     rows = run_sweep(plan, callbacks=[killer]).rows
     assert all(succeeded(row) for row in rows)
     kills = len(killer.killed)

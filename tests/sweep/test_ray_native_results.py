@@ -4,6 +4,8 @@ lineage whose worker was killed and which Tune restarted from its checkpoint; th
 MLflow holds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ray import tune
 from ray.tune import ExperimentAnalysis
@@ -15,7 +17,7 @@ from orchestrator.sweep import run_sweep
 from orchestrator.tuner import experiment_name
 from tests.support.sweeps import Killer, sweep_yaml
 from trainables.trial import lineage_trial
-from trainables.trial_payload import TrialPayload
+from trainables.trial_payload import TrialConfig
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +36,7 @@ def test_every_round_of_every_lineage_reads_with_ray_s_own_tools(ray_session, tm
     path = str(tmp_path / "lth-runs" / experiment_name(plan))  # Ray takes an absolute path or a URI
     mlflow = load_sweep("ray-native", f"sqlite:///{tmp_path / 'mlflow.db'}").set_index(["lineage", "round"])
     analysis = ExperimentAnalysis(path)
-    frames = {TrialPayload.of(trial.config).lineage_id: analysis.trial_dataframes[trial.trial_id] for trial in analysis.trials}
+    frames = {TrialConfig.of(trial.config).lineage_id: analysis.trial_dataframes[trial.trial_id] for trial in analysis.trials}
     assert set(frames) == set(rounds)
     for lineage_id, frame in frames.items():
         assert frame["round"].tolist() == rounds[lineage_id], lineage_id  # each round once, the killed one too
@@ -44,10 +46,11 @@ def test_every_round_of_every_lineage_reads_with_ray_s_own_tools(ray_session, tm
     grid = tune.Tuner.restore(path, trainable=lineage_trial).get_results()  # reads; trains nothing
     assert not grid.errors and len(grid) == len(rounds)
     for result in grid:
-        lineage_id = TrialPayload.of(result.config).lineage_id
+        lineage_id = TrialConfig.of(result.config).lineage_id
         assert result.metrics["round"] == rounds[lineage_id][-1]
         assert result.metrics_dataframe["round"].tolist() == rounds[lineage_id]
-        assert result.checkpoint is not None
+        assert result.checkpoint is None  # the trial keeps its own (trainables/checkpoint_folder.py)
+        assert [p.name for p in Path(result.path).glob("checkpoint_*")] == [f"checkpoint_{rounds[lineage_id][-1]:06d}"]
 
     # A copy of the folder restored elsewhere cannot write into this sweep's store: the store is
     # handed to trials through tune.with_parameters, which Tune does not save in the folder.
