@@ -12,8 +12,8 @@ Recorded per N (Linux: the driver's /proc, sampled every 0.5 s):
 - wall: the `lth sweep` process from start to exit;
 - driver CPU s per lineage: the driver process's own user + sys (not Ray's daemons nor workers);
 - driver peak RSS (VmHWM);
-- time to the first lineage: from the start to the first lineage round logged in MLflow, and the
-  same from the last trunk's end (the gap the driver adds between trunks and lineages);
+- when the trunks were ready and the first lineage started (the driver's console), and the gap
+  between the two;
 - lineages/s in the first and the last 10% of lineage completions (MLflow end times);
 - the MLflow store's size (the sqlite file and the artifact folder).
 """
@@ -82,10 +82,28 @@ def run_sweep(lineages: int, folder: Path, address: str | None) -> dict:
     figures = {"lineages": lineages, "exit": process.returncode, "wall_s": round(wall, 1),
                "driver_cpu_s": round(cpu, 1), "driver_cpu_s_per_lineage": round(cpu / lineages, 4),
                "driver_peak_rss_gb": round(peak / 2**30, 3)}
-    return figures | _from_mlflow(uri, started, lineages) | {"store_mb": round(_size(folder, "mlflow.db", "mlruns") / 2**20, 1)}
+    figures |= _from_log((folder / "sweep.log").read_text())
+    return figures | _from_mlflow(uri) | {"store_mb": round(_size(folder, "mlflow.db", "mlruns") / 2**20, 1)}
 
 
-def _from_mlflow(uri: str, started: float, lineages: int) -> dict:
+def _from_log(log: str) -> dict:
+    """From the driver's console ("[mm:ss] ..." since its start): when the last trunk was ready and
+    when the first lineage started."""
+    def seconds(line: str) -> int:
+        minutes, secs = line[1 : line.index("]")].split(":")
+        return 60 * int(minutes) + int(secs)
+
+    lines = [line for line in log.splitlines() if line.startswith("[")]
+    trunks = [seconds(line) for line in lines if "dense test/acc" in line]
+    started = next((seconds(line) for line in lines if line.endswith(": started")), None)
+    return {
+        "trunks_ready_s": max(trunks) if trunks else None,
+        "first_lineage_started_s": started,
+        "first_lineage_after_trunks_s": started - max(trunks) if trunks and started is not None else None,
+    }
+
+
+def _from_mlflow(uri: str) -> dict:
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -96,10 +114,6 @@ def _from_mlflow(uri: str, started: float, lineages: int) -> dict:
         kinds.setdefault(run.data.tags.get("lth.kind", "?"), []).append(run)
     lineage_runs = kinds.get("lineage", [])
     ends = sorted(run.info.end_time / 1000 for run in lineage_runs if run.info.end_time)
-    first_round = min((run.data.metrics and min(
-        m.timestamp for m in client.get_metric_history(run.info.run_id, "test/acc")) / 1000) or float("inf")
-        for run in lineage_runs[: min(len(lineage_runs), 200)])
-    trunk_ends = [run.info.end_time / 1000 for run in kinds.get("trunk", []) if run.info.end_time]
     decile = max(2, len(ends) // 10)
 
     def rate(times):
@@ -107,8 +121,6 @@ def _from_mlflow(uri: str, started: float, lineages: int) -> dict:
 
     return {
         "lineage_runs_finished": len(ends),
-        "first_lineage_round_s": round(first_round - started, 1),
-        "first_lineage_after_trunks_s": round(first_round - max(trunk_ends), 1) if trunk_ends else None,
         "lineages_per_s_first_10pct": rate(ends[:decile]),
         "lineages_per_s_last_10pct": rate(ends[-decile:]),
     }
