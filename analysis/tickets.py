@@ -63,6 +63,7 @@ def judge(
     {method: ...}}}; every row names its configuration."""
     margin = tolerance if margin is None else margin
     frame = with_configurations(frame)
+    _refuse_pooled_lineages(frame)
     metrics = resolve(metrics, frame.columns)
     overrides = margin if isinstance(margin, dict) else {m: margin for m in [*metrics, WINNING] if margin is not None}
     configurations = [
@@ -80,6 +81,27 @@ def judge(
         "alpha": ALPHA,
         "min_seeds_for_confidence": MIN_SEEDS_FOR_CONFIDENCE,
     }
+
+
+class PooledLineages(ValueError):
+    """Two lineages under one label, configuration and seed: their rounds would be pooled."""
+
+
+def _refuse_pooled_lineages(frame: pd.DataFrame) -> None:
+    """Nothing silently dropped: a round judges one row per seed, so two lineages sharing a label
+    in one configuration and seed (pruning entries that differ in something the label does not
+    show, from a sweep planned before labels were made distinct) are an error, not a pick."""
+    if "lineage" not in frame.columns:
+        return
+    counts = frame.groupby([CONFIG, "label", "seed"], sort=True)["lineage"].nunique()
+    pooled = counts[counts > 1]
+    if len(pooled):
+        (config, label, seed), n = next(iter(pooled.items()))
+        raise PooledLineages(
+            f"{n} lineages share the label {label!r} in configuration {config} at seed {seed} "
+            f"({len(pooled)} such groups): their rounds cannot be judged apart. Run the sweep again with this "
+            "version (entries that would share a label get distinct ones) or give its pruning entries `name`s"
+        )
 
 
 def judge_configuration(name: str, frame: pd.DataFrame, metrics: list[str], overrides: dict, relative: bool) -> dict:

@@ -51,15 +51,14 @@ resources: {{cpus_per_trial: 1}}
 """
 
 
-def _proc(pid: int) -> tuple[float, int] | None:
-    """(user + sys CPU seconds, peak RSS bytes) of one process, None once it is gone."""
+def _proc(pid: int) -> tuple[float, int, int] | None:
+    """(user + sys CPU seconds, peak RSS bytes, RSS bytes) of one process, None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: the process itself
-        status = Path(f"/proc/{pid}/status").read_text()
-        peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
-        return cpu, peak
-    except (OSError, StopIteration, IndexError):
+        status = {line.split(":")[0]: line for line in Path(f"/proc/{pid}/status").read_text().splitlines()}
+        return cpu, int(status["VmHWM"].split()[1]) * 1024, int(status["VmRSS"].split()[1]) * 1024
+    except (OSError, KeyError, IndexError):
         return None
 
 
@@ -72,16 +71,18 @@ def run_sweep(lineages: int, folder: Path, address: str | None) -> dict:
     started = time.time()
     log = open(folder / "sweep.log", "w")
     process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    cpu, peak = 0.0, 0
+    cpu, peak, timeline = 0.0, 0, []
     while process.poll() is None:
         sample = _proc(process.pid)
         if sample:
-            cpu, peak = sample
+            cpu, peak, rss = sample
+            if not timeline or time.time() - started >= timeline[-1][0] + 30:
+                timeline.append((round(time.time() - started), round(rss / 2**30, 2)))
         time.sleep(0.5)
     wall = time.time() - started
     figures = {"lineages": lineages, "exit": process.returncode, "wall_s": round(wall, 1),
                "driver_cpu_s": round(cpu, 1), "driver_cpu_s_per_lineage": round(cpu / lineages, 4),
-               "driver_peak_rss_gb": round(peak / 2**30, 3)}
+               "driver_peak_rss_gb": round(peak / 2**30, 3), "driver_rss_gb_every_30s": timeline}
     figures |= _from_log((folder / "sweep.log").read_text())
     return figures | _from_mlflow(uri) | {"store_mb": round(_size(folder, "mlflow.db", "mlruns") / 2**20, 1)}
 

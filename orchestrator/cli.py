@@ -246,7 +246,7 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
 
 def _tickets(args) -> int:
     from analysis import paper_table, strict_json
-    from analysis.tickets import DEFAULT_METRICS, WINNING, judge
+    from analysis.tickets import DEFAULT_METRICS, WINNING, PooledLineages, judge
     from analysis.tickets_render import render
 
     frame = _frame(args)
@@ -269,7 +269,11 @@ def _tickets(args) -> int:
     except ValueError as error:
         print(f"lth: --margin: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = judge(frame, metrics, margin=margin, relative=args.relative)
+    try:
+        result = judge(frame, metrics, margin=margin, relative=args.relative)
+    except PooledLineages as error:
+        print(f"lth: sweep {args.sweep!r}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.format == "json":
         print(strict_json.dumps(result, indent=2))
     elif args.format == "csv":

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from orchestrator.estimate_analysis import ANALYSIS_GPU_FLOPS, analysis_plan
+from orchestrator.estimate_fixed import fixed_costs
 from orchestrator.estimate_twin import TwinEstimate, twin_jobs, twin_line, twin_resources
 from trainables.data.describe import Description, describe
 from trainables.specs import LineageSpec, ModelSpec, TrunkSpec
@@ -274,6 +275,7 @@ def report(
     lineages: list[tuple[TrunkSpec, Cost]],
     measurements: list[tuple[TrunkSpec, int]] = (),
     machine: Machine | None = None,
+    rounds: int = 0,
 ) -> list[str]:
     """Totals, what Ray is asked for, a wall time on `machine` (default: this one), and notes.
     `lineages` pairs each lineage's trunk spec (its recipe) with the lineage's cost; `measurements`:
@@ -286,7 +288,10 @@ def report(
     actor_gpus = analysis.gpus_per_actor if analysis.enabled else 0.0
     machine = machine or Machine.here(wants_gpus=gpus > 0 or actor_gpus > 0)
     slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
-    trunk_s, lineage_s = (training_seconds(jobs, res, machine) for jobs in (trunks, lineages))
+    trunk_s, training_s = (training_seconds(jobs, res, machine) for jobs in (trunks, lineages))
+    fixed = fixed_costs(len(lineages), len(trunks), rounds, slots)
+    trunk_s += fixed.start  # the sweep's start and the runs it opens come before the trunks
+    lineage_s = fixed.lineage_phase(training_s)
     gpus_here = f"{machine.gpus} GPU{'s' if machine.gpus != 1 else ''}" + (" (assumed)" if machine.gpus_assumed else "")
     launches = (
         f", at least {GPU_STEP_SECONDS_PER_LAYER * 1e3:.2f} ms per step and layer of a trial and "
@@ -352,4 +357,5 @@ def report(
                 "analysis.cpus_per_actor is 0: the actors share the trials' cores, so training and analysis "
                 "both run slower than estimated when the cores are busy"
             )
+    lines.append(fixed.line(len(lineages), duration))
     return lines + [f"note: {note}" for note in start + notes([s for s, _ in trunks], cpus, gpus)]

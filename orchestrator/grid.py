@@ -22,6 +22,7 @@ from orchestrator.config_errors import (
     non_finite,
     questionable,
 )
+from orchestrator.labels import distinct_labels
 from trainables.pruning import PRUNING_METHODS
 from trainables.specs import LineageSpec, TrunkSpec
 
@@ -167,7 +168,7 @@ def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[Linea
             continue
         lineages.setdefault(spec.id, spec)
     problems.raise_any()
-    return list(lineages.values())
+    return distinct_labels(list(lineages.values()))
 
 
 def unique_trunks(lineages: list[LineageSpec]) -> dict[str, tuple[TrunkSpec, tuple[int, ...]]]:

@@ -38,6 +38,7 @@ class SweepTracker:
         self._known: dict | None = None  # the parent's children, by (kind, lth id)
         self._params: dict[str, set[str]] = {}  # run id -> the params it has
         self._tags: dict[str, dict[str, str]] = {}  # run id -> its tags when found or created
+        self._created: set[str] = set()  # run ids this driver created (RUNNING, nothing to reopen)
         self.provenance = provenance.creation_tags()  # what made the runs this driver creates
         self.parent = self._get_or_create(record.SWEEP_KIND, sweep_id, sweep_name, parent_id=None)
 
@@ -71,6 +72,7 @@ class SweepTracker:
             if parent_id:
                 all_tags[record.PARENT] = parent_id
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+            self._created.add(run.info.run_id)
             if parent_id:
                 self._known[(kind, lth_id)] = run
         else:  # a run made before a tag existed (or a colour changed) gets it now
@@ -104,7 +106,10 @@ class SweepTracker:
 
     def reopen(self, run_id: str) -> None:
         """A run picked up again after an interrupted attempt is RUNNING once more. It keeps the
-        tags of its creation; where this attempt runs other versions, its notes say which."""
+        tags of its creation; where this attempt runs other versions, its notes say which. A run
+        this driver created is running already: nothing to do (one write fewer per lineage)."""
+        if run_id in self._created:
+            return
         self.client.update_run(run_id, status="RUNNING")
         created = self._tags.get(run_id) or self.client.get_run(run_id).data.tags
         changes = provenance.version_changes(created, self.provenance)

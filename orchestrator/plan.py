@@ -76,7 +76,7 @@ class SweepPlan:
             )
         lineage_trunks = [(spec.trunk, lineage_costs[spec.id]) for spec in self.lineages]
         trunks = [(spec, trunk_costs[tid]) for tid, (spec, _) in self.trunks.items()]
-        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks, self.measurements(), machine))
+        return "\n".join(lines + estimate.report(self.config, trunks, lineage_trunks, self.measurements(), machine, rounds=self.total_rounds))
 
     def measurements(self) -> list[tuple[TrunkSpec, int]]:
         """What the analysis actors measure: each lineage's rounds, and each trunk's dense reference

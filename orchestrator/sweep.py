@@ -32,7 +32,7 @@ from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
 from orchestrator.tracking_store import check_tracking
 from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
-from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, trial_order
+from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, snapshot_period, trial_order
 from trainables import provenance, record
 from trainables.run_logger import RunLogger
 from trainables.ticket_board import TicketBoard
@@ -275,7 +275,8 @@ def run_trials(
     tuner = make_tuner(plan, runs.pending, shared, console, runs.done_rounds, callbacks, interruption.stopper())
     interruption.tune_running = True
     try:
-        results = tuner.fit()
+        with snapshot_period(len(runs.pending)):
+            results = tuner.fit()
     finally:
         interruption.tune_running = False
     if interruption.happened:

@@ -1,8 +1,10 @@
 """Ray Tune's side of a sweep: one trial per lineage, and what to do with those the scheduler stopped."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Collection, Sequence
+import os
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import ray
@@ -84,6 +86,28 @@ def make_tuner(
             stop=_combined(make_stopper(config.scheduler), stopper),
         ),
     )
+
+
+#: Seconds between Tune's snapshots of its experiment state, per pending trial (at least 10 s, Tune's
+#: own floor). A snapshot writes every trial's state, so its cost grows with the trials; Tune's
+#: "auto" period aims at 5% of wall time, which on 2 cores was 10% of the driver's CPU at 5,000
+#: lineages. lth-sweep resumes from MLflow and the lineages' checkpoints, not from this state
+#: (Ray's own readers get the final one, written at the end), so a period proportional to the
+#: trials keeps the snapshots' share small and constant. TUNE_GLOBAL_CHECKPOINT_S overrides it.
+SNAPSHOT_SECONDS_PER_TRIAL = 0.02
+
+
+@contextlib.contextmanager
+def snapshot_period(trials: int) -> Iterator[None]:
+    """Tune's snapshot period for a fit of `trials` trials (read by Tune when the fit starts)."""
+    if "TUNE_GLOBAL_CHECKPOINT_S" in os.environ:
+        yield
+        return
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(max(10.0, SNAPSHOT_SECONDS_PER_TRIAL * trials))
+    try:
+        yield
+    finally:
+        os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
 
 
 def lineage_source(configs: list[dict], max_concurrent: int | None) -> Searcher:

@@ -26,6 +26,7 @@ ERROR = "lth.error"  #: why a run FAILED
 NOTES = "lth.notes"  #: what a run should say (a layer saved from collapse, a restart), one per line
 STOPPED = "lth.stopped"  #: why the scheduler stopped a lineage (its run ends KILLED, not FAILED)
 WORKER = "lth.worker"  #: host:pid of the attempt that ran a lineage
+NODE = "lth.node"  #: the Ray node id of that attempt (hosts can hold several nodes)
 DEVICE = "lth.device"  #: the device a trunk or lineage trained on
 PARENT = "mlflow.parentRunId"  #: MLflow's own: the sweep's run, on every child
 DESCRIPTION = "mlflow.note.content"  #: MLflow's own: the run's description in the UI

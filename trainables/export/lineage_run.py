@@ -99,7 +99,7 @@ def winning_round(sweep_record, label: str, metric: str | None = None, seed: int
     & Carbin's rule (analysis/winning.py), with `metric` that metric's ticket (the sparsest round
     reached while every round up to it matches dense within the margin); ExportError when the
     label has none, saying why."""
-    from analysis.tickets import judge
+    from analysis.tickets import PooledLineages, judge
 
     frame = sweep_record.frame()
     judged_on = metric or "test/acc"
@@ -108,7 +108,10 @@ def winning_round(sweep_record, label: str, metric: str | None = None, seed: int
     if seed is not None and ((frame["label"] == label) & (frame["seed"] == seed)).any():
         config = frame.loc[(frame["label"] == label) & (frame["seed"] == seed), "config"].iloc[0]
         frame = frame[frame["config"] == config]
-    verdicts = judge(frame, [metric] if metric else [])
+    try:
+        verdicts = judge(frame, [metric] if metric else [])
+    except PooledLineages as error:
+        raise ExportError(str(error)) from None
     configuration = verdicts["configurations"][0] if len(verdicts["configurations"]) == 1 else None
     if configuration is None:
         raise ExportError(f"label {label!r} runs in several trunk configurations: name the lineage's seed")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, SerializationInfo, field_validator, model_serializer
 
 from trainables.canonical import Spec
 from trainables.masks import Masks
@@ -35,6 +35,17 @@ class PruneSpec(Spec):
     shuffle: bool = Field(False, description="control: shuffle each layer's mask (same per-layer sparsity)")
     exclude: tuple[str, ...] | None = Field(None, description="weights never pruned; None takes the model's defaults")
     allow_layer_collapse: bool = Field(False, description="let a layer lose all its weights")
+    name: str | None = Field(
+        None, description="the entry's label in tables, legends and verdicts (default: the method and its variant, "
+        "e.g. imp@125+reinit); not part of the lineage's identity",
+    )
+
+    @model_serializer(mode="wrap")
+    def _identity(self, handler, info: SerializationInfo) -> dict:
+        data = handler(self)
+        if (info.context or {}).get("identity"):
+            data.pop("name", None)  # a label: renaming an entry keeps its lineages and their runs
+        return data
 
     @field_validator("rewind", mode="before")
     @classmethod
@@ -70,7 +81,12 @@ class PruneSpec(Spec):
 
     @property
     def label(self) -> str:
-        """Short human name for tables and legends, e.g. 'imp@200+reinit'."""
+        """Short human name for tables and legends, e.g. 'imp@200+reinit', or the entry's `name`."""
+        return self.name or self.default_label
+
+    @property
+    def default_label(self) -> str:
+        """The method and what distinguishes its variant, e.g. 'imp@200+reinit'."""
         label = self.method + self.variant()
         if self.rewind != "init":
             label += f"@{self.rewind}"
