@@ -62,12 +62,12 @@ def _proc(pid: int) -> tuple[float, int, int] | None:
         return None
 
 
-def run_sweep(lineages: int, folder: Path, address: str | None) -> dict:
+def run_sweep(lineages: int, folder: Path, address: str | None, server_url: str | None = None) -> dict:
     config = folder / f"scale{lineages}.yaml"
     config.write_text(config_text(lineages))
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = server_url or f"sqlite:///{folder / 'mlflow.db'}"
     command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(config)] + (["--address", address] if address else [])
-    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}  # the server's credentials too
     started = time.time()
     log = open(folder / "sweep.log", "w")
     process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -84,7 +84,9 @@ def run_sweep(lineages: int, folder: Path, address: str | None) -> dict:
                "driver_cpu_s": round(cpu, 1), "driver_cpu_s_per_lineage": round(cpu / lineages, 4),
                "driver_peak_rss_gb": round(peak / 2**30, 3), "driver_rss_gb_every_30s": timeline}
     figures |= _from_log((folder / "sweep.log").read_text())
-    return figures | _from_mlflow(uri) | {"store_mb": round(_size(folder, "mlflow.db", "mlruns") / 2**20, 1)}
+    figures |= _from_mlflow(uri) | {"store_mb": round(_size(folder, "mlflow.db", "mlruns") / 2**20, 1)}
+    figures["rounds_per_s"] = round(lineages / max(wall - figures["first_lineage_started_s"], 1e-9), 2)  # 1 round each
+    return figures
 
 
 def _from_log(log: str) -> dict:
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--lineages", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--cluster", action="store_true", help="a simulated 3-node cluster (head with 0 CPUs)")
     parser.add_argument("--out", type=Path, help="append the figures (JSON lines) here")
+    parser.add_argument("--server", action="store_true", help="MLflow on PostgreSQL as deploy/ runs it "
+                        "(deploy/local_mlflow_server.py: basic auth, artifact proxy, gunicorn), not a sqlite file")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(ROOT)  # this checkout, also for the simulated nodes' workers
     cluster = None
@@ -153,11 +157,20 @@ def main() -> None:
         for _ in range(3):
             cluster.add_node(num_cpus=4)
         cluster.wait_for_nodes()
+    server = None
     try:
         for lineages in args.lineages:
+            if args.server:  # a fresh server per sweep: each starts from an empty store
+                from deploy.local_mlflow_server import start_server
+
+                server = start_server()
+                os.environ |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": server.admin_password}
             with tempfile.TemporaryDirectory(prefix=f"lth-scale{lineages}-") as folder:
-                figures = run_sweep(lineages, Path(folder), cluster.address if cluster else None)
-                figures["where"] = "3-node cluster" if cluster else "local Ray"
+                figures = run_sweep(lineages, Path(folder), cluster.address if cluster else None, server and server.url)
+                figures["where"] = ("3-node cluster" if cluster else "local Ray") + (", MLflow server on PostgreSQL" if server else "")
+                if server:
+                    figures["store_mb"] = round(_size(server.root, "artifacts") / 2**20, 1)
+                    server = _stopped(server)
                 print(json.dumps(figures), flush=True)
                 if figures["exit"] != 0:
                     print((Path(folder) / "sweep.log").read_text()[-3000:], file=sys.stderr)
@@ -165,8 +178,16 @@ def main() -> None:
                     with open(args.out, "a") as out:
                         out.write(json.dumps(figures) + "\n")
     finally:
+        if server:
+            _stopped(server)
         if cluster:
             cluster.shutdown()
+
+
+def _stopped(server) -> None:
+    from deploy.local_mlflow_server import stop_server
+
+    stop_server(server)
 
 
 if __name__ == "__main__":
