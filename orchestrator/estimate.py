@@ -290,8 +290,9 @@ def report(
     slots = machine.slots(cpus, gpus, res.max_concurrent_trials)
     trunk_s, training_s = (training_seconds(jobs, res, machine) for jobs in (trunks, lineages))
     fixed = fixed_costs(len(lineages), len(trunks), rounds, slots)
-    trunk_s += fixed.start  # the sweep's start and the runs it opens come before the trunks
-    lineage_s = fixed.lineage_phase(training_s)
+    trunk_s += fixed.before_trunks + fixed.between  # the sweep's start, its runs, Tune's start
+    lineage_s = fixed.lineage_phase(training_s) + fixed.finish
+    trained = "trial overheads (many short lineages)" if fixed.on_slots > training_s else "training"
     gpus_here = f"{machine.gpus} GPU{'s' if machine.gpus != 1 else ''}" + (" (assumed)" if machine.gpus_assumed else "")
     launches = (
         f", at least {GPU_STEP_SECONDS_PER_LAYER * 1e3:.2f} ms per step and layer of a trial and "
@@ -328,11 +329,11 @@ def report(
             f"wall time (rough): {duration(trunk_s + lineage_s)} (trunks {duration(trunk_s)}, then lineages "
             f"{duration(lineage_s)}), {slots} at a time on {machine.cpus} CPUs and {gpus_here}; assumes "
             f"{si(CPU_FLOPS_PER_THREAD, 'FLOP/s')} per CPU thread, {si(GPU_FLOPS, 'FLOP/s')} per GPU "
-            f"(x{BF16_GPU_SPEEDUP:g} in bf16){launches}, no time lost to data loading; bound by training (analysis off)"
+            f"(x{BF16_GPU_SPEEDUP:g} in bf16){launches}, no time lost to data loading; bound by {trained} (analysis off)"
         )
     else:
         beside = analysis_side(planned, twins)
-        bound = "analysis" if beside > lineage_s else "training"
+        bound = "analysis" if beside > lineage_s else trained
         lines += [
             f"analysis (rough): {sum(count for _, count in measurements)} measurements (every round of every "
             f"lineage, each trunk's reference and noise floor), ~{duration(planned.per_round)} each on "

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SWEEP_START_S = 8.0  # Ray started, the store opened, the parent run made
-RUN_OPEN_S = 0.028  # one trunk's or lineage's MLflow run created (driver, before the trunks)
-TRIAL_S = 0.09  # a trial's own fixed cost, on its slot
-ROUND_S = 0.03  # a round's logging and checkpoint, on its slot
-DRIVER_TRIAL_S = 0.055  # the driver's time per trial: lineages finish no faster than 1 / this
+SWEEP_START_S = 10.0  # Ray started, the store opened, the parent run made
+RUN_OPEN_S = 0.0245  # one trunk's or lineage's MLflow run created (driver, serially, before the trunks)
+TUNE_START_S = 7.0  # from the trunks to the first trial
+TRIAL_S = 0.11  # a trial's own fixed cost, on its slot
+ROUND_S = 0.03  # a round's logging and checkpoint, on its slot (assumed: the bench's lineages have one round)
+DRIVER_TRIAL_S = 0.05  # the driver's CPU per trial: lineages finish no faster than 1 / this
+FINISH_S, FINISH_PER_LINEAGE_S = 5.0, 0.009  # the summary, the verdicts and the figures at the end
 
 
 @dataclass(frozen=True)
 class FixedCosts:
-    start: float  # seconds before the first trunk trains
+    before_trunks: float  # Ray, MLflow and every run opened
+    between: float  # from the trunks to the first trial
     on_slots: float  # the trials' and rounds' own costs, spread over the slots
     driver: float  # the driver's own share of the lineages' phase
+    finish: float  # the summary, verdicts and figures
 
     def lineage_phase(self, training: float) -> float:
         """The lineages' phase: their training plus what each trial and round costs besides it on
@@ -32,12 +36,19 @@ class FixedCosts:
 
     def line(self, lineages: int, duration) -> str:
         return (
-            f"fixed costs (rough, included above): {duration(self.start)} before the first trunk (Ray, MLflow, "
-            f"{lineages} lineage runs opened), {duration(self.on_slots)} of trial and round overhead on the slots, "
-            f"the driver at most {1 / DRIVER_TRIAL_S:.0f} lineages/s; calibrated by bench/driver_scale.py on 2 cores"
+            f"fixed costs (rough, included above): {duration(self.before_trunks)} before the trunks (Ray, MLflow, "
+            f"{lineages} lineage runs opened), {duration(self.between)} to the first trial, "
+            f"{duration(self.on_slots)} of trial and round overhead on the slots, {duration(self.finish)} for the "
+            f"summary and figures; the driver finishes at most {1 / DRIVER_TRIAL_S:.0f} lineages/s; "
+            "calibrated by bench/driver_scale.py on 2 cores"
         )
 
 
 def fixed_costs(lineages: int, trunks: int, rounds: int, slots: int) -> FixedCosts:
-    on_slots = (TRIAL_S * lineages + ROUND_S * rounds) / max(slots, 1)
-    return FixedCosts(SWEEP_START_S + RUN_OPEN_S * (lineages + trunks), on_slots, DRIVER_TRIAL_S * lineages)
+    return FixedCosts(
+        before_trunks=SWEEP_START_S + RUN_OPEN_S * (lineages + trunks),
+        between=TUNE_START_S if lineages else 0.0,
+        on_slots=(TRIAL_S * lineages + ROUND_S * rounds) / max(slots, 1),
+        driver=DRIVER_TRIAL_S * lineages,
+        finish=FINISH_S + FINISH_PER_LINEAGE_S * lineages,
+    )
