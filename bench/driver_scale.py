@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # deploy/ (--server)
 SEEDS = 5
 TICK = os.sysconf("SC_CLK_TCK")
 
