@@ -56,13 +56,13 @@ def on_own_cluster(workdir: Path) -> dict:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
     cluster.wait_for_nodes()
+    ids = {"head": cluster.head_node.node_id, "workers": [node.node_id for node in workers]}
     try:
         done = subprocess.run(LTH + ["sweep", "sweep.yaml", "--address", cluster.address], cwd=workdir,
                               capture_output=True, text=True, timeout=500)
     finally:
         cluster.shutdown()
-    return {"exit": done.returncode, "log": done.stderr[-4000:], "head": cluster.head_node.node_id,
-            "workers": [node.node_id for node in workers]}
+    return {"exit": done.returncode, "log": done.stderr[-4000:], **ids}
 
 
 if __name__ == "__main__":
