@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from driver_scale import config_text  # noqa: E402
 
 #: lineages -> measured wall seconds (bench/RESULTS.md, "Driver scale", after)
-MEASURED = {200: 45.1, 1000: 108.7, 5000: 524.2}
+MEASURED = {200: 45.1, 1000: 108.7, 5000: 524.2, 10000: 995.9}
 
 
 def seconds(text: str) -> float:
