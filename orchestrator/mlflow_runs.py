@@ -118,6 +118,10 @@ class SweepTracker:
 
             RunLogger(self.uri, run_id).note(None, [f"continued by an attempt with {', '.join(changes)}"])
 
+    def created_here(self, run_id: str) -> bool:
+        """Whether this driver created the run (it has logged nothing yet)."""
+        return run_id in self._created
+
     def existing(self, kind: str, lth_id: str):
         """The sweep's child run of this kind and id, or None where there is none yet."""
         return self._children().get((kind, lth_id))

@@ -11,6 +11,7 @@ from orchestrator.config_errors import ConfigError
 from orchestrator.grid import expand_lineages, unique_trunks
 from trainables.data.describe import describe
 from trainables.specs import LineageSpec, TrunkSpec
+from trainables.trial_payload import display_name as lineage_name
 from trainables.ticket_sharing import shared_tickets, takes_ticket
 
 
@@ -92,7 +93,7 @@ class SweepPlan:
 
 
 def display_name(spec: LineageSpec) -> str:
-    return f"{spec.pruning.label} s{spec.trunk.seed}"
+    return lineage_name(spec.pruning.label, spec.trunk.seed)
 
 
 def check_devices(config: SweepConfig, lineages: list[LineageSpec]) -> None:

@@ -32,14 +32,13 @@ class LogConsole(Console):
 
 
 class RoundPrinter(tune.Callback):
-    def __init__(self, console: Console, names: dict[str, str], total_rounds: int, done_rounds: int = 0):
+    def __init__(self, console: Console, total_rounds: int, done_rounds: int = 0):
         self.console = console
-        self.names = names  # lineage id -> display name
         self.total_rounds = total_rounds
         self.done_rounds = done_rounds
 
     def _name(self, trial) -> str:
-        return self.names.get(TrialConfig.of(trial.config).lineage_id, trial.trial_id)
+        return TrialConfig.of(trial.config).name
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.console.say(f"{self._name(trial)}: started")

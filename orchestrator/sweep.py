@@ -210,20 +210,22 @@ def attach_resumes(plan: SweepPlan, runs: SweepRuns, console: Console) -> None:
     Then the pending lineages are put in Tune's order (`tuner.trial_order`)."""
     storage = plan.config.storage_path(Path.cwd())
     left = latest_checkpoints(experiment_folder(storage, experiment_name(plan)), [payload.lineage_id for payload in runs.pending])
+    tracker = runs.tracker
     for index, payload in enumerate(runs.pending):
-        logged = record.steps_with(runs.tracker.client, payload.run_id, record.ROUND_DONE)
+        # A run this driver just created has no rounds: no MLflow query per new lineage.
+        logged = set() if tracker.created_here(payload.run_id) else record.steps_with(tracker.client, payload.run_id, record.ROUND_DONE)
         checkpoint, round_index = left.get(payload.lineage_id, (None, 0))
         if checkpoint and set(range(1, round_index + 1)) <= logged:
             runs.pending[index] = dataclasses.replace(payload, resume=ResumePoint(checkpoint, round_index))
             console.say(f"{display_name(payload.lineage)}: continues after round {round_index} (its checkpoint from an earlier run)")
             runs.done_rounds += round_index
         elif checkpoint:  # a trial logs a round before checkpointing it: this store never saw these rounds
-            RunLogger(runs.tracker.uri, payload.run_id).note(None, [
+            RunLogger(tracker.uri, payload.run_id).note(None, [
                 f"the checkpoint of round {round_index} in {storage} is not this store's (its rounds are not in it: "
                 "a copied or moved folder?): not used, restarted from round 1"
             ])
         elif logged:
-            RunLogger(runs.tracker.uri, payload.run_id).note(None, [
+            RunLogger(tracker.uri, payload.run_id).note(None, [
                 f"no checkpoint left in {storage}: restarted from round 1 (rounds already in MLflow are not logged again)"
             ])
     shared = shared_tickets([payload.lineage for payload in runs.pending])

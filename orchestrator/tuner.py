@@ -14,7 +14,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.stopper import CombinedStopper, FunctionStopper
 
 from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.plan import SweepPlan, display_name
+from orchestrator.plan import SweepPlan
 from orchestrator.progress import Console, RoundPrinter
 from orchestrator.lineage_searcher import LineageSearcher
 from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
@@ -62,7 +62,6 @@ def make_tuner(
         tune.with_parameters(lineage_trial, shared=shared),
         {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
     )
-    names = {spec.id: display_name(spec) for spec in plan.lineages}
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -81,7 +80,7 @@ def make_tuner(
             verbose=0,
             # Every round in each trial's progress.csv and result.json, for Ray's own ExperimentAnalysis
             # (README: "Reading a sweep with Ray's own tools"); TensorBoard's files are left off.
-            callbacks=[RoundPrinter(console, names, plan.total_rounds, done_rounds), CSVLoggerCallback(), JsonLoggerCallback(), *callbacks],
+            callbacks=[RoundPrinter(console, plan.total_rounds, done_rounds), CSVLoggerCallback(), JsonLoggerCallback(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             stop=_combined(make_stopper(config.scheduler), stopper),
         ),
@@ -113,8 +112,7 @@ def snapshot_period(trials: int) -> Iterator[None]:
 # Module functions, not closures: Tune pickles them into every trial's saved state, and a closure
 # over the sweep's names (all N of them) made each snapshot O(N^2): 72 MB at 1,000 lineages.
 def trial_name(trial) -> str:
-    config = TrialConfig.of(trial.config)
-    return f"{config.label} s{config.seed}".replace(" ", "_")
+    return TrialConfig.of(trial.config).name.replace(" ", "_")
 
 
 def trial_dirname(trial) -> str:
@@ -140,7 +138,6 @@ def _combined(scheduler_stop, stopper: tune.Stopper | None):
 def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Console) -> None:
     """Lineages the scheduler stopped: their runs end KILLED, with `lth.stopped` saying why."""
     spec = plan.config.scheduler
-    names = {lineage.id: display_name(lineage) for lineage in plan.lineages}
     for result in results:
         payload = TrialConfig.of(result.config)
         if result.error is not None or tracker.client.get_run(payload.run_id).info.status != "RUNNING":
@@ -149,4 +146,4 @@ def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Conso
         reason = why_stopped(spec, int(metrics.get("round", 0)), float(metrics.get(scheduler_key(spec), float("nan"))))
         tracker.client.set_tag(payload.run_id, STOPPED_TAG, reason)
         tracker.client.set_terminated(payload.run_id, "KILLED")
-        console.say(f"{names[payload.lineage_id]}: {reason}")
+        console.say(f"{payload.name}: {reason}")

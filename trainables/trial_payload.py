@@ -35,7 +35,7 @@ class TrialPayload:
     slot: int = 0  #: which analysis actor takes its first round (spreads lineages over the pool)
     validation_every: int = 0  #: > 0: track the validation loss for the early-stopping iteration
     validation_images: int | None = None  #: how many validation images (None: the whole split)
-    resume: ResumePoint | None = None  #: None: Tune's own checkpoint, if any, or round 1
+    resume: ResumePoint | None = None  #: one an earlier driver left (the trial looks for its own either way)
 
     KEY = "trial"  #: where `TrialConfig` sits in Tune's config
 
@@ -101,6 +101,15 @@ class TrialConfig:
     def of(cls, config: dict) -> TrialConfig:
         """From a trial's config (`trial.config`, `result.config`, or the trial's own)."""
         return cls(**config[TrialPayload.KEY])
+
+    @property
+    def name(self) -> str:
+        return display_name(self.label, self.seed)
+
+
+def display_name(label: str, seed: int) -> str:
+    """A lineage as the terminal, the summary and Tune's trial names show it: 'imp@125 s0'."""
+    return f"{label} s{seed}"
 
 
 _fetched: tuple[str, dict] | None = None  # this worker process's payloads: (their ObjectRef's hex, them)

@@ -4,18 +4,13 @@ machine (bench/RESULTS.md, "Driver scale"), within 30%."""
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
+from bench.driver_scale import config_text
 from orchestrator.config import load_config
 from orchestrator.estimate import Machine
 from orchestrator.plan import make_plan
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from driver_scale import config_text  # noqa: E402
 
 #: lineages -> measured wall seconds (bench/RESULTS.md, "Driver scale", after)
 MEASURED = {200: 45.1, 1000: 108.7, 5000: 524.2, 10000: 995.9}
