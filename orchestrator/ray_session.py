@@ -1,7 +1,9 @@
 """Connecting to Ray: a local instance sized to the machine by default, or an existing cluster."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 from typing import TYPE_CHECKING
 
@@ -52,8 +54,25 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     else:
         # "local": a new instance even where `ray start` or a test cluster left its address in
         # /tmp/ray/ray_current_cluster, which a bare ray.init() would silently join.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
+        with owned_by_the_driver():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
     return True
+
+
+@contextlib.contextmanager
+def owned_by_the_driver():
+    """The Ray processes started meanwhile (and the workers they start) keep SIGTERM and SIGHUP
+    blocked, as Ray itself blocks SIGINT in them: a scheduler's SIGTERM to the whole job, or a
+    closed terminal's SIGHUP to its process group, reaches the driver alone, which stops the trials
+    at their checkpoints and then shuts Ray down (`orchestrator/interrupt.py`). Unblocked, they
+    die at once and the driver waits a minute for its lost GCS before aborting. The price: each
+    of Ray's processes ignores `ray.shutdown`'s SIGTERM and is killed after its one-second grace."""
+    blocked = {signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class ClusterTooSmall(RuntimeError):

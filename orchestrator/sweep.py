@@ -84,7 +84,8 @@ def run_sweep(
 ) -> SweepOutcome:
     """Runs the sweep. `callbacks`: Tune callbacks of the caller's own, told of every round's
     result as the progress printer is. `check_store=False`: the caller has checked the tracking
-    store already (the CLI does, before importing Ray). Raises SweepInterrupted on Ctrl-C."""
+    store already (the CLI does, before importing Ray). Raises SweepInterrupted on Ctrl-C, SIGTERM
+    or SIGHUP."""
     console = console or LogConsole()
     uri = plan.config.tracking.resolved_uri(Path.cwd())
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
@@ -94,6 +95,7 @@ def run_sweep(
     runs = None
     with Interruption() as interruption:
         started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
+        interruption.install()  # ray.init replaced the SIGTERM handler
         try:
             runs = open_runs(plan, uri, console)
             attach_resumes(plan, runs, console)
@@ -108,7 +110,7 @@ def run_sweep(
             if started_ray:
                 ray.shutdown()
     if interruption.happened:
-        raise SweepInterrupted(close_interrupted(plan, runs))
+        raise SweepInterrupted(close_interrupted(plan, runs, interruption.signal_name), interruption.signum)
     return finish(plan, runs, console)
 
 
@@ -289,8 +291,8 @@ def run_trials(
         mark_stopped(plan, results, runs.tracker, console)
 
 
-def close_interrupted(plan: SweepPlan, runs: SweepRuns | None) -> str:
-    """After a Ctrl-C: every run of the sweep still RUNNING ends KILLED (MLflow's "interrupted");
+def close_interrupted(plan: SweepPlan, runs: SweepRuns | None, cause: str = "Ctrl-C") -> str:
+    """After a Ctrl-C (or the `cause` signal): every run of the sweep still RUNNING ends KILLED (MLflow's "interrupted");
     finished lineages stay FINISHED. Returns what to tell the user."""
     if runs is not None:
         tracker = runs.tracker
@@ -299,12 +301,12 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None) -> str:
             max_results=10000,
         )
         for run in still_running:
-            RunLogger(tracker.uri, run.info.run_id).note(None, ["interrupted (Ctrl-C); the next run of the sweep continues it"])
+            RunLogger(tracker.uri, run.info.run_id).note(None, [f"interrupted ({cause}); the next run of the sweep continues it"])
             tracker.client.set_terminated(run.info.run_id, "KILLED")
         tracker.client.set_terminated(tracker.parent_id, "KILLED")
         done = sum(1 for run_id in runs.lineage_runs.values() if tracker.client.get_run(run_id).info.status == "FINISHED")
-        return f"sweep {plan.config.name} interrupted ({done}/{len(plan.lineages)} lineages finished); run the same command to continue"
-    return f"sweep {plan.config.name} interrupted before it started; run the same command to start it"
+        return f"sweep {plan.config.name} interrupted by {cause} ({done}/{len(plan.lineages)} lineages finished); run the same command to continue"
+    return f"sweep {plan.config.name} interrupted by {cause} before it started; run the same command to start it"
 
 
 def judge_sweep(frame) -> dict | None:

@@ -62,7 +62,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
             driver.kill()
     said = (tmp_path / "first.err").read_text()
     assert code == 130, said[-3000:]
-    assert "interrupted (1/3 lineages finished); run the same command to continue" in said, said[-3000:]
+    assert "interrupted by Ctrl-C (1/3 lineages finished); run the same command to continue" in said, said[-3000:]
     assert "Traceback" not in said
     statuses = {r.data.tags["lth.id"]: r.info.status for r in runs_of(client)}
     assert "RUNNING" not in statuses.values(), statuses
@@ -99,3 +99,75 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
     assert json.loads(again.stdout) == rows
     assert "already finished" in again.stderr
 
+
+
+def _ray_processes(ray_tmp) -> list[str]:
+    """Processes of the Ray instance that uses `ray_tmp` (its session folder is on their command lines)."""
+    found = []
+    for status in os.listdir("/proc"):
+        if status.isdigit():
+            try:
+                command = open(f"/proc/{status}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(ray_tmp) in command:
+                found.append(f"{status}: {command[:200]}")
+    return found
+
+
+@pytest.mark.parametrize("signum,whole_group,continued", [
+    (signal.SIGTERM, True, True),  # SLURM's scancel, `ray job stop`: the whole job
+    (signal.SIGTERM, False, False),  # Kubernetes: the container's first process alone
+    (signal.SIGHUP, True, False),  # a closed terminal: its foreground process group
+], ids=["sigterm-group", "sigterm-driver", "sighup-group"])
+def test_sigterm_and_sighup_stop_as_ctrl_c_does(tmp_path, ray_tmp, signum, whole_group, continued):
+    """A scheduler's or a terminal's signal, to the driver or to every process of the job (Ray's
+    too): exit 128 + the signal, the finished lineage FINISHED, the other KILLED with a note, no Ray
+    process left behind, and the same command continues it as if nothing had happened."""
+    name = signal.Signals(signum).name
+    pruning = [{"rate": 0.5, "rounds": 1, "rewind": "init"}, {"rate": 0.3, "rounds": 6, "rewind": 5}]
+    config = yaml.safe_load(sweep_yaml("signals", pruning, **LONG_ROUNDS))
+    config["resources"]["cpus_per_trial"] = 1
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    plan = make_plan(load_config(tmp_path / "sweep.yaml"))
+    short, long = sorted(plan.lineages, key=lambda spec: spec.pruning.rounds)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = child_env(ray_tmp)
+    with open(tmp_path / "first.err", "w") as err:
+        driver = subprocess.Popen(LTH + ["sweep", "sweep.yaml"], cwd=tmp_path, env=env, stdout=err, stderr=err, start_new_session=True)
+    deadline, ready = time.monotonic() + 300, False
+    try:
+        while time.monotonic() < deadline and driver.poll() is None and not ready:
+            try:
+                lineages = {r.data.tags["lth.id"]: r for r in runs_of(client, "lineage")}
+                ready = (short.id in lineages and lineages[short.id].info.status == "FINISHED"
+                         and long.id in lineages and len(rounds_of(client, lineages[long.id].info.run_id)) >= 1)
+            except Exception:  # the store is being created
+                pass
+            time.sleep(0.1)
+        assert driver.poll() is None, f"the sweep ended before the signal:\n{(tmp_path / 'first.err').read_text()}"
+        (os.killpg if whole_group else os.kill)(driver.pid, signum)
+        code = driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    said = (tmp_path / "first.err").read_text()
+    assert code == 128 + signum, said[-3000:]
+    assert f"interrupted by {name} (1/2 lineages finished); run the same command to continue" in said, said[-3000:]
+    assert "Traceback" not in said and "GCS" not in said, said[-3000:]
+    time.sleep(2)  # what Ray's shutdown killed is gone within its grace period
+    assert _ray_processes(ray_tmp) == []
+    statuses = {r.data.tags["lth.id"]: r for r in runs_of(client)}
+    assert "RUNNING" not in {r.info.status for r in statuses.values()}
+    assert statuses[short.id].info.status == "FINISHED"
+    assert statuses[long.id].info.status == "KILLED"
+    assert f"interrupted ({name})" in statuses[long.id].data.tags["lth.notes"]
+    if not continued:
+        return
+    done = subprocess.run(LTH + ["sweep", "sweep.yaml", "--format", "json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert [row["status"] for row in json.loads(done.stdout)] == ["FINISHED"] * 2
+    assert f"{display_name(long)}: continues after round" in done.stderr
+    assert_nothing_duplicated(client)
+    assert_equals_uninterrupted(client, client.get_run(statuses[long.id].info.run_id), long, tmp_path)
