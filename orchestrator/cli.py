@@ -15,7 +15,6 @@ from orchestrator.config_errors import ConfigError
 from orchestrator.tracking_store import resolve_uri
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
 
 
 @contextlib.contextmanager
@@ -92,8 +91,9 @@ def _sweep(args) -> int:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SweepInterrupted as interrupted:
-        console.say(str(interrupted))
-        return EXIT_INTERRUPTED
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            console.say(str(interrupted))
+        return interrupted.exit_code
     print(render(outcome.rows, args.format, outcome.indistinct), flush=True)
     if outcome.stale:
         console.say(
