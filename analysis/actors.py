@@ -35,6 +35,9 @@ from trainables.trunk import TrunkResult
 from trainables.record import TWIN_PREFIX
 
 DONE_MARKER = record.ANALYSIS_DONE
+#: A lineage handed to the pool was validated, its files checked, before the sweep started: each
+#: round's validation does not read the dataset again.
+PATHS_CHECKED = {"check_paths": False}
 
 
 def _state_dict(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -210,7 +213,7 @@ class AnalysisActor:
     ) -> dict[str, float]:
         if round_index in analysed_steps(self.client, run_id):
             return {}
-        metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage), reference, round_index, weights, masks)
+        metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage, context=PATHS_CHECKED), reference, round_index, weights, masks)
         self._tag(run_id)
         log_measurements(self.client, run_id, round_index, metrics, folder, dense_grid=reference.grid)
         return metrics

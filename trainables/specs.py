@@ -124,7 +124,7 @@ class DataSpec(Spec):
         check_path(self.name, self.path)
         if self.ood_path is not None:
             try:
-                check_path(self.ood_format, self.ood_path)
+                check_path(self.ood_format, self.ood_path, ood=True)
             except ValueError as error:
                 raise ValueError(f"ood_path: {error}") from None
         return self

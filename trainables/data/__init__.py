@@ -239,11 +239,12 @@ def load_dataset(spec: Any) -> Dataset:
     return dataset
 
 
-def check_path(name: str, path: str | None) -> None:
-    """Cheap config-time validation (files exist, headers plausible); raises ValueError."""
+def check_path(name: str, path: str | None, ood: bool = False) -> None:
+    """Config-time validation (`disk`'s ``check``: sizes, labels, image signatures, a decoded sample),
+    as training data or, with `ood`, as an OOD set (whose classes do not matter); raises ValueError."""
     loader = DATASETS[name]
     if isinstance(loader, disk.DiskFormat):
-        loader.validate(path)
+        loader.validate(path, ood)
 
 
 __all__ = [

@@ -102,34 +102,44 @@ def _root(layout: Layout, path: Path) -> tuple[Path, bool]:
 
 
 def check(layout: Layout, path: Path) -> Path:
+    """Every batch: the binary version's records whole and their labels in range (the label bytes
+    are read through a memory map); the python version unpickled whole (the only way to its labels)."""
     root, binary = _root(layout, path)
     names = (*layout.bin_train, layout.bin_test) if binary else (*layout.py_train, layout.py_test)
-    record = layout.label_bytes + PIXELS
     for name in names:
-        file = root / name
-        if not file.is_file():
+        if not (root / name).is_file():
             raise fail(layout.name, root, f"missing {name}")
-        size = file.stat().st_size
-        if binary and (size == 0 or size % record):
-            raise fail(layout.name, root, f"{name}: {size} bytes is not a whole number of {record}-byte records")
+        if binary:
+            record = _record(layout, root, name)
+            rows = np.memmap(root / name, dtype=np.uint8, mode="r").reshape(-1, record)
+            _check_labels(layout, root, name, rows[:, layout.label_bytes - 1])
+        else:
+            _python_batch(layout, root, name)
     return root
 
 
+def _record(layout: Layout, root: Path, name: str) -> int:
+    """The record size, once the file is known to hold whole records."""
+    size, record = (root / name).stat().st_size, layout.label_bytes + PIXELS
+    if size == 0 or size % record:
+        raise fail(layout.name, root, f"{name}: {size} bytes is not a whole number of {record}-byte records")
+    return record
+
+
 def _read_binary(layout: Layout, root: Path, name: str) -> Source:
-    raw = np.fromfile(root / name, dtype=np.uint8)
-    record = layout.label_bytes + PIXELS
-    if raw.size == 0 or raw.size % record:
-        raise fail(layout.name, root, f"{name}: {raw.size} bytes is not a whole number of {record}-byte records")
-    rows = raw.reshape(-1, record)
-    labels = rows[:, layout.label_bytes - 1].astype(np.int64)
+    rows = np.fromfile(root / name, dtype=np.uint8).reshape(-1, _record(layout, root, name))
+    labels = _check_labels(layout, root, name, rows[:, layout.label_bytes - 1])
     images = rows[:, layout.label_bytes :].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return _checked(layout, root, name, np.ascontiguousarray(images), labels)
+    return Source(np.ascontiguousarray(images), labels)
 
 
-def _checked(layout: Layout, root: Path, name: str, images: np.ndarray, labels: np.ndarray) -> Source:
-    if labels.size and (labels.min() < 0 or labels.max() >= layout.num_classes):
-        raise fail(layout.name, root, f"{name}: label {int(labels.max())} out of range 0..{layout.num_classes - 1}")
-    return Source(images, labels)
+def _check_labels(layout: Layout, root: Path, name: str, labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= layout.num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise fail(layout.name, root, f"{name}: record {i} has label {labels[i]}, outside 0..{layout.num_classes - 1}")
+    return labels
 
 
 # Only what numpy arrays, bytes and str are rebuilt from; everything else is refused.
@@ -161,7 +171,8 @@ def _unpickle(layout: Layout, root: Path, name: str) -> dict[str, object]:
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in loaded.items()}
 
 
-def _read_python(layout: Layout, root: Path, name: str) -> Source:
+def _python_batch(layout: Layout, root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 pixels (N, 3072), int64 labels (N,)), checked."""
     batch = _unpickle(layout, root, name)
     data, labels = batch.get("data"), batch.get(layout.py_labels)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
@@ -172,8 +183,12 @@ def _read_python(layout: Layout, root: Path, name: str) -> Source:
         raise fail(layout.name, root, f"{name}: {layout.py_labels!r} is not a list of integers") from None
     if len(labels) != len(data):
         raise fail(layout.name, root, f"{name}: {len(data)} images but {len(labels)} labels")
-    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return _checked(layout, root, name, images, labels)
+    return data, _check_labels(layout, root, name, labels)
+
+
+def _read_python(layout: Layout, root: Path, name: str) -> Source:
+    data, labels = _python_batch(layout, root, name)
+    return Source(np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels)
 
 
 def _class_names(layout: Layout, root: Path, binary: bool) -> list[str]:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .disk import IMAGENET_MEAN, IMAGENET_STD, DiskFormat, Parts, Source, fail, require
+from .imagecheck import check_images
 
 CLASS_CONCEPT_THRESHOLD = 50.0  # percent of a class's images with the attribute present
 NAME = "CUB_200_2011"
@@ -47,7 +48,12 @@ def check(path: Path) -> Path:
     require(NAME, root, *FILES)
     if _attributes_file(root) is None:
         raise fail(NAME, root, "attributes/attributes.txt not found (nor attributes.txt inside or beside it)")
+    check_images(NAME, root, _files(root, _table(root, "images.txt", ["id", "file"])))
     return root
+
+
+def _files(root: Path, images: pd.DataFrame) -> list[str]:
+    return [str(root / "images" / f) for f in images["file"]]
 
 
 def _table(root: Path, name: str, columns: list[str]) -> pd.DataFrame:
@@ -118,8 +124,7 @@ def read(root: Path) -> Parts:
         raise fail(NAME, root, f"{name}: shape {continuous.shape}, expected ({len(classes)}, {len(concept_names)})")
     class_concepts = [np.flatnonzero(c > CLASS_CONCEPT_THRESHOLD).tolist() for c in continuous]
 
-    files = [str(root / "images" / f) for f in images["file"]]
-    source = Source(files, labels, concepts, boxes)
+    source = Source(_files(root, images), labels, concepts, boxes)
     return Parts(
         source.take(np.flatnonzero(is_train == 1)),
         source.take(np.flatnonzero(is_train != 1)),

@@ -1,8 +1,12 @@
 """What every dataset read from disk shares: sub-sampling, memory placement, OOD sets, errors.
 
-A format module provides ``check(path) -> root`` (cheap: required files exist, headers plausible)
-and ``read(root) -> Parts`` (labels, metadata and the images as files or raw uint8 arrays);
-:class:`DiskFormat` turns those into a :class:`Dataset`.
+A format module provides ``check(path) -> root`` and ``read(root) -> Parts`` (labels, metadata and
+the images as files or raw uint8 arrays); :class:`DiskFormat` turns those into a :class:`Dataset`.
+``check`` runs before Ray on every ``lth sweep`` (``DataSpec``'s validation): it refuses data broken
+inside, not just at its header, at a cost that stays small for real datasets (bench/data_check.py):
+file sizes against their headers, every label (labels are small), and image files as
+``imagecheck`` says (every file's signature, a seeded sample decoded). A format whose classes are
+folders also says, for its use as training data only, that it holds at least two classes.
 
 Sub-sampling: each split is shuffled by a generator derived from ``(spec.seed, "<name>/<split>")``
 and its first ``train_size`` / ``test_size`` images are kept; a request larger than the split
@@ -34,6 +38,12 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def fail(dataset: str, root: Path, problem: str) -> ValueError:
     return ValueError(f"{dataset} at {root}: {problem}")
+
+
+def relative(root: Path, file: str | Path) -> Path:
+    """How a message names a file: relative to the dataset's root when inside it."""
+    file = Path(file)
+    return file.relative_to(root) if file.is_relative_to(root) else file
 
 
 def require(dataset: str, root: Path, *names: str) -> None:
@@ -119,17 +129,23 @@ class DiskFormat:
     check: Callable[[Path], Path]  # -> the dataset's root (e.g. the cifar-10-batches-bin folder)
     read: Callable[[Path], Parts]
     title: str = ""  # how errors name the dataset, when not by its registered name
+    # Raises unless the root holds two classes or more; run for training data only, since an OOD
+    # set's labels are never used (a folder of unlabelled images is one class).
+    check_classes: Callable[[Path], None] | None = None
 
-    def validate(self, path: str | Path | None) -> Path:
+    def validate(self, path: str | Path | None, ood: bool = False) -> Path:
         if path is None:
             raise ValueError(f"dataset {self.name!r} is read from disk: set data.path to its folder")
         path = Path(path)
         if not path.is_dir():
             raise fail(self.name, path, "not a directory")
-        return self.check(path)
+        root = self.check(path)
+        if not ood and self.check_classes is not None:
+            self.check_classes(root)
+        return root
 
-    def parts(self, path: str | Path | None) -> Parts:
-        return self.read(self.validate(path))
+    def parts(self, path: str | Path | None, ood: bool = False) -> Parts:
+        return self.read(self.validate(path, ood))
 
     def __call__(self, spec: Any) -> Dataset:
         parts = self.parts(spec.path)
@@ -163,8 +179,7 @@ def _files_exist(dataset: str, root: Path, source: Source) -> None:
     if not isinstance(source.items, np.ndarray):
         missing = next((Path(f) for f in source.items if not Path(f).is_file()), None)
         if missing is not None:
-            shown = missing.relative_to(root) if missing.is_relative_to(root) else missing
-            raise fail(dataset, root, f"image file {shown} not found")
+            raise fail(dataset, root, f"image file {relative(root, missing)} not found")
 
 
 def load_ood(spec: Any, dataset: Dataset, loader: Any) -> Split | None:
@@ -176,7 +191,7 @@ def load_ood(spec: Any, dataset: Dataset, loader: Any) -> Split | None:
         return None
     if not isinstance(loader, DiskFormat):
         raise ValueError(f"data.ood_format {getattr(spec, 'ood_format', None)!r} is not a format read from disk")
-    parts = loader.parts(spec.ood_path)
+    parts = loader.parts(spec.ood_path, ood=True)
     source = parts.test if parts.test is not None else parts.train
     source = subsample(source, spec.ood_size, int(spec.seed), f"{dataset.name}/ood")
     source = Source(source.items, np.full(len(source), OOD_LABEL, dtype=np.int64))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .disk import DiskFormat, Parts, Source, fail, require
+from .imagecheck import check_images
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 TEST_FRACTION = 0.2
@@ -36,10 +37,13 @@ def check(path: Path) -> Path:
     missing = [c for c in ("lesion_id", "image_id", "dx") if c not in header]
     if missing:
         raise fail("ham10000", path, f"{METADATA}: no column {missing[0]!r} in its header")
+    _, files = _index(path)
+    check_images("ham10000", path, files)
     return path
 
 
-def read(root: Path) -> Parts:
+def _index(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The metadata (lesion_id, image_id, dx) and each row's image file."""
     try:
         meta = pd.read_csv(root / METADATA, usecols=["lesion_id", "image_id", "dx"], dtype=str)
     except (ValueError, pd.errors.ParserError) as error:
@@ -53,7 +57,11 @@ def read(root: Path) -> Parts:
     missing = [i for i in meta["image_id"] if i not in found]
     if missing:
         raise fail("ham10000", root, f"image {missing[0]}.jpg not found in {' or '.join(IMAGE_DIRS)}")
-    files = [str(found[i]) for i in meta["image_id"]]
+    return meta, [str(found[i]) for i in meta["image_id"]]
+
+
+def read(root: Path) -> Parts:
+    meta, files = _index(root)
     labels = meta["dx"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(dtype=np.int64)
     source = Source(files, labels)
     test = meta["lesion_id"].map(in_test).to_numpy(dtype=bool)
