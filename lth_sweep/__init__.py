@@ -31,7 +31,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 #: errors a caller may catch, importable from here without importing what raises them up front
 _ERRORS = {
     "BadStore": "orchestrator.preflight", "SweepNotFound": "analysis.query", "SweepAmbiguous": "analysis.query",
-    "ExportError": "trainables.export.errors", "SweepInterrupted": "orchestrator.interrupt",
+    "ExportError": "trainables.export.errors", "SweepInterrupted": "orchestrator.interrupt", "SweepBusy": "orchestrator.lease",
 }
 
 
@@ -49,14 +49,17 @@ __all__ = [*_ERRORS,
 ]
 
 
-def run_sweep(config: SweepConfig | dict | str | Path | None = None, overrides: list[str] = (), *, address: str | None = None, progress: bool = False):
+def run_sweep(config: SweepConfig | dict | str | Path | None = None, overrides: list[str] = (), *, address: str | None = None,
+              progress: bool = False, wait: bool = False):
     """Runs (or continues) a sweep and returns its `SweepOutcome`, as `lth sweep` does.
 
     `config`: a `SweepConfig`, the mapping a YAML file holds, a path to one, or None for the
     quickstart; `overrides`: `--set` assignments ("train.epochs=2"). `address`: a Ray cluster to
     join (default: the Ray this process has initialised, else a local one). `progress=True`
     prints the round-by-round lines to stderr as the CLI does; by default they go to logging.
-    Raises `orchestrator.interrupt.SweepInterrupted` on Ctrl-C (run it again to continue)."""
+    Raises `orchestrator.lease.SweepBusy` while another driver runs the sweep on the same store
+    (`wait=True` waits for it to end), `orchestrator.interrupt.SweepInterrupted` on Ctrl-C, SIGTERM
+    or SIGHUP (run it again to continue)."""
     from orchestrator.plan import make_plan
     from orchestrator.preflight import check_sweep_stores
     from orchestrator.progress import Console, LogConsole
@@ -65,7 +68,7 @@ def run_sweep(config: SweepConfig | dict | str | Path | None = None, overrides: 
     config = _as_config(config, overrides)
     plan = make_plan(config)
     check_sweep_stores(config, Path.cwd())
-    return run_plan(plan, address=address, console=Console() if progress else LogConsole(), check_store=False)
+    return run_plan(plan, address=address, console=Console() if progress else LogConsole(), check_store=False, wait=wait)
 
 
 def load_sweep(sweep: str, tracking_uri: str | None = None, experiment: str | None = None, sweep_id: str | None = None):

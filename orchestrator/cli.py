@@ -76,6 +76,7 @@ def _sweep(args) -> int:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from orchestrator.interrupt import SweepInterrupted
+    from orchestrator.lease import SweepBusy
     from orchestrator.progress import Console
     from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
     from orchestrator.summary import render
@@ -86,8 +87,8 @@ def _sweep(args) -> int:
     console = Console()
     try:
         with stdout_to_stderr():  # only the summary reaches stdout (`--format json` stays parseable)
-            outcome = run_sweep(plan, address=args.address, console=console, check_store=False)
-    except (RayUnreachable, TrackingUnavailable, ClusterTooSmall) as error:
+            outcome = run_sweep(plan, address=args.address, console=console, check_store=False, wait=args.wait)
+    except (RayUnreachable, TrackingUnavailable, ClusterTooSmall, SweepBusy) as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SweepInterrupted as interrupted:
@@ -337,6 +338,10 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=2")
     sweep.add_argument("--address", help="join an existing Ray cluster (default: start a local Ray)")
     sweep.add_argument("--dry-run", action="store_true", help="validate and print the plan, then exit")
+    sweep.add_argument(
+        "--wait", action="store_true",
+        help="while another driver runs this sweep on the store, wait for it to end, then continue (default: exit 2)",
+    )
     sweep.add_argument(
         "--machine", metavar="CPUS[:GPUS]",
         help="with --dry-run: estimate the wall time on a machine with these CPUs and GPUs, e.g. 16:1 (default: this one)",

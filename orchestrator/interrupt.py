@@ -47,12 +47,13 @@ class _StopAll(tune.Stopper):
 
 
 class Interruption:
-    """`with Interruption() as interruption:` ... `interruption.happened`, `interruption.signal_name`."""
+    """`with Interruption() as interruption:` ... `interruption.happened`, `interruption.cause`."""
 
     def __init__(self):
         self.event = _INTERRUPTED
         self.tune_running = False
         self.signum: int | None = None
+        self._cause: str | None = None
         self._previous: dict[int, object] = {}
         self._tune_handler_setting = None
 
@@ -61,8 +62,14 @@ class Interruption:
         return self.event.is_set()
 
     @property
-    def signal_name(self) -> str:
-        return HANDLED.get(self.signum or signal.SIGINT, "Ctrl-C")
+    def cause(self) -> str:
+        """What interrupted the sweep: the signal's name, or what `stop` was told."""
+        return self._cause or HANDLED.get(self.signum or signal.SIGINT, "Ctrl-C")
+
+    def stop(self, cause: str) -> None:
+        """Stops the trials as a signal would, from any thread."""
+        self._cause = cause
+        self.event.set()
 
     def stopper(self) -> tune.Stopper:
         return _StopAll()
@@ -85,7 +92,7 @@ class Interruption:
 
     def __enter__(self) -> Interruption:
         self.event.clear()
-        self.signum = None
+        self.signum, self._cause = None, None
         if threading.current_thread() is threading.main_thread():
             self.install()
             self._tune_handler_setting = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")

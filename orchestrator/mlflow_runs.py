@@ -2,6 +2,7 @@
 and per lineage, each found again by its stable id so reruns never duplicate a run."""
 from __future__ import annotations
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator import mlflow_view
@@ -32,22 +33,41 @@ class SweepTracker:
             raise ValueError(
                 f"MLflow experiment {experiment!r} is deleted; restore it or set tracking.experiment to another name"
             )
-        # The kind tag makes MLflow's UI open the experiment in its model-training view, not GenAI.
-        kind = {"mlflow.experimentKind": "custom_model_development"}
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, tags=kind)
+        self.experiment_id = found.experiment_id if found else self._create_experiment(experiment)
         self._known: dict | None = None  # the parent's children, by (kind, lth id)
         self._params: dict[str, set[str]] = {}  # run id -> the params it has
         self._tags: dict[str, dict[str, str]] = {}  # run id -> its tags when found or created
         self._created: set[str] = set()  # run ids this driver created (RUNNING, nothing to reopen)
         self.provenance = provenance.creation_tags()  # what made the runs this driver creates
         self.parent = self._get_or_create(record.SWEEP_KIND, sweep_id, sweep_name, parent_id=None)
+        if self.parent.info.run_id in self._created:
+            self.parent = self._keep_the_oldest_parent(sweep_id)
 
-    def _find(self, kind: str, lth_id: str, parent_id: str | None):
-        query = f"tags.`{record.KIND}` = '{kind}' and tags.`{record.ID}` = '{lth_id}' and tags.`{record.SWEEP}` = '{self.sweep_name}'"
-        if parent_id:
-            query += f" and tags.`{record.PARENT}` = '{parent_id}'"
-        runs = self.client.search_runs([self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"])
-        return runs[0] if runs else None
+    def _create_experiment(self, name: str) -> str:
+        # The kind tag makes MLflow's UI open the experiment in its model-training view, not GenAI.
+        try:
+            return self.client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
+        except MlflowException:  # another driver created it meanwhile
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _keep_the_oldest_parent(self, sweep_id: str):
+        """Two drivers that started the sweep at once may each have created its parent: the
+        oldest is the sweep's (both see it so), the other is deleted by its creator; the lease
+        (`orchestrator/lease.py`) then lets one of them run."""
+        oldest = self._find_parent(sweep_id)
+        if oldest.info.run_id != self.parent.info.run_id:
+            self.client.delete_run(self.parent.info.run_id)
+            self._created.discard(self.parent.info.run_id)
+            self._tags[oldest.info.run_id] = oldest.data.tags
+            self._params[oldest.info.run_id] = set(oldest.data.params)
+        return oldest
+
+    def _find_parent(self, sweep_id: str):
+        parents = self.client.search_runs([self.experiment_id], _parent_query(self.sweep_name, sweep_id), max_results=100)
+        return min(parents, key=_creation_order) if parents else None
 
     def _children(self) -> dict[tuple[str, str], object]:
         """(kind, lth id) -> run for every child of the parent: one paged search, not one per child
@@ -61,12 +81,12 @@ class SweepTracker:
                 if not token:
                     break
             self._known = {}
-            for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):  # the oldest wins, as in _find
+            for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):  # the oldest wins, as for the parent
                 self._known[(run.data.tags.get(record.KIND), run.data.tags.get(record.ID))] = run
         return self._known
 
     def _get_or_create(self, kind, lth_id, run_name, parent_id, tags=None, params=None):
-        run = self._children().get((kind, lth_id)) if parent_id else self._find(kind, lth_id, None)
+        run = self._children().get((kind, lth_id)) if parent_id else self._find_parent(lth_id)
         if run is None:
             all_tags = {**self.provenance, record.KIND: kind, record.ID: lth_id, record.SWEEP: self.sweep_name, **(tags or {})}
             if parent_id:
@@ -169,29 +189,42 @@ def finished_lineages(uri: str, experiment: str, sweep_name: str, sweep_id: str)
     return {lth_id for kind, lth_id in finished_runs(uri, experiment, sweep_name, sweep_id) if kind == record.LINEAGE_KIND}
 
 
-def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> dict[tuple[str, str], dict[str, str]]:
-    """(kind, lth id) -> tags of each trunk and lineage of a sweep that MLflow holds as FINISHED,
-    read without writing anything (no experiment or run is created): a sweep whose lineages all
-    finished needs no Ray, unless some are to be made again (`tracking.rerun_stale`)."""
+def find_parent(uri: str, experiment: str, sweep_name: str, sweep_id: str):
+    """The sweep's parent run, read without writing anything (no experiment, run or SQLite
+    database is created), or None where there is none yet."""
     if uri.startswith("sqlite:"):
         file = sqlite_file(uri)
         if file is None or not file.is_file():
-            return {}  # nothing stored yet, and MLflow's client would create the database
+            return None  # nothing stored yet, and MLflow's client would create the database
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":
+        return None
+    parents = client.search_runs([found.experiment_id], _parent_query(sweep_name, sweep_id), max_results=100)
+    return min(parents, key=_creation_order) if parents else None
+
+
+def _parent_query(sweep_name: str, sweep_id: str) -> str:
+    return f"tags.`{record.SWEEP}` = '{sweep_name}' and tags.`{record.KIND}` = '{record.SWEEP_KIND}' and tags.`{record.ID}` = '{sweep_id}'"
+
+
+def _creation_order(run) -> tuple[int, str]:
+    """The oldest parent is the sweep's; the run id breaks a tie within a millisecond."""
+    return run.info.start_time or 0, run.info.run_id
+
+
+def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> dict[tuple[str, str], dict[str, str]]:
+    """(kind, lth id) -> tags of each trunk and lineage of a sweep that MLflow holds as FINISHED,
+    read without writing anything: a sweep whose lineages all finished needs no Ray, unless some
+    are to be made again (`tracking.rerun_stale`)."""
+    parent = find_parent(uri, experiment, sweep_name, sweep_id)
+    if parent is None:
         return {}
-    same_sweep = f"tags.`{record.SWEEP}` = '{sweep_name}'"
-    parents = client.search_runs(
-        [found.experiment_id], f"{same_sweep} and tags.`{record.KIND}` = '{record.SWEEP_KIND}' and tags.`{record.ID}` = '{sweep_id}'",
-        max_results=1, order_by=["attributes.start_time ASC"],
-    )
-    if not parents:
-        return {}
-    query = f"{same_sweep} and tags.`{record.PARENT}` = '{parents[0].info.run_id}' and attributes.status = 'FINISHED'"
+    client = MlflowClient(uri)
+    query = f"tags.`{record.SWEEP}` = '{sweep_name}' and tags.`{record.PARENT}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
     finished, token = {}, None
     while True:
-        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
+        page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
         finished |= {(run.data.tags[record.KIND], run.data.tags[record.ID]): run.data.tags for run in page}
         token = page.token
         if not token:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from analysis.query import read_sweep
 from orchestrator.analysis_handoff import hand_off
 from orchestrator.interrupt import Interruption, SweepInterrupted
 from orchestrator.mlflow_inputs import log_table
-from orchestrator.mlflow_runs import SweepTracker, finished_runs, flatten
+from orchestrator.lease import Lease, SweepBusy, wait_while_held
+from orchestrator.mlflow_runs import SweepTracker, find_parent, finished_runs, flatten
 from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
@@ -46,6 +48,7 @@ class SweepRuns:
     """The sweep's MLflow runs and the lineages still to run."""
 
     tracker: SweepTracker
+    lease: Lease
     lineage_runs: dict[str, str] = field(default_factory=dict)  # lineage id -> run id
     pending: list[TrialPayload] = field(default_factory=list)
     done_rounds: int = 0  # rounds already in MLflow (finished lineages, checkpoints to continue from)
@@ -80,24 +83,51 @@ class SweepOutcome:
 
 def run_sweep(
     plan: SweepPlan, address: str | None = None, console: Console | None = None, callbacks: Sequence[tune.Callback] = (),
-    check_store: bool = True,
+    check_store: bool = True, wait: bool = False,
 ) -> SweepOutcome:
     """Runs the sweep. `callbacks`: Tune callbacks of the caller's own, told of every round's
     result as the progress printer is. `check_store=False`: the caller has checked the tracking
-    store already (the CLI does, before importing Ray). Raises SweepInterrupted on Ctrl-C, SIGTERM
-    or SIGHUP."""
+    store already (the CLI does, before importing Ray). Raises SweepBusy while another driver runs
+    the sweep on the store (`wait`: waits for it to end instead), SweepInterrupted on Ctrl-C,
+    SIGTERM or SIGHUP."""
     console = console or LogConsole()
     uri = plan.config.tracking.resolved_uri(Path.cwd())
+    config = plan.config
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
         check_tracking(uri)
-    if all_finished(plan, uri):  # nothing to train: no Ray
-        return finish(plan, open_runs(plan, uri, console), console)
+    with Interruption() as interruption:  # a signal while waiting for another driver: nothing opened yet
+        wait_while_held(lambda: find_parent(uri, config.tracking.experiment, config.name, plan.sweep_id), config.name, wait, console.say)
     runs = None
-    with Interruption() as interruption:
+    try:
+        if not interruption.happened:
+            if all_finished(plan, uri):  # nothing to train: no Ray
+                runs = open_runs(plan, uri, console, wait)
+                return finish(plan, runs, console)
+            runs = train(plan, uri, address, console, callbacks, wait, interruption)
+        if runs is not None and runs.lease.lost_to is not None:
+            raise SweepBusy(f"sweep {config.name}: taken over by {runs.lease.lost_to.describe(time.time())} while "
+                            "this driver stalled; its trials stopped, the other driver continues the sweep")
+        if interruption.happened:
+            raise SweepInterrupted(close_interrupted(plan, runs, interruption.cause), interruption.signum)
+        return finish(plan, runs, console)
+    finally:
+        if runs is not None:
+            runs.lease.release()
+
+
+def train(
+    plan: SweepPlan, uri: str, address: str | None, console: Console, callbacks: Sequence[tune.Callback], wait: bool,
+    interruption: Interruption,
+) -> SweepRuns | None:
+    """Ray up, the runs opened, trunks provided, lineages run as trials; Ray down. The runs (None
+    when a signal came before they were opened); `interruption` says whether one came."""
+    runs = None
+    with interruption:
         started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
         interruption.install()  # ray.init replaced the SIGTERM handler
         try:
-            runs = open_runs(plan, uri, console)
+            runs = open_runs(plan, uri, console, wait)
+            runs.lease.on_lost = lambda holder: interruption.stop("another driver took the sweep over")
             attach_resumes(plan, runs, console)
             pool = AnalysisPool(plan.config.analysis, uri) if runs.pending and plan.config.analysis.enabled else None
             try:  # the pool's actors start (import torch, build datasets) while trunks train
@@ -109,9 +139,7 @@ def run_sweep(
         finally:
             if started_ray:
                 ray.shutdown()
-    if interruption.happened:
-        raise SweepInterrupted(close_interrupted(plan, runs, interruption.signal_name), interruption.signum)
-    return finish(plan, runs, console)
+    return runs
 
 
 def all_finished(plan: SweepPlan, uri: str) -> bool:
@@ -136,16 +164,19 @@ def start_ray(plan: SweepPlan, address: str | None) -> bool:
     return started_ray
 
 
-def open_runs(plan: SweepPlan, uri: str, console: Console) -> SweepRuns:
-    """The parent run and one child per lineage, found again or created; finished lineages are
-    left alone, the others (re)opened and given a trial payload."""
+def open_runs(plan: SweepPlan, uri: str, console: Console, wait: bool = False) -> SweepRuns:
+    """The parent run, its lease taken (`orchestrator/lease.py`), and one child per lineage, found
+    again or created; finished lineages are left alone, the others (re)opened and given a trial
+    payload."""
     config = plan.config
     tracker = SweepTracker(uri, config.tracking.experiment, config.name, plan.sweep_id)
+    lease = Lease(tracker.client, tracker.parent_id, config.name)
+    lease.take(wait, console.say)
     tracker.log_sweep_params(flatten(config.model_dump(mode="json", exclude={"tracking": {"rerun_stale"}})))
     tracker.reopen(tracker.parent_id)
     console.say(f"sweep {config.name} ({plan.sweep_id}): {len(plan.trunks)} trunk(s), {len(plan.lineages)} lineage(s)")
     console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
-    runs = SweepRuns(tracker)
+    runs = SweepRuns(tracker, lease)
     judge_stale(plan, runs, console)
     colors = method_colors(spec.pruning.label for spec in plan.lineages)
     for slot, spec in enumerate(plan.lineages):
