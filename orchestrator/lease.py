@@ -59,9 +59,24 @@ class Holder:
     since: float
     last_seen: float  # its last heartbeat, or when it took the lease
     released: bool
+    pid_namespace: str = ""
 
     def alive(self, now: float) -> bool:
-        return not self.released and now - self.last_seen < lapse_s()
+        return not self.released and now - self.last_seen < lapse_s() and not self._gone_from_this_machine()
+
+    def _gone_from_this_machine(self) -> bool:
+        """A driver of this host and PID namespace whose process is gone died (killed): no need to
+        wait for its lease to lapse. (A reused PID only makes this wait for the lapse.)"""
+        host, _, pid = self.driver.rpartition(":")
+        if host != socket.gethostname() or self.pid_namespace != pid_namespace() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, another user's
+            return False
+        return False
 
     def describe(self, now: float) -> str:
         started = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -74,7 +89,7 @@ def holder_of(params: dict[str, str], tags: dict[str, str]) -> Holder | None:
     if not generations:
         return None
     generation = max(generations)
-    driver, token, since = _parse(params[f"{PARAM_PREFIX}{generation}"])
+    driver, token, since, namespace = _parse(params[f"{PARAM_PREFIX}{generation}"])
     beat_generation, _, beat = tags.get(HEARTBEAT, "").partition(" ")
     released, last_seen = False, since
     if beat_generation == str(generation):
@@ -84,15 +99,26 @@ def holder_of(params: dict[str, str], tags: dict[str, str]) -> Holder | None:
                 last_seen = float(beat)
             except ValueError:
                 pass
-    return Holder(generation, driver, token, since, last_seen, released)
+    return Holder(generation, driver, token, since, last_seen, released, namespace)
 
 
-def _parse(value: str) -> tuple[str, str, float]:
-    driver, token, since = (value.split(" ") + ["", "", "0"])[:3]
+def _parse(value: str) -> tuple[str, str, float, str]:
+    """`host:pid token since=<unix seconds> pidns=<id>`, as `Lease.try_take` logs it."""
+    driver, token, *fields = value.split(" ")
+    named = dict(field.partition("=")[::2] for field in fields)
     try:
-        return driver, token, float(since.removeprefix("since="))
+        since = float(named.get("since", 0))
     except ValueError:
-        return driver, token, 0.0
+        since = 0.0
+    return driver, token, since, named.get("pidns", "")
+
+
+def pid_namespace() -> str:
+    """This process's PID namespace (containers sharing a host name have their own)."""
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        return ""
 
 
 def busy_message(sweep: str, holder: Holder, now: float) -> str:
@@ -128,7 +154,7 @@ class Lease:
                 return held
             generation = (held.generation if held else 0) + 1
             try:
-                self.client.log_param(self.run_id, f"{PARAM_PREFIX}{generation}", f"{self.driver} {self.token} since={now!r}")
+                self.client.log_param(self.run_id, f"{PARAM_PREFIX}{generation}", f"{self.driver} {self.token} since={now!r} pidns={pid_namespace()}")
             except MlflowException as error:
                 if "Changing param values is not allowed" not in str(error):
                     raise

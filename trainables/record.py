@@ -89,6 +89,15 @@ def round_ticket(round_index: int) -> str:
     return f"tickets/round_{round_index:02d}.safetensors"
 
 
+DIGEST_PREFIX = "lth.sha256."  #: + an artifact's path: its sha256 when logged, on the run that holds it
+
+
+def digest_tag(artifact_path: str) -> str:
+    """The tag that keeps an artifact's sha256 in the tracking store, apart from the artifact
+    store the file lives in, so a file rotted, cut short or swapped there is found when read."""
+    return f"{DIGEST_PREFIX}{artifact_path}"
+
+
 def trunk_file(name: str) -> str:
     """A trunk's tensor file (`name`: init, final, rewind_<k>)."""
     return f"{TRUNK_FOLDER}/{name}.safetensors"

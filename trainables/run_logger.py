@@ -42,14 +42,12 @@ class RunLogger:
         marker last: a round MLflow marks done has its ticket."""
         if round_index in self.logged_rounds:
             return
-        self.log_tensors(record.round_masks(round_index), masks)
+        digests = {record.round_masks(round_index): self._upload(record.round_masks(round_index), masks)}
         if evaluated is not None:
-            self.log_round_ticket(round_index, evaluated, masks if evaluated_masks is None else evaluated_masks)
+            tensors, metadata = pack_ticket(evaluated, masks if evaluated_masks is None else evaluated_masks)
+            digests[record.round_ticket(round_index)] = self._upload(record.round_ticket(round_index), tensors, metadata)
+        record.set_tags(self.client, self.run_id, {record.digest_tag(path): digest for path, digest in digests.items()})
         self.log_metrics(round_index, metrics)
-
-    def log_round_ticket(self, round_index: int, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
-        tensors, metadata = pack_ticket(weights, masks)
-        self.log_tensors(record.round_ticket(round_index), tensors, metadata)
 
     def log_start(self, trunk_metrics: dict[str, float]) -> None:
         """At a trial's first start, step 0: the trunk's test accuracy and loss, so the lineage's
@@ -77,7 +75,13 @@ class RunLogger:
         self.client.set_tag(self.run_id, record.NOTES, "\n".join(lines)[: record.TAG_CHARS])
 
     def log_tensors(self, artifact_path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
-        """Uploads one safetensors file; returns its sha256, for a manifest."""
+        """Uploads one safetensors file and records its sha256 on the run (`record.digest_tag`),
+        which reading it back checks (`record.download_checked`); returns the sha256."""
+        digest = self._upload(artifact_path, tensors, metadata)
+        self.client.set_tag(self.run_id, record.digest_tag(artifact_path), digest)
+        return digest
+
+    def _upload(self, artifact_path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
         path = Path(artifact_path)
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / path.name

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dataclasses_replace
 from pathlib import Path
 
 import pytest
@@ -462,3 +462,45 @@ def test_slim_keeps_a_filter_whose_norm_still_emits_a_constant():
     images = torch.randn(16, 3, 16, 16)
     slim, report = slimmed(model.eval(), images, "fc")
     assert report.parameters_after == report.parameters_before and report.channels_removed == {}
+
+
+# --- what the artifact store holds may rot: checked against the digest logged with it -------------
+@pytest.fixture
+def own_store(_empty_mlflow_db, tmp_path) -> tuple[str, str]:
+    """A store of its own (its files get damaged): one IMP lineage of 2 rounds."""
+    shutil.copyfile(_empty_mlflow_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _, runs = log_sweep(uri, "tiny", train_trunk(tiny_trunk(**TRAIN)), [tiny_lineage(train=TRAIN, **dict(IMP, rounds=2))])
+    return uri, runs["imp"]
+
+
+def _stored(uri: str, run_id: str, artifact: str) -> Path:
+    from urllib.parse import urlparse
+
+    return Path(urlparse(MlflowClient(uri).get_run(run_id).info.artifact_uri).path) / artifact
+
+
+def test_an_altered_or_deleted_stored_ticket_is_refused_naming_the_file(own_store, tmp_path):
+    """The sign bits of 200 kept weights flipped: a valid file that loads, other numbers. Today's
+    export would write it with the round's metadata; it is refused, and so is a deleted round."""
+    from safetensors import safe_open
+
+    uri, run_id = own_store
+    ticket = _stored(uri, run_id, record.round_ticket(2))
+    with safe_open(str(ticket), "pt") as opened:
+        metadata, tensors = opened.metadata(), {key: opened.get_tensor(key) for key in opened.keys()}
+    kept = next(key for key, value in tensors.items() if value.dtype == torch.float32 and value.numel() >= 200)
+    tensors[kept] = tensors[kept].clone()
+    tensors[kept].view(-1)[:200] *= -1
+    save_file(tensors, ticket, metadata=metadata)
+    request = ExportRequest(tracking_uri=uri, sweep="tiny", label="imp", seed=0, round_index=2)
+    with pytest.raises(ExportError, match=rf"round 2 of lineage imp seed 0 \(run {run_id}\): stored file .*"
+                       rf"{ticket.parent.name}/{ticket.name} is truncated or altered: its sha256 differs"):
+        export_ticket(request, tmp_path / "out")
+    said = run_lth(["export", "--sweep", "tiny", "--label", "imp", "--seed", "0", "--round", "2", "--tracking-uri", uri,
+                    "--out", "cli"], made(tmp_path / "cli"))
+    assert said.code == 2 and "truncated or altered" in said.stderr and not said.traceback and said.left == []
+    _stored(uri, run_id, record.round_ticket(1)).unlink()
+    with pytest.raises(ExportError, match=r"round 1 of .*: stored file .*tickets/round_01.safetensors is missing \(the round was logged"):
+        export_ticket(dataclasses_replace(request, round_index=1), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

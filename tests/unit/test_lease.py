@@ -104,3 +104,24 @@ def test_waiting_ends_when_the_holder_releases(parent, monkeypatch):
     wait_while_held(lambda: MlflowClient(uri).get_run(run_id), "s", wait=True, say=said.append)
     assert 1.5 < time.time() - started < 10
     assert said and said[0].startswith(f"waiting for driver {holder.driver}")
+
+
+def test_a_driver_of_this_machine_whose_process_is_gone_is_taken_over_at_once(parent):
+    """Killed a second ago (its heartbeat fresh), but its PID is gone here: no wait for the lapse;
+    the same PID in another PID namespace (another container on this host name) still holds."""
+    import socket
+    import subprocess
+
+    uri, run_id = parent
+    client = MlflowClient(uri)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    now = time.time()
+    driver = f"{socket.gethostname()}:{ended.pid}"
+    client.log_param(run_id, f"{PARAM_PREFIX}1", f"{driver} token since={now!r} pidns=other")
+    client.set_tag(run_id, HEARTBEAT, f"1 {now!r}")
+    assert Lease(client, run_id, "s").try_take().driver == driver  # another namespace: it may be alive there
+    client.log_param(run_id, f"{PARAM_PREFIX}2", f"{driver} token since={now!r} pidns={lease_module.pid_namespace()}")
+    client.set_tag(run_id, HEARTBEAT, f"2 {now!r}")
+    taker = Lease(client, run_id, "s")
+    assert taker.try_take() is None and taker.generation == 3
