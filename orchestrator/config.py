@@ -24,8 +24,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from analysis.analysis_spec import AnalysisSpec
-from orchestrator.config_errors import ConfigError, _format_errors, _shown, non_finite, questionable
-from orchestrator.config_yaml import parse_yaml
+from orchestrator.config_errors import ConfigError, _format_errors, _short_repr, _shown, non_finite, questionable
+from orchestrator.config_yaml import parse_yaml, read_config_text
 from orchestrator.tracking_store import resolve_uri
 from trainables.specs import DataSpec, ModelSpec, TrainSpec
 
@@ -39,6 +39,13 @@ GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
 
 DEFAULT_MAX_LINEAGES = 10_000
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+#: The sweep's folder under `storage` is `<name>-<12-hex sweep id>`, one path component (Ray Tune's
+#: experiment folder; lineage folders under it are named by their own ids): 128 + 13 bytes stays within
+#: every common filesystem's 255-byte limit on a name, and eCryptfs's 143.
+MAX_NAME_LENGTH = 128
+#: Seeds seed torch (64 bits) and derive each round's generator as seed * 1,000,003 + ..., which
+#: must fit 64 bits too; 32 bits leaves room for that and is what NumPy's legacy seeding takes.
+MAX_SEED = 2**32 - 1
 EMPTY_LIST = "an empty list sweeps over nothing"
 
 
@@ -72,10 +79,17 @@ class Scheduler(BaseModel):
 class Tracking(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str | None = Field(None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI or ./mlflow.db")
-    experiment: str = "lth-sweep"
+    experiment: str = Field("lth-sweep", description="the MLflow experiment the sweep's runs go to")
     rerun_stale: bool = Field(
         False, description="train again the finished trunks and lineages another lth-sweep version made (`--rerun-stale`)"
     )
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment_is_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(f"an empty name ({value!r}): MLflow names every experiment; leave it out for 'lth-sweep'")
+        return value
 
     def resolved_uri(self, base: Path) -> str:
         """An absolute URI: trials do not run where `lth` was started."""
@@ -101,6 +115,16 @@ class SweepConfig(BaseModel):
         "lth-runs", description="Ray Tune checkpoints and trial logs: a local folder, or a URI (s3://...) on a cluster"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _name_fits_a_folder_name(cls, value: str) -> str:
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"{len(value)} characters, more than {MAX_NAME_LENGTH}: the sweep's folder under `storage` is named "
+                f"after it (`<name>-<sweep id>`), and a file name has at most 255 bytes"
+            )
+        return value
+
     @field_validator("seeds", mode="before")
     @classmethod
     def _one_seed_is_a_list(cls, value):
@@ -123,15 +147,41 @@ class SweepConfig(BaseModel):
         return str((base / Path(self.storage).expanduser()).resolve())
 
 
-def _select(target: dict, part: str, key: str) -> list:
-    """The children `part` names: `name` (every entry, if it is a list) or `name[i]` (entry i)."""
-    name, bracket, index = part.partition("[")
+_KEY_PART = re.compile(r"([^.\[\]]+)(?:\[(\d+)\])?")
+
+
+def _key_parts(key: str) -> list[tuple[str, int | None]]:
+    """`pruning[2].rewind` -> [("pruning", 2), ("rewind", None)]; a part that is empty or not
+    NAME / NAME[INDEX] is refused, named."""
+    pieces = key.split(".")
+    parts = []
+    for position, piece in enumerate(pieces):
+        if not piece:
+            where = "between two dots"
+            where = "before the first dot" if position == 0 else "after the last dot" if position == len(pieces) - 1 else where
+            raise ConfigError(f"--set {key}: an empty key {where}; expected KEY=VALUE, e.g. train.epochs=2")
+        match = _KEY_PART.fullmatch(piece)
+        if match is None:
+            raise ConfigError(f"--set {key}: {piece!r} is not NAME or NAME[INDEX] (e.g. --set \"pruning[2].rewind=20\")")
+        parts.append((match[1], None if match[2] is None else int(match[2])))
+    return parts
+
+
+def _entry(target: dict, name: str, index: int, key: str) -> list:
+    """The list `target[name]`, which must have an entry `index`."""
+    child = target.get(name)
+    if not isinstance(child, list) or index >= len(child):
+        size = f"a list of {len(child)}" if isinstance(child, list) else "not a list section"
+        raise ConfigError(f"--set {key}: {name}[{index}] does not name an entry of a list section ({name} is {size})")
+    return child
+
+
+def _select(target: dict, name: str, index: int | None, key: str) -> list:
+    """The children a key's part names: `name` (every entry, if it is a list) or `name[i]` (entry i)."""
+    if index is not None:
+        return [_entry(target, name, index, key)[index]]
     child = target.setdefault(name, {})
-    if not bracket:
-        return child if isinstance(child, list) else [child]
-    if not isinstance(child, list) or not index.rstrip("]").isdigit() or int(index.rstrip("]")) >= len(child):
-        raise ConfigError(f"--set {key}: {part} does not name an entry of a list section")
-    return [child[int(index.rstrip("]"))]]
+    return child if isinstance(child, list) else [child]
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -140,24 +190,32 @@ def apply_override(raw: dict, assignment: str) -> None:
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=2")
+    parts = _key_parts(key)
     value = parse_yaml(text, f"--set {key}")
-    targets, parts = [raw], key.split(".")
-    for part in parts[:-1]:
-        targets = [child for target in targets for child in _select(target, part, key)]
+    targets = [raw]
+    for name, index in parts[:-1]:
+        targets = [child for target in targets for child in _select(target, name, index, key)]
         if not all(isinstance(t, dict) for t in targets):
-            raise ConfigError(f"--set {key}: {part} is not a section")
+            raise ConfigError(f"--set {key}: {name} is not a section")
+    name, index = parts[-1]
     for target in targets:
-        target[parts[-1]] = value
+        if index is None:
+            target[name] = value
+        else:
+            _entry(target, name, index, key)[index] = value
 
 
 def _name_from(path: Path) -> str:
     """A config without `name` is named after its file (`my-sweep.yaml` -> my-sweep), never
     after another sweep: two files without names must not share one sweep in MLflow."""
+    rule = None
     if not re.match(NAME_PATTERN, path.stem):
-        raise ConfigError(
-            f"name: not set, and the file name {path.stem!r} cannot stand for it (letters, digits, '_', '.' "
-            f"and '-' only); set `name:` in {path}"
-        )
+        rule = "letters, digits, '_', '.' and '-' only"
+    elif len(path.stem) > MAX_NAME_LENGTH:
+        rule = f"{len(path.stem)} characters, more than {MAX_NAME_LENGTH}"
+    if rule:
+        stem = _short_repr.repr(path.stem)
+        raise ConfigError(f"name: not set, and the file name {stem} cannot stand for it ({rule}); set `name:` in {path}")
     return path.stem
 
 
@@ -165,13 +223,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SweepConf
     if path is None:
         path = Path(__file__).with_name("quickstart.yaml")
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read ({error})") from None
-    raw = parse_yaml(text, str(path))
+    raw = parse_yaml(read_config_text(path), str(path))
     if raw is None:
         raise ConfigError(
             f"{path}: the file is empty (nothing but comments or whitespace): a sweep config sets at least "
@@ -204,6 +256,12 @@ def config_from_dict(raw: dict, overrides: list[str] = ()) -> SweepConfig:
         for name in type(config).model_fields
         if name not in GRID_SECTIONS
         for line in non_finite(getattr(config, name), name)
+    ]
+    problems += [
+        f"seeds[{index}]: {seed} is outside 0 to {MAX_SEED}, the seeds torch and NumPy take (each round's generator "
+        "is derived from the seed, and must fit 64 bits too)"
+        for index, seed in enumerate(config.seeds)
+        if not 0 <= seed <= MAX_SEED
     ]
     if problems:
         raise ConfigError("\n".join(problems))

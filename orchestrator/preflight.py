@@ -82,6 +82,13 @@ def sqlite_problem(file: Path, reading: bool) -> str | None:
         finally:
             connection.close()
     except sqlite3.Error as error:
+        if "locked" in str(error):  # SQLITE_BUSY, after the connection's 5 s wait
+            holders = _processes_with_open(file)[:5]
+            opened = f"; the file is open in process{'es' if len(holders) > 1 else ''} {', '.join(holders)}" if holders else ""
+            return (
+                f"{file} is locked, held by another writer (a write transaction is open on it{opened}); "
+                "try again once it has finished"
+            )
         return f"{file} is not an MLflow database (SQLite: {error})"
     if not tables:
         return f"{file} is an empty SQLite database, not an MLflow one" if reading else None
@@ -90,6 +97,19 @@ def sqlite_problem(file: Path, reading: bool) -> str | None:
         some = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         return f"{file} is not an MLflow database (a SQLite database without MLflow's tables {sorted(missing)}; it has: {some})"
     return _schema_problem(file, version)
+
+
+def _processes_with_open(file: Path) -> list[str]:
+    """`pid (command)` of each process that has `file` open, where /proc tells (Linux; else none)."""
+    target = os.path.realpath(file)
+    found = []
+    for descriptors in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(descriptor) == target for descriptor in descriptors.iterdir()):
+                found.append(f"{descriptors.parent.name} ({(descriptors.parent / 'comm').read_text().strip()})")
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found
 
 
 def _schema_problem(file: Path, version: str | None) -> str | None:

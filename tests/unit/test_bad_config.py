@@ -9,7 +9,12 @@ files (weights) run the real `lth sweep`.
 """
 from __future__ import annotations
 
+import os
 import re
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +97,35 @@ CASES = [
      ["sweep", "sweep.yaml", "--dry-run"], 2, "pruning[1].ratee: Extra inputs are not permitted"),
     ("section-not-a-mapping", {"sweep.yaml": "model: 5\n"}, ["sweep", "sweep.yaml", "--dry-run"], 2,
      "model: expected a mapping of fields, or a list of them"),
+    # 7. (issue 29) characters YAML refuses, named with where they are
+    ("nul-byte-in-the-file", {"sweep.yaml": "name: x\ntrain: {lr: 0.1\x00}\n"}, ["sweep", "sweep.yaml", "--dry-run"], 2,
+     "sweep.yaml, line 2, column 16 (byte 23): U+0000 (a NUL byte) is not allowed in YAML"),
+    ("control-character-in-a-set-value", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "train.lr=0.1\x1b"],
+     2, "--set train.lr, column 4 (byte 3): U+001B (a control character) is not allowed in YAML"),
+    # 8. (issue 29) values that would break once the sweep runs
+    ("name-too-long", {"sweep.yaml": f"name: {'n' * 300}\n{SMALL}"}, ["sweep", "sweep.yaml", "--dry-run"], 2,
+     "name: 300 characters, more than 128"),
+    ("name-from-a-too-long-file-name", {f"{'f' * 200}.yaml": SMALL}, ["sweep", f"{'f' * 200}.yaml", "--dry-run"], 2,
+     f"name: not set, and the file name '{'f' * 27}...{'f' * 28}' cannot stand for it (200 characters, more than 128)"),
+    ("seed-beyond-64-bits", {"sweep.yaml": "seeds: [1, 18446744073709551616]\n"}, ["sweep", "sweep.yaml", "--dry-run"], 2,
+     "seeds[1]: 18446744073709551616 is outside 0 to 4294967295"),
+    ("seed-negative", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "seeds=-1"], 2,
+     "seeds[0]: -1 is outside 0 to 4294967295"),
+    ("rate-that-prunes-nothing", {"sweep.yaml": "pruning: [{rate: 0.2}, {rate: 1.0e-12}]\n"}, ["sweep", "sweep.yaml", "--dry-run"],
+     2, "pruning[1].rate: 1e-12 is below 0.001"),
+    ("experiment-empty", {"sweep.yaml": SMALL + "tracking: {experiment: ''}\n"}, ["sweep", "sweep.yaml", "--dry-run"], 2,
+     "tracking.experiment: an empty name"),
+    ("experiment-blank", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "tracking.experiment=' '"], 2,
+     "tracking.experiment: an empty name"),
+    # 8. (issue 29) --set keys that name no field
+    ("set-empty-key-between-dots", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "train..lr=0.1"], 2,
+     "--set train..lr: an empty key between two dots"),
+    ("set-empty-key-at-the-end", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "train.=0.1"], 2,
+     "--set train.: an empty key after the last dot"),
+    ("set-unclosed-bracket", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "pruning[0=0.1"], 2,
+     "--set pruning[0: 'pruning[0' is not NAME or NAME[INDEX]"),
+    ("set-unclosed-bracket-before-a-dot", {"sweep.yaml": SMALL}, ["sweep", "sweep.yaml", "--dry-run", "--set", "pruning[0.rate=0.1"],
+     2, "--set pruning[0.rate: 'pruning[0' is not NAME or NAME[INDEX]"),
 ]
 
 
@@ -122,3 +156,38 @@ def test_bad_config_exits_before_ray_naming_what_is_wrong(tmp_path, name, files,
         assert len(outcome.stderr) < 2000 and outcome.stderr.count("\n") <= 3, outcome.stderr[-2000:]  # one paragraph
     assert outcome.left == written  # nothing written where lth ran
     assert not store.exists()  # the tracking store is not created
+
+
+NOT_REGULAR = [
+    ("dev-zero", "/dev/zero", "/dev/zero: a character device, not a regular file"),
+    ("a-fifo", "{tmp}/sweep.yaml", "sweep.yaml: a FIFO (named pipe), not a regular file"),
+    ("a-folder", "{tmp}", "a folder, not a regular file"),
+    ("50-mb-of-seeds", "{tmp}/big.yaml", "bytes, more than a config file may hold"),
+]
+
+
+@pytest.mark.parametrize("name,config,says", NOT_REGULAR, ids=[case[0] for case in NOT_REGULAR])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_in_seconds(tmp_path, name, config, says):
+    """In a child process with a time and memory limit: reading /dev/zero never ends, opening a FIFO
+    for reading blocks until a writer comes, a 50 MB YAML file takes minutes to compose (issue 29)."""
+    if name == "a-fifo":
+        os.mkfifo(tmp_path / "sweep.yaml")
+    if name == "50-mb-of-seeds":
+        seeds = ", ".join(str(seed) for seed in range(6_000_000))
+        (tmp_path / "big.yaml").write_text(f"seeds: [{seeds}]\n")
+        assert (tmp_path / "big.yaml").stat().st_size > 50_000_000
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "sweep", config.format(tmp=tmp_path), "--dry-run"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, preexec_fn=_at_most_6_gb,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/x.db"},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "x.db").exists()
+
+
+def _at_most_6_gb() -> None:
+    """The child's address space: a config read without bounds fails with MemoryError, not the machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # importing torch maps ~4 GB

@@ -7,7 +7,9 @@ function that exits 99 printing "RAY STARTED").
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
+import importlib.util
 import os
 import socket
 import sqlite3
@@ -23,6 +25,7 @@ from tests.support.lth_cli import files_in, run_lth
 # sweeps named "twin" (sweep ids aaaa..., bbbb...), the same at an old schema version, and a
 # SQLite database that is not MLflow's.
 TWINS, OLD_SCHEMA, NOT_MLFLOW = "<twins>", "<old schema>", "<not mlflow>"
+LOCKED = "<twins, held by another writer>"  # TWINS, with a write transaction open on it while `lth` runs
 READ_ONLY_FOLDER = "<read-only folder>"
 GARBAGE = bytes(range(256)) * 8
 
@@ -33,11 +36,14 @@ TWIN_A, TWIN_B = "aaaa1111aaaa1111", "bbbb2222bbbb2222"
 class Case:
     id: str
     files: dict[str, bytes | str]  # written into tmp_path first
-    args: list[str]  # "{tmp}", "{port}" (a port nothing listens on) and "{web}" (a web server, not MLflow's) are filled in
+    # "{tmp}", "{port}" (a port nothing listens on) and "{web}" (a web server, not MLflow's: 404, or 200
+    # with an HTML page under /html and `{}` under /json) are filled in
+    args: list[str]
     code: int
     says: tuple[str, ...]  # on stderr (on stdout for exit 0)
     env: dict[str, str] = field(default_factory=dict)
     skip_as_root: bool = False  # root writes in a folder without write permission
+    skip_if_installed: str = ""  # a module whose absence the case is about
 
 
 SWEEP = ["sweep"]  # the quickstart, with --set overrides
@@ -68,6 +74,28 @@ CASES = [
          env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}"}),
     Case("tracking-a-web-server-not-mlflow", {}, SWEEP + ["--set", "tracking.uri=http://127.0.0.1:{web}"], 2,
          ("http://127.0.0.1:{web} (tracking.uri) answers HTTP 404 to MLflow's REST API", "not an MLflow tracking server")),
+    # --- (issue 29) stores that cannot hold a sweep, or that answer as something else ----------
+    Case("tracking-sqlite-in-memory", {}, SWEEP + ["--set", "tracking.uri=sqlite://"], 2,
+         ("sqlite:// (tracking.uri)", "an in-memory SQLite database cannot hold a sweep", "sqlite:///PATH/mlflow.db")),
+    Case("tracking-sqlite-memory-path", {"sweep.yaml": b"tracking: {uri: 'sqlite:///:memory:'}\n"}, ["sweep", "sweep.yaml"], 2,
+         ("sqlite:///:memory: (tracking.uri)", "an in-memory SQLite database")),
+    Case("query-sqlite-in-memory", {}, ["query", "--sweep", "twin", "--tracking-uri", "sqlite://"], 2,
+         ("sqlite:// (--tracking-uri)", "an in-memory SQLite database")),
+    Case("tracking-mysql-without-its-driver", {}, SWEEP + ["--set", "tracking.uri=mysql://u@127.0.0.1:{web}/lth"], 2,
+         ("mysql://u@127.0.0.1:{web}/lth (tracking.uri)", "mysqldb", "pip install mysqlclient", "mysql+pymysql://"),
+         skip_if_installed="MySQLdb"),
+    Case("tracking-postgresql-without-its-driver", {}, SWEEP + ["--set", "tracking.uri=postgresql:///lth"], 2,
+         ("postgresql:///lth (tracking.uri)", "psycopg", "pip install 'psycopg[binary]'"), skip_if_installed="psycopg"),
+    Case("tracking-a-web-page-not-mlflow", {}, SWEEP + ["--set", "tracking.uri=http://127.0.0.1:{web}/html"], 2,
+         ("http://127.0.0.1:{web}/html (tracking.uri) answers", "text/html", "not an MLflow tracking server")),
+    Case("tracking-empty-json-not-mlflow", {}, SWEEP + ["--set", "tracking.uri=http://127.0.0.1:{web}/json"], 2,
+         ("http://127.0.0.1:{web}/json (tracking.uri) answers", "not an MLflow tracking server")),
+    Case("query-a-web-page-not-mlflow", {}, ["query", "--sweep", "twin", "--tracking-uri", "http://127.0.0.1:{web}/html"], 2,
+         ("http://127.0.0.1:{web}/html (--tracking-uri) answers", "not an MLflow tracking server")),
+    Case("tracking-db-held-by-another-writer", {"mlflow.db": LOCKED}, SWEEP, 2,
+         ("mlflow.db (the default store", "is locked", "held by another writer", "try again")),
+    Case("query-db-held-by-another-writer", {"mlflow.db": LOCKED}, ["query", "--sweep", "twin"], 2,
+         ("is locked", "held by another writer", f"process {os.getpid()}")),
     # --- 2. `lth query`, `lth tickets` read and never create ----------------------------------
     Case("query-missing-db", {}, ["query", "--sweep", "twin"], 2, ("no database at {tmp}/mlflow.db", "never creates")),
     Case("tickets-empty-file", {"mlflow.db": b""}, ["tickets", "--sweep", "twin"], 2, ("mlflow.db is an empty file",)),
@@ -88,6 +116,25 @@ CASES = [
          ("starting 'cccc'", TWIN_A, TWIN_B)),
     Case("query-sweep-id-picks-one", {"mlflow.db": TWINS}, ["query", "--sweep", "twin", "--sweep-id", "bbbb", "--format", "csv"], 0,
          ("lineage-b2",)),
+    # --- (issue 29) a %-escaped SQLite path is read as SQLAlchemy reads it, and nothing is created --
+    Case("query-percent-escaped-path", {"my dir/mlflow.db": TWINS},
+         ["query", "--sweep", "twin", "--sweep-id", "bbbb", "--format", "csv", "--tracking-uri", "sqlite:///my%20dir/mlflow.db"], 0,
+         ("lineage-b2",)),
+    Case("query-percent-escaped-path-missing", {},
+         ["query", "--sweep", "twin", "--tracking-uri", "sqlite:///my%20dir/mlflow.db"], 2,
+         ("no database at my dir/mlflow.db", "never creates")),
+    Case("query-percent-escape-that-cannot-be-written-out", {},
+         ["query", "--sweep", "twin", "--tracking-uri", "sqlite:///a%253Fb.db"], 2,
+         ("sqlite:///a%253Fb.db (--tracking-uri)", "%-escapes in a SQLite path are read two ways", "SQLAlchemy opens a%3Fb.db")),
+    Case("query-percent-escaped-path-no-sweep", {"my dir/mlflow.db": TWINS},
+         ["query", "--sweep", "nope", "--tracking-uri", "sqlite:///my%20dir/mlflow.db"], 2, ("no sweep named 'nope'",)),
+    # --- (issue 29) a margin for a metric that is not judged is refused, not ignored -----------
+    Case("tickets-tolerance-of-an-unknown-metric", {"mlflow.db": TWINS},
+         ["tickets", "--sweep", "twin", "--sweep-id", "aaaa", "--tolerance", "test/accc=0.5"], 2,
+         ("--margin/--tolerance test/accc=0.5", "'test/accc' is not judged", "did you mean test/acc?")),
+    Case("tickets-margin-of-a-metric-not-judged", {"mlflow.db": TWINS},
+         ["tickets", "--sweep", "twin", "--sweep-id", "aaaa", "--margin", "test/loss=0.5", "--metric", "test/acc"], 2,
+         ("--margin/--tolerance test/loss=0.5", "'test/loss' is not judged", "judged: test/acc, winning")),
 ]
 
 
@@ -131,7 +178,17 @@ def _free_port() -> int:
 
 
 class _NotFound(http.server.BaseHTTPRequestHandler):
+    """404, except under /html (200 with a web page) and /json (200 with `{}`): web servers, not MLflow."""
+
     def do_GET(self):  # noqa: N802 (http.server's name)
+        for prefix, kind, body in (("/html/", "text/html", b"<html><body>Welcome</body></html>"), ("/json/", "application/json", b"{}")):
+            if self.path.startswith(prefix):
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
         self.send_error(404)
 
     def log_message(self, *args):
@@ -158,16 +215,23 @@ def _snapshot(folder: Path) -> dict[str, bytes | None]:
 def test_a_bad_store_exits_2_naming_it_before_ray_and_writes_nothing(case: Case, tmp_path, stores, web_port):
     if case.skip_as_root and os.geteuid() == 0:
         pytest.skip("root writes in a folder without write permission")
+    if case.skip_if_installed and importlib.util.find_spec(case.skip_if_installed):
+        pytest.skip(f"{case.skip_if_installed} is installed")
     fill = {"tmp": str(tmp_path), "port": str(_free_port()), "web": str(web_port)}
     for name, content in case.files.items():
         if content == READ_ONLY_FOLDER:
             (tmp_path / name).mkdir(mode=0o555)
         else:
-            (tmp_path / name).write_bytes(stores.get(content, content) if isinstance(content, str) else content)
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(stores[TWINS if content == LOCKED else content] if isinstance(content, str) else content)
     before = _snapshot(tmp_path)
     env = {key: value.format(**fill) for key, value in case.env.items()}
 
-    done = run_lth([arg.format(**fill) for arg in case.args], tmp_path, env=env or None, timeout=150)
+    with contextlib.ExitStack() as held:
+        for name in (name for name, content in case.files.items() if content == LOCKED):
+            writer = held.enter_context(contextlib.closing(sqlite3.connect(tmp_path / name, isolation_level=None)))
+            writer.execute("BEGIN EXCLUSIVE")  # what a writer holds while it writes, e.g. another sweep's driver
+        done = run_lth([arg.format(**fill) for arg in case.args], tmp_path, env=env or None, timeout=150)
 
     message = done.stdout if case.code == 0 else done.stderr
     assert done.code == case.code, done.stderr[-3000:]

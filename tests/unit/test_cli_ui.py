@@ -3,6 +3,7 @@ else ./mlflow.db. An MLflow server serves its own UI: `lth ui` prints its URL an
 starting a second one. `lth --version` names the installed lth-sweep."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from importlib.metadata import version
@@ -71,3 +72,37 @@ def test_a_bad_config_is_refused(tmp_path, args, says):
     write_config(tmp_path, SERVER)
     outcome = run_lth(args, tmp_path)
     assert outcome.code == 2 and says in outcome.stderr and not outcome.traceback, outcome.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_a_port_out_of_range_is_refused_and_nothing_is_created(tmp_path, port):
+    done = lth(["ui", "--port", port], tmp_path)
+    assert done.returncode == 2 and "argument --port" in done.stderr and "1 to 65535" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no ./mlflow.db
+
+
+def test_a_port_in_use_is_refused_naming_it_and_nothing_is_created(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = lth(["ui", "--port", str(port)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr and "--port" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no ./mlflow.db
+
+
+def test_a_store_the_ui_cannot_show_is_refused_before_mlflow_starts(tmp_path):
+    with socket.socket() as taken:  # were MLflow started, it would stop at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args, says in (
+            (["--backend-store-uri", "sqlite://"], "sqlite:// (--backend-store-uri): an in-memory SQLite database"),
+            (["--backend-store-uri", "sqlite:///no/such/folder/mlflow.db"], "directory no/such/folder does not exist"),
+        ):
+            outcome = run_lth(["ui", *args, "--port", port], tmp_path)
+            assert outcome.code == 2 and says in outcome.stderr, outcome.stderr
+            assert not outcome.traceback and outcome.left == []
