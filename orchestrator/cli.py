@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import errno
+import fnmatch
 import gc
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from orchestrator.config_errors import ConfigError
-from orchestrator.tracking_store import resolve_uri
+from orchestrator.tracking_store import plain_sqlite_uri, resolve_uri
 
 EXIT_BAD_INPUT = 2
 
@@ -115,7 +119,7 @@ def ui_store(config: str | None, backend_store_uri: str | None) -> str:
     """The store `lth ui` shows: --backend-store-uri, else the config's `tracking.uri`, else
     $MLFLOW_TRACKING_URI, else ./mlflow.db. Raises ConfigError for a bad config."""
     if backend_store_uri is not None:
-        return backend_store_uri
+        return plain_sqlite_uri(backend_store_uri)
     if config is not None:
         from orchestrator.config import load_config
 
@@ -145,17 +149,62 @@ def _ui(args) -> int:
         print("lth: the tracking store is an MLflow server; its UI is at:", file=sys.stderr)
         print(uri)
         return 0
+    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
+
+    try:  # what `mlflow ui` would fail on after creating the store (or never tell: a port in use)
+        check_tracking(uri, source=ui_source(config, args.backend_store_uri))
+        check_port_free(args.host, args.port)
+    except (TrackingUnavailable, PortUnavailable) as error:
+        print(f"lth: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"lth: MLflow UI on http://{args.host}:{args.port} (store {uri})", file=sys.stderr)
     # MLflow 3's UI starts GenAI job workers (~2 GB) that lth-sweep never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     return subprocess.call(ui_command(uri, args.host, args.port), env=env)
 
 
+def ui_source(config: str | None, backend_store_uri: str | None) -> str:
+    """Where `lth ui`'s store came from, as the user would change it."""
+    from orchestrator.preflight import tracking_source
+
+    if backend_store_uri is not None:
+        return "--backend-store-uri"
+    return f"tracking.uri of {config}" if config else tracking_source(None, "--backend-store-uri")
+
+
+class PortUnavailable(Exception):
+    """`lth ui` cannot listen where it is asked to."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """`mlflow ui` on a port in use prints its error among its logs and `lth ui` would have
+    announced a UI that is not there: the port is bound (and released) first. SO_REUSEADDR, as
+    uvicorn binds: a port left in TIME_WAIT is free to it."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        reason = "in use" if error.errno == errno.EADDRINUSE else f"not usable ({error.strerror or error})"
+        raise PortUnavailable(f"port {port} on {host} is {reason}; give another with --port") from None
+
+
+def port_number(text: str) -> int:
+    """argparse's type of --port: a TCP port, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return port
+
+
 def readable_store(args) -> str:
     """The tracking URI of `--tracking-uri` (else the default), checked readable; BadInput if not."""
     from orchestrator.preflight import BadStore, check_reading_store, tracking_source
 
-    uri = args.tracking_uri or resolve_uri(None, Path.cwd())
+    uri = plain_sqlite_uri(args.tracking_uri) if args.tracking_uri else resolve_uri(None, Path.cwd())
     try:  # in seconds, writing nothing: MLflow's client would create a missing store, retry a server for minutes
         check_reading_store(uri, tracking_source(args.tracking_uri, "--tracking-uri"))
     except BadStore as error:
@@ -227,7 +276,10 @@ def _query(args) -> int:
 
 def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
     """`--margin 0.01` (every metric) or `--margin test/acc=0.01` (one; `winning=` for the
-    winning-ticket rule), repeatable."""
+    winning-ticket rule), repeatable. A metric that is not among `metrics` (those judged, patterns
+    such as `xai/concept_jaccard_top*` included) is refused: its margin would be silently unused."""
+    from analysis.tickets import WINNING
+
     out: dict[str, float] = {}
     for value in values:
         name, _, number = value.rpartition("=")
@@ -238,11 +290,23 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
         if not margin >= 0 or margin == float("inf"):
             raise ValueError(f"{value!r}: a margin is a finite number >= 0")
         if name == "winning":
-            from analysis.tickets import WINNING
-
             name = WINNING
+        if name and not any(fnmatch.fnmatchcase(name, judged) for judged in metrics):
+            raise ValueError(f"{value}: {_not_judged(name, metrics, WINNING)}")
         out |= {name: margin} if name else {metric: margin for metric in metrics}
     return out
+
+
+def _not_judged(name: str, metrics: list[str], winning: str) -> str:
+    from analysis.metrics import known
+
+    if known(name):
+        hint = f" (add --metric {name} to judge it)"
+    else:
+        close = difflib.get_close_matches(name, metrics, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (no such metric in the registry, analysis/metrics.py)"
+    judged = ", ".join("winning" if metric == winning else metric for metric in metrics)
+    return f"{name!r} is not judged{hint}; judged: {judged}"
 
 
 def _tickets(args) -> int:
@@ -250,11 +314,16 @@ def _tickets(args) -> int:
     from analysis.tickets import DEFAULT_METRICS, WINNING, PooledLineages, judge
     from analysis.tickets_render import render
 
+    metrics = args.metric or list(DEFAULT_METRICS)
+    try:  # before reading the sweep: a typo is told at once
+        margin = parse_margins(args.margin or [], [*metrics, WINNING])
+    except ValueError as error:
+        print(f"lth: --margin/--tolerance {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     frame = _frame(args)
     if frame.empty:
         print(f"lth: sweep {args.sweep!r} has no finished rounds yet", file=sys.stderr)
         return EXIT_BAD_INPUT
-    metrics = args.metric or list(DEFAULT_METRICS)
     unknown = [m for m in metrics if m not in frame.columns]
     if args.metric and unknown:
         print(f"lth: --metric: not measured in this sweep: {unknown}", file=sys.stderr)
@@ -264,11 +333,6 @@ def _tickets(args) -> int:
     unregistered = [m for m in metrics if not known(m)]
     if unregistered:
         print(f"lth: --metric: no such metric in the registry (analysis/metrics.py): {unregistered}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        margin = parse_margins(args.margin or [], [*metrics, WINNING])
-    except ValueError as error:
-        print(f"lth: --margin: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         result = judge(frame, metrics, margin=margin, relative=args.relative)
@@ -379,6 +443,8 @@ def parser() -> argparse.ArgumentParser:
     tickets.set_defaults(run=_tickets)
     from orchestrator.cli_export import add_parser as add_export_parser
     add_export_parser(commands)
+    from orchestrator.cli_store import add_parser as add_store_parser
+    add_store_parser(commands)
 
     ui = commands.add_parser(
         "ui", help="open the MLflow UI on the sweep's tracking store (an MLflow server: print its URL)"
@@ -387,7 +453,7 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--config", dest="config_option", metavar="CONFIG", help="the same as CONFIG")
     ui.add_argument("--backend-store-uri", help="default: the config's tracking.uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port_number, default=5000)
     ui.set_defaults(run=_ui)
     return top
 

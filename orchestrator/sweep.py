@@ -32,7 +32,7 @@ from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.scheduler import STOPPED_TAG
 from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
-from orchestrator.tracking_store import check_tracking
+from orchestrator.tracking_store import check_tracking, create_store
 from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
 from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, snapshot_period, trial_order
 from trainables import provenance, record
@@ -95,6 +95,7 @@ def run_sweep(
     config = plan.config
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
         check_tracking(uri)
+    create_store(uri)  # a new SQLite store, made by one of the drivers that start together
     with Interruption() as interruption:  # a signal while waiting for another driver: nothing opened yet
         wait_while_held(lambda: find_parent(uri, config.tracking.experiment, config.name, plan.sweep_id), config.name, wait, console.say)
     runs = None
