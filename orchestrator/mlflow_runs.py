@@ -2,6 +2,8 @@
 and per lineage, each found again by its stable id so reruns never duplicate a run."""
 from __future__ import annotations
 
+import re
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -46,7 +48,9 @@ class SweepTracker:
     def _create_experiment(self, name: str) -> str:
         # The kind tag makes MLflow's UI open the experiment in its model-training view, not GenAI.
         try:
-            return self.client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
+            return self.client.create_experiment(
+                name, artifact_location=artifact_location(self.uri, name), tags={"mlflow.experimentKind": "custom_model_development"},
+            )
         except MlflowException:  # another driver created it meanwhile
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -187,6 +191,17 @@ class SweepTracker:
 def finished_lineages(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> set[str]:
     """The lineage ids of a sweep that MLflow holds as FINISHED (see `finished_runs`)."""
     return {lth_id for kind, lth_id in finished_runs(uri, experiment, sweep_name, sweep_id) if kind == record.LINEAGE_KIND}
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment of a SQLite store keeps its artifacts: `mlruns/<experiment>` beside
+    the database, wherever `lth` runs (MLflow's default is `./mlruns` of the working folder), so
+    the database and its folder are the whole store (`lth store copy|move` relocates both)."""
+    file = sqlite_file(uri) if uri.startswith("sqlite:") else None
+    if file is None:
+        return None  # a server or database: the server's own artifact root
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment).strip("-.") or "experiment"
+    return str(file.parent.absolute() / "mlruns" / slug)
 
 
 def find_parent(uri: str, experiment: str, sweep_name: str, sweep_id: str):

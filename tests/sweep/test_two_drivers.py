@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import load_config
@@ -32,11 +31,12 @@ def _driver(tmp_path, ray_tmp, name: str, *extra: str, env: dict | None = None) 
         )
 
 
-def test_two_drivers_started_at_once_run_the_sweep_once(tmp_path, ray_tmp, mlflow_store):
+def test_two_drivers_started_at_once_run_the_sweep_once(tmp_path, ray_tmp):
+    """On a new store: they also race to create it (MLflow makes its tables without a lock)."""
     (tmp_path / "sweep.yaml").write_text(sweep_yaml(
         "twice", [{"rate": 0.5, "rounds": 2, "rewind": "init"}, {"method": "random", "rate": 0.5, "rounds": 2}],
-        uri=mlflow_store,
     ))
+    mlflow_store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     drivers = {name: _driver(tmp_path, ray_tmp, name) for name in ("a", "b")}
     codes = {name: driver.wait(timeout=400) for name, driver in drivers.items()}
     said = {name: (tmp_path / f"{name}.err").read_text() for name in drivers}
