@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -56,7 +57,24 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # /tmp/ray/ray_current_cluster, which a bare ray.init() would silently join.
         with owned_by_the_driver():
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
+    one_line_errors()
     return True
+
+
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = record.getMessage().splitlines()[0] if record.getMessage() else "", ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def one_line_errors() -> None:
+    """Ray's log lines in the driver, one line each: Tune logs a failed trial attempt, or a state
+    file it could not save, with the whole traceback, which the trial's MLflow run (`lth.error`)
+    and its `error.txt` in the storage folder keep; the progress lines say what happened."""
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(existing, _OneLine) for existing in handler.filters):
+            handler.addFilter(_OneLine())
 
 
 @contextlib.contextmanager

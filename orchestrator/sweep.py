@@ -31,6 +31,7 @@ from orchestrator.plan import SweepPlan, display_name
 from orchestrator.progress import Console, LogConsole
 from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from orchestrator.scheduler import STOPPED_TAG
+from orchestrator.sweep_failure import cause_of, fail_unfinished
 from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
 from orchestrator.tracking_store import check_tracking, create_store
 from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
@@ -53,6 +54,7 @@ class SweepRuns:
     pending: list[TrialPayload] = field(default_factory=list)
     done_rounds: int = 0  # rounds already in MLflow (finished lineages, checkpoints to continue from)
     stale: list[provenance.StaleRun] = field(default_factory=list)  # reused, though another lth-sweep version made them
+    failure: str | None = None  # why Ray Tune itself failed under the sweep (`sweep_failure.cause_of`)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ def run_sweep(
                 runs = open_runs(plan, uri, console, wait)
                 return finish(plan, runs, console)
             runs = train(plan, uri, address, console, callbacks, wait, interruption)
+            if runs is not None and runs.failure is not None:
+                console.say(f"sweep {config.name}: {runs.failure}")
+                fail_unfinished(runs.tracker, runs.failure)
         if runs is not None and runs.lease.lost_to is not None:
             raise SweepBusy(f"sweep {config.name}: taken over by {runs.lease.lost_to.describe(time.time())} while "
                             "this driver stalled; its trials stopped, the other driver continues the sweep")
@@ -313,6 +318,9 @@ def run_trials(
     try:
         with snapshot_period(len(runs.pending)):
             results = tuner.fit()
+    except Exception as error:  # noqa: BLE001 - Tune's own failure (a full disk): the sweep still ends
+        runs.failure = cause_of(error, plan.config.storage_path(Path.cwd()))
+        return
     finally:
         interruption.tune_running = False
     if interruption.happened:
@@ -378,10 +386,7 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     frame = sweep.frame()
     verdicts = judge_sweep(frame)
     rows = collect_rows(plan, sweep, frame, verdicts)
-    storage = config.storage_path(Path.cwd())
-    plot_dir = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
-    plots = [accuracy_vs_sparsity(rows, plot_dir / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
-    plots += dimension_figures(frame, plot_dir, config.name)
+    plots = draw_plots(plan, rows, frame, console)
     for plot in plots:
         tracker.client.log_artifact(tracker.parent_id, str(plot), record.PLOTS_FOLDER)
     log_table(tracker.client, tracker.parent_id, summary_frame(rows), record.SUMMARY_TABLE, record.SUMMARY_CSV)
@@ -396,9 +401,27 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     failed = [row for row in rows if not succeeded(row)]
     for row in failed:
         console.say(f"{row['name']}: {row['status']}: {row['error'] or 'no error recorded'}")
-    status = "FAILED" if failed else "FINISHED"
+    status = "FAILED" if failed or record.ERROR in tracker.client.get_run(tracker.parent_id).data.tags else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
     return SweepOutcome(
         rows, indistinct, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tracker.comparison_url(),
         tuple(runs.stale),
     )
+
+
+def draw_plots(plan: SweepPlan, rows: list[dict], frame, console: Console) -> list[Path]:
+    """The sweep's figures, in its folder under the storage path; where that cannot take them (a
+    remote storage, a full disk), in a temporary folder."""
+    config = plan.config
+    storage = config.storage_path(Path.cwd())
+    folder = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
+    try:
+        plots = [accuracy_vs_sparsity(rows, folder / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
+        return plots + dimension_figures(frame, folder, config.name)
+    except OSError as error:
+        if "://" in storage:
+            raise
+        console.say(f"plots not written to {folder} ({error.strerror or error}); written to a temporary folder")
+        folder = Path(tempfile.mkdtemp())
+        plots = [accuracy_vs_sparsity(rows, folder / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
+        return plots + dimension_figures(frame, folder, config.name)
