@@ -140,6 +140,6 @@ def _reading_uri(tracking_uri: str | None) -> str:
     from orchestrator.preflight import check_reading_store, tracking_source
     from orchestrator.tracking_store import resolve_uri
 
-    uri = tracking_uri or resolve_uri(None, Path.cwd())
+    uri = resolve_uri(tracking_uri, Path.cwd())  # %-escapes written out, a relative path made absolute
     check_reading_store(uri, tracking_source(tracking_uri, "tracking_uri"))
     return uri
