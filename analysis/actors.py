@@ -23,16 +23,16 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis import metrics as registry
-from analysis.device import DEVICE_TAG, actor_device, describe, use_full_precision
-from analysis.measure import Network, Reference, measure
-from analysis.noise_floor import FLOOR_PREFIX
-from analysis.analysis_spec import AnalysisSpec
-from trainables import record
-from trainables.data import Dataset
-from trainables.specs import LineageSpec, TrunkSpec
-from trainables.trunk import TrunkResult
-from trainables.record import TWIN_PREFIX
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.device import DEVICE_TAG, actor_device, describe, use_full_precision
+from lth_sweep.analysis.measure import Network, Reference, measure
+from lth_sweep.analysis.noise_floor import FLOOR_PREFIX
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.trainables import record
+from lth_sweep.trainables.data import Dataset
+from lth_sweep.trainables.specs import LineageSpec, TrunkSpec
+from lth_sweep.trainables.trunk import TrunkResult
+from lth_sweep.trainables.record import TWIN_PREFIX
 
 DONE_MARKER = record.ANALYSIS_DONE
 #: A lineage handed to the pool was validated, its files checked, before the sweep started: each
@@ -103,7 +103,7 @@ class Analyzer:
         self._datasets: dict[str, Dataset] = {}
 
     def _network(self, trunk: TrunkSpec, weights: dict[str, np.ndarray], masks, label: str, folder: Path) -> Network:
-        from trainables.trunk import build_for, cached_dataset
+        from lth_sweep.trainables.trunk import build_for, cached_dataset
 
         torch.set_num_threads(self.threads)
         dataset = cached_dataset(trunk.data)
@@ -209,8 +209,10 @@ class AnalysisActor:
         return metrics
 
     def analyze(
-        self, lineage: dict, reference: Reference, round_index: int, weights: dict, masks: dict, run_id: str
+        self, *, lineage: dict, reference: Reference, round_index: int, weights: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray], run_id: str,
     ) -> dict[str, float]:
+        """`trainables.round_analysis.RoundAnalyst`: one round measured and logged, once."""
         if round_index in analysed_steps(self.client, run_id):
             return {}
         metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage, context=PATHS_CHECKED), reference, round_index, weights, masks)

@@ -7,11 +7,15 @@ of the sweep's identity (not of a lineage's training identity): changing it make
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated
 
-from pydantic import Field, SerializationInfo, field_validator, model_serializer
+from pydantic import Field, field_validator
 
-from trainables.canonical import Spec
+from lth_sweep.trainables.canonical import Spec
+from lth_sweep.trainables.identity import OmittedWhen, OutOfIdentity
+
+ADDED_LATER = "added after ids were in use: part of the identity only where it adds measurements"
+POOL = "how the pool runs, not what it measures"
 
 
 #: A cheap, representative set: noise, blur, digital and photometric corruptions.
@@ -55,7 +59,7 @@ class MisSpec(Spec):
     @field_validator("similarity")
     @classmethod
     def _known_similarity(cls, name: str) -> str:
-        from analysis.mis import PERCEPTUAL_MODELS
+        from lth_sweep.analysis.mis import PERCEPTUAL_MODELS
 
         if name not in PERCEPTUAL_MODELS:
             raise ValueError(f"unknown perceptual model {name!r}; known: {', '.join(sorted(PERCEPTUAL_MODELS))}")
@@ -91,7 +95,7 @@ class RobustnessSpec(Spec):
     @field_validator("corruptions")
     @classmethod
     def _known_corruptions(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from analysis.corruptions import CORRUPTIONS
+        from lth_sweep.analysis.corruptions import CORRUPTIONS
 
         unknown = [name for name in names if name not in CORRUPTIONS and names != ("all",)]
         if unknown:
@@ -112,7 +116,7 @@ class FlatnessSpec(Spec):
     iterations: int = Field(8, ge=1, description="power-iteration steps for the top Hessian eigenvalues")
     noise_draws: int = Field(2, ge=1, description="noise draws per scale for the flatness radius")
     bisections: int = Field(6, ge=1, description="bisection steps of the flatness radius")
-    bootstrap_draws: int = Field(
+    bootstrap_draws: Annotated[int, OmittedWhen(lambda flatness: not flatness.bootstrap_draws, ADDED_LATER)] = Field(
         0, ge=0, description="bootstrap resamples of the images for the sampling errors of flat/hessian_weights and "
         "flat/radius (each recomputes both: ~draws x their cost); 0: none (their verdicts rest on the seeds alone)",
     )
@@ -124,32 +128,16 @@ class FlatnessSpec(Spec):
             raise ValueError("one bootstrap draw has no spread: 0 (off) or at least 2 (e.g. 50)")
         return draws
 
-    @model_serializer(mode="wrap")
-    def _identity(self, handler, info: SerializationInfo) -> dict:
-        data = handler(self)
-        # Added after ids were in use: part of the identity only where it adds measurements.
-        if (info.context or {}).get("identity") and not self.bootstrap_draws:
-            data.pop("bootstrap_draws", None)
-        return data
-
 
 class AnalysisSpec(Spec):
+    enabled: bool = True
     # How the pool runs, not what it measures: resizing it reuses the sweep's finished runs. In the
     # identity they take their defaults' place (not dropped), so ids from before this rule still hold.
-    EXECUTION: ClassVar[dict[str, object]] = {"actors": 1, "cpus_per_actor": 0.0}
-    # Added after ids existed: left out of the identity altogether (a GPU changes where, not what).
-    EXECUTION_LATER: ClassVar[tuple[str, ...]] = ("gpus_per_actor",)
-    # Left out of the identity at either value: the dense twin adds trunk-level reference metrics
-    # (`twin/...` on the trunks' runs) and no lineage's result depends on it, so turning it off or on
-    # keeps the sweep, its runs and their ids (a resumed sweep adds the twins it lacks).
-    REFERENCES_ONLY: ClassVar[tuple[str, ...]] = ("twin",)
-
-    enabled: bool = True
-    actors: int = Field(1, ge=1, description="analysis actors in the pool")
-    cpus_per_actor: float = Field(
+    actors: Annotated[int, OutOfIdentity(POOL, stands_as=1)] = Field(1, ge=1, description="analysis actors in the pool")
+    cpus_per_actor: Annotated[float, OutOfIdentity(POOL, stands_as=0.0)] = Field(
         0.0, ge=0, description="CPUs Ray reserves per actor; 0 shares the trials' cores (right for a laptop)"
     )
-    gpus_per_actor: float = Field(
+    gpus_per_actor: Annotated[float, OutOfIdentity("where it measures, not what (added after ids existed)")] = Field(
         0.0, ge=0,
         description="GPUs Ray reserves per actor (fractions share one: 0.25 puts four actors on a GPU); an actor "
         "measures on CUDA when Ray gave it a GPU and torch sees one, else on the CPU, as training's device: auto",
@@ -165,7 +153,10 @@ class AnalysisSpec(Spec):
         description="size of the validation split those losses are taken on, when data.validation_size is not set: "
         "generated apart for shapes and clutter, held out of train (at most 10%) otherwise; never the test split (None: the test split's size)",
     )
-    twin: bool = Field(
+    # The dense twin adds trunk-level reference metrics (`twin/...` on the trunks' runs) and no
+    # lineage's result depends on it: turning it off or on keeps the sweep, its runs and their ids
+    # (a resumed sweep adds the twins it lacks).
+    twin: Annotated[bool, OutOfIdentity("reference metrics of the trunks only")] = Field(
         True,
         description="train each trunk's dense twin (same init, another data order: Frankle et al. 2020's instability "
         "control) and log its consistency with the trunk as twin/<metric> on the trunk's run: the noise floor of "
@@ -188,13 +179,4 @@ class AnalysisSpec(Spec):
                 "(a fraction shares a GPU between actors, e.g. 0.25)"
             )
         return gpus
-
-    @model_serializer(mode="wrap")
-    def _identity(self, handler, info: SerializationInfo) -> dict:
-        data = handler(self)
-        if (info.context or {}).get("identity"):
-            data |= self.EXECUTION
-            for name in self.EXECUTION_LATER + self.REFERENCES_ONLY:
-                data.pop(name, None)
-        return data
 

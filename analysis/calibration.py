@@ -135,7 +135,7 @@ def sampling_errors(probs, labels, dense_probs, bins: int, seed: int) -> dict[st
     on the same images (`dense_probs`, None on the trunk), `se_diff/` of the test accuracy
     (McNemar), ECE and SCE (paired bootstrap: the same draws for both) and NLL (paired per image).
     Bootstraps are seeded from `seed` and the metric's name."""
-    from analysis import sampling_error as se
+    from lth_sweep.analysis import sampling_error as se
 
     probs, labels = _inputs(probs, labels)
     n, losses = len(labels), nll_per_image(probs, labels)

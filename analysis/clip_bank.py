@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.concepts import ConceptBank, embeddings
-from analysis.device import model_device
+from lth_sweep.analysis.concepts import ConceptBank, embeddings
+from lth_sweep.analysis.device import model_device
 
 DEFAULT_TEMPLATE = "a photo of a {}"
 

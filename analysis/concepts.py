@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from analysis.device import model_device
+from lth_sweep.analysis.device import model_device
 
 # SVM C on standardised embeddings. Measured on shapes/conv4 (1000 examples, D=32): held-out balanced
 # accuracy of the shape CAVs rises from C=0.001 (0.81-0.99) to C=0.1 (0.92-1.0) and gains < 2%

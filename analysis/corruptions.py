@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from analysis.robustness import Transform, predict_logits
+from lth_sweep.analysis.robustness import Transform, predict_logits
 
 Corruption = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
 SEVERITIES = (1, 2, 3, 4, 5)

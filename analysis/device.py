@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.device import choose_device, placement, ray_gpu_ids
+from lth_sweep.trainables.device import choose_device, placement, ray_gpu_ids
 
 #: On the lineage's and trunk's MLflow runs: where their analysis ran (`placement`'s words).
 DEVICE_TAG = "lth.analysis_device"

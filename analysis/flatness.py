@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.device import model_device
-from analysis.robustness import eval_mode
-from trainables.masks import Masks
+from lth_sweep.analysis.device import model_device
+from lth_sweep.analysis.robustness import eval_mode
+from lth_sweep.trainables.masks import Masks
 
 
 

@@ -22,7 +22,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from analysis.device import model_device
+from lth_sweep.analysis.device import model_device
 
 #: the pointing game of Zhang et al. (2016) allows 15 px of slack at 224 px
 POINTING_TOLERANCE_AT_224 = 15

@@ -29,7 +29,7 @@ from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import Lime
 from torch import Tensor, nn
 
-from analysis.device import model_device
+from lth_sweep.analysis.device import model_device
 
 KERNEL_WIDTH = 0.25  # lime_image's default
 

@@ -19,13 +19,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from analysis import sampling_error
-from analysis.analysis_spec import AnalysisSpec
-from analysis.device import model_device
-from trainables import record
-from trainables.data import Dataset, ImageSplit
-from trainables.masks import Masks
-from trainables.models import PrunableModel
+from lth_sweep.analysis import sampling_error
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.analysis.device import model_device
+from lth_sweep.trainables import record
+from lth_sweep.trainables.data import Dataset, ImageSplit
+from lth_sweep.trainables.masks import Masks
+from lth_sweep.trainables.models import PrunableModel
 
 
 CACHE_BYTES = 256 * 2**20  #: the most one cached input-only sample may take in an actor's memory
@@ -63,7 +63,7 @@ class Network:
 
 def sample(split: ImageSplit, count: int, seed: int, salt: str) -> ImageSplit:
     """The first `count` images of a seeded permutation: the same images for every round."""
-    from trainables.data import make_generator
+    from lth_sweep.trainables.data import make_generator
 
     order = torch.randperm(len(split), generator=make_generator(seed, f"analysis/{salt}"))[: min(count, len(split))]
     order = order.sort().values
@@ -108,7 +108,7 @@ def probabilities(model: PrunableModel, images: torch.Tensor, batch_size: int = 
 
 
 def _calibration(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import calibration, robustness
+    from lth_sweep.analysis import calibration, robustness
 
     test = sample(net.dataset.test, len(net.dataset.test), net.spec.seed, "test")  # all of it, for file-backed too
     probs, labels = probabilities(net.model, test.images), test.labels
@@ -125,8 +125,8 @@ def _calibration(net: Network, dense: Reference | None, metrics: dict) -> dict:
 
 
 def _robustness(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import robustness
-    from analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, mce, mistakes
+    from lth_sweep.analysis import robustness
+    from lth_sweep.analysis.corruptions import CORRUPTIONS, MIN_TRUNK_MISTAKES, corrupted_inputs, mce, mistakes
 
     spec, data = net.spec.robustness, net.dataset
     own = {}  # this network's part of its Reference
@@ -206,7 +206,7 @@ def _robustness_differences(net: Network, dense: Reference | None, metrics: dict
 
 
 def _flatness(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import flatness
+    from lth_sweep.analysis import flatness
 
     spec = net.spec.flatness
     test = sample(net.dataset.test, spec.images, net.spec.seed, "flatness")
@@ -247,7 +247,7 @@ def _bootstrap_replicates(statistic, n: int, seed: int, key: str, draws: int) ->
 
 
 def _gradcam(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import gradcam
+    from lth_sweep.analysis import gradcam
 
     if net.model.gradcam_layer is None:
         return {}
@@ -297,7 +297,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _concepts(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import concepts
+    from lth_sweep.analysis import concepts
 
     data, spec = net.dataset, net.spec.concepts
     clip_model = getattr(net.model, "clip", None)
@@ -310,7 +310,7 @@ def _concepts(net: Network, dense: Reference | None, metrics: dict) -> dict:
     if clip_model is not None:
         import open_clip
 
-        from analysis.clip_bank import clip_text_bank
+        from lth_sweep.analysis.clip_bank import clip_text_bank
 
         tokenizer = open_clip.get_tokenizer(net.model.clip_model_name)
         bank = clip_text_bank(clip_model, tokenizer, data.concept_names, template=spec.clip_template)
@@ -366,7 +366,7 @@ def _cav_units(bank, vocabulary: list[str], concepts: torch.Tensor) -> tuple[tor
 def _cav_errors(net: Network, dense: Reference | None, metrics: dict, units: tuple) -> None:
     """se/ and se_diff/ of the mean balanced accuracy of the concept vectors: a bootstrap over the
     held-out images (a balanced accuracy is no mean over images), paired with the trunk's."""
-    from analysis.concepts import batched_balanced_accuracy
+    from lth_sweep.analysis.concepts import batched_balanced_accuracy
 
     seed = net.spec.seed
     put(metrics, "se/xai/concept_cav_acc", sampling_error.bootstrap_se(
@@ -380,7 +380,7 @@ def _cav_errors(net: Network, dense: Reference | None, metrics: dict, units: tup
 
 
 def _lime(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis.lime import lime_per_image
+    from lth_sweep.analysis.lime import lime_per_image
 
     spec = net.spec.lime
     test = sample(net.dataset.test, spec.images, net.spec.seed, "lime")
@@ -397,7 +397,7 @@ def _lime(net: Network, dense: Reference | None, metrics: dict) -> dict:
 
 
 def _mis(net: Network, dense: Reference | None, metrics: dict) -> dict:
-    from analysis import mis
+    from lth_sweep.analysis import mis
 
     if net.model.gradcam_layer is None:
         return {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from trainables.record import TWIN_PREFIX
+from lth_sweep.trainables.record import TWIN_PREFIX
 
 Reference = Literal["dense", "consistency"]
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analysis.device import model_device
+from lth_sweep.analysis.device import model_device
 
 
 class PerceptualModel(Protocol):

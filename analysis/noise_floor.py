@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis import metrics as registry
-from analysis.metrics import FLOOR_PREFIX, SE_PREFIX, TWIN_PREFIX
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.metrics import FLOOR_PREFIX, SE_PREFIX, TWIN_PREFIX
 
 
 

@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis import metrics as registry  # noqa: E402
-from analysis import noise_floor  # noqa: E402
+from lth_sweep.analysis import metrics as registry  # noqa: E402
+from lth_sweep.analysis import noise_floor  # noqa: E402
 
 
 def method_colors(labels) -> dict[str, str]:
@@ -173,7 +173,7 @@ def dimension_figures(frame, folder: Path, title: str) -> list[Path]:
     """One figure per group of `analysis.metrics.FIGURES` (generalisation, robustness, ood, calibration,
     geometry, gradcam, concepts, lime_and_mis) from the sweep's tidy table; groups it measured
     nothing of are left out."""
-    from analysis.metrics import FIGURES, in_figure
+    from lth_sweep.analysis.metrics import FIGURES, in_figure
 
     if frame.empty:
         return []

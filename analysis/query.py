@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analysis import query_sql
-from analysis.configurations import with_configurations
-from analysis.metrics import NONFINITE_PREFIX
-from analysis.query_sql import RunRecord
-from trainables import record
+from lth_sweep.analysis import query_sql
+from lth_sweep.analysis.configurations import with_configurations
+from lth_sweep.analysis.metrics import NONFINITE_PREFIX
+from lth_sweep.analysis.query_sql import RunRecord
+from lth_sweep.trainables import record
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -204,7 +204,8 @@ class SweepRecord:
     def frame(self) -> pd.DataFrame:
         rows = []
         for run in self.lineages:
-            tags, params = run.tags, run.params
+            tags = run.tags
+            params = {key: value for key, value in run.params.items() if key != record.SPEC}  # the fields are columns already
             trunk_id = tags.get(record.TRUNK)
             trunk = self.trunks.get(trunk_id)
             dense = {f"dense/{k}": v for k, v in (trunk.metrics if trunk else {}).items()}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, text
 
-from trainables import record
+from lth_sweep.trainables import record
 
 CHUNK = 500  # run ids per IN (...): well under every database's parameter limit
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from analysis.device import model_device
+from lth_sweep.analysis.device import model_device
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

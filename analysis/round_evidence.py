@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis import metrics as registry
-from analysis.metrics import DENSE_PREFIX, FLOOR_PREFIX, NONFINITE_PREFIX, SE_DIFF_PREFIX, SE_PREFIX, TWIN_PREFIX
-from analysis.noninferiority import PairedDifference, paired_difference
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.metrics import DENSE_PREFIX, FLOOR_PREFIX, NONFINITE_PREFIX, SE_DIFF_PREFIX, SE_PREFIX, TWIN_PREFIX
+from lth_sweep.analysis.noninferiority import PairedDifference, paired_difference
 
 MATCHES, FAILS, UNDETERMINED = "matches", "fails", "undetermined"
 

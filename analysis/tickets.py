@@ -22,15 +22,15 @@ import math
 
 import pandas as pd
 
-from analysis import metrics as registry
-from analysis import noise_floor, power, winning
-from analysis.configurations import CONFIG, with_configurations
-from analysis.multiplicity import holm_sequences
-from analysis.noninferiority import ALPHA, MIN_SEEDS_FOR_CONFIDENCE
-from analysis.round_evidence import MATCHES, at_one_bound, evidence, reference_for
-from analysis.verdict_rows import finite as _finite
-from analysis.verdict_rows import row as _row
-from analysis.verdict_rows import ticket_depth
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis import noise_floor, power, winning
+from lth_sweep.analysis.configurations import CONFIG, with_configurations
+from lth_sweep.analysis.multiplicity import holm_sequences
+from lth_sweep.analysis.noninferiority import ALPHA, MIN_SEEDS_FOR_CONFIDENCE
+from lth_sweep.analysis.round_evidence import MATCHES, at_one_bound, evidence, reference_for
+from lth_sweep.analysis.verdict_rows import finite as _finite
+from lth_sweep.analysis.verdict_rows import row as _row
+from lth_sweep.analysis.verdict_rows import ticket_depth
 
 DEFAULT_METRICS = registry.judged_by_default()
 SAME_SPARSITY = 0.01  #: sparsities this close count as the same design point (tables, the test across methods)

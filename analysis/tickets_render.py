@@ -2,7 +2,7 @@
 margin, the reference and the floor; the statistics stated under the blocks."""
 from __future__ import annotations
 
-from analysis import metrics as registry
+from lth_sweep.analysis import metrics as registry
 
 WIDTH_P = 6
 

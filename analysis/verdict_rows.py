@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from analysis import metrics as registry
-from analysis import noise_floor, verdicts
-from analysis.round_evidence import MATCHES, RoundEvidence
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis import noise_floor, verdicts
+from lth_sweep.analysis.round_evidence import MATCHES, RoundEvidence
 
 
 def ticket_depth(walk: list[RoundEvidence]) -> int:

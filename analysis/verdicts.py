@@ -15,7 +15,7 @@ import math
 from fnmatch import fnmatchcase
 from typing import Sequence
 
-from analysis import metrics as registry
+from lth_sweep.analysis import metrics as registry
 
 Curve = Sequence[tuple[float, float]]
 

@@ -23,10 +23,10 @@ import math
 
 import pandas as pd
 
-from analysis import noise_floor
-from analysis.noninferiority import paired_difference
-from analysis.round_evidence import FAILS, MATCHES, UNDETERMINED, RoundEvidence, evidence, reference_for
-from analysis.verdict_rows import row
+from lth_sweep.analysis import noise_floor
+from lth_sweep.analysis.noninferiority import paired_difference
+from lth_sweep.analysis.round_evidence import FAILS, MATCHES, UNDETERMINED, RoundEvidence, evidence, reference_for
+from lth_sweep.analysis.verdict_rows import row
 
 RULE = "winning ticket (Frankle & Carbin)"
 ACCURACY, ITERATION = "train/early_stop_acc", "train/early_stop_iteration"

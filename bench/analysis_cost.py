@@ -21,11 +21,11 @@ from quickstart_config import config_parser, seed0_trunk
 
 
 def main() -> None:
-    from analysis.actors import Analyzer
-    from orchestrator import estimate, estimate_analysis
-    from orchestrator.plan import make_plan
-    from trainables.data.describe import describe
-    from trainables.trunk import train_trunk
+    from lth_sweep.analysis.actors import Analyzer
+    from lth_sweep.orchestrator import estimate, estimate_analysis
+    from lth_sweep.orchestrator.plan import make_plan
+    from lth_sweep.trainables.data.describe import describe
+    from lth_sweep.trainables.trunk import train_trunk
 
     args = config_parser().parse_args()
     torch.set_num_threads(1)

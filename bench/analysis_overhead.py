@@ -26,7 +26,7 @@ def timed_sweep(config: str, overrides: list[str], workdir: Path) -> float:
 
 
 def per_round(workdir: Path, sweep: str) -> tuple[list[float], list[float]]:
-    from analysis.query import load_sweep
+    from lth_sweep.analysis.query import load_sweep
 
     frame = load_sweep(sweep, f"sqlite:///{workdir / 'mlflow.db'}")
     analysis = frame["analysis/seconds"].dropna() if "analysis/seconds" in frame else []

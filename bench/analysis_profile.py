@@ -21,9 +21,9 @@ from quickstart_config import config_parser, seed0_trunk
 
 
 def main() -> None:
-    from analysis.actors import Analyzer
-    from analysis.measure import measure
-    from trainables.trunk import train_trunk
+    from lth_sweep.analysis.actors import Analyzer
+    from lth_sweep.analysis.measure import measure
+    from lth_sweep.trainables.trunk import train_trunk
 
     args = config_parser().parse_args()
     torch.set_num_threads(1)  # as in a trial and an actor

@@ -25,9 +25,9 @@ import time
 import torch
 from torch.func import functional_call, stack_module_state
 
-from trainables.masks import MaskKeeper, apply_masks, dense_masks
-from trainables.models import build_model
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.masks import MaskKeeper, apply_masks, dense_masks
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import ModelSpec
 
 
 def lineages(args, count: int, device) -> list[tuple[torch.nn.Module, dict, torch.Tensor, torch.Tensor]]:

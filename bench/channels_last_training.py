@@ -18,7 +18,7 @@ from quickstart_config import config_parser, seed0_trunk
 
 
 def main() -> None:
-    from trainables.trunk import cached_dataset, train_trunk
+    from lth_sweep.trainables.trunk import cached_dataset, train_trunk
 
     parser = config_parser()
     parser.add_argument("--repeats", type=int, default=2)

@@ -18,8 +18,8 @@ HEAVY = ("torch", "mlflow", "ray", "captum", "open_clip", "sklearn", "matplotlib
 
 
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of one fresh `python -m orchestrator.cli ...`, by GNU time."""
-    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "orchestrator.cli", *argv],
+    """(seconds, peak RSS in MB) of one fresh `python -m lth_sweep.orchestrator.cli ...`, by GNU time."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "lth_sweep.orchestrator.cli", *argv],
                          env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds, kilobytes = out.stderr.strip().splitlines()[-1].split()
     return float(seconds), int(kilobytes) / 1024
@@ -30,7 +30,7 @@ def imported(argv: list[str], env: dict[str, str]) -> list[str]:
         "import sys, runpy, contextlib, io\n"
         f"sys.argv = ['lth', *{argv!r}]\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
-        "    runpy.run_module('orchestrator.cli', run_name='__main__')\n"
+        "    runpy.run_module('lth_sweep.orchestrator.cli', run_name='__main__')\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

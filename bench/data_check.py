@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainables.data import check_path, imagecheck, imagefolder
+from lth_sweep.trainables.data import check_path, imagecheck, imagefolder
 
 TRAIN, TEST, CLASSES = 50_000, 10_000, 10
 

@@ -16,9 +16,9 @@ from quickstart_config import config_parser
 
 
 def main() -> None:
-    from orchestrator.config import load_config
-    from orchestrator.plan import make_plan
-    from trainables.trunk import train_trunk
+    from lth_sweep.orchestrator.config import load_config
+    from lth_sweep.orchestrator.plan import make_plan
+    from lth_sweep.trainables.trunk import train_trunk
 
     parser = config_parser()
     parser.add_argument("--seeds", default="[0]", help="the config's seeds to train, e.g. [0,1]")

@@ -67,7 +67,7 @@ def run_sweep(lineages: int, folder: Path, address: str | None, server_url: str 
     config = folder / f"scale{lineages}.yaml"
     config.write_text(config_text(lineages))
     uri = server_url or f"sqlite:///{folder / 'mlflow.db'}"
-    command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(config)] + (["--address", address] if address else [])
+    command = [sys.executable, "-m", "lth_sweep.orchestrator.cli", "sweep", str(config)] + (["--address", address] if address else [])
     env = os.environ | {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}  # the server's credentials too
     started = time.time()
     log = open(folder / "sweep.log", "w")

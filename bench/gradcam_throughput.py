@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from analysis.gradcam import gradcam_maps
-from trainables.data.shapes import generate
-from trainables.models import build_model
-from trainables.specs import ModelSpec
+from lth_sweep.analysis.gradcam import gradcam_maps
+from lth_sweep.trainables.data.shapes import generate
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import ModelSpec
 
 
 def best_seconds(run, repeats: int) -> float:

@@ -19,7 +19,7 @@ CHILD = """
 import gc, sys, time
 import torch, ray, ray.tune, mlflow, pandas, matplotlib.pyplot
 from mlflow.tracking import MlflowClient
-import orchestrator.sweep, analysis.plots
+import lth_sweep.orchestrator.sweep, lth_sweep.analysis.plots
 objects = len(gc.get_objects())
 if sys.argv[1] == "freeze":
     gc.freeze()

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from trainables.masks import MaskKeeper, apply_masks, dense_masks
-from trainables.models import build_model
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.masks import MaskKeeper, apply_masks, dense_masks
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import ModelSpec
 
 
 class PerLayerKeeper:

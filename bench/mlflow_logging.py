@@ -46,8 +46,8 @@ def create_runs(uri: str, lineages: int, threads: int) -> tuple[list[str], float
     `lth sweep` does (which does it on one thread: N times the per-run time; here `threads`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestrator.mlflow_runs import SweepTracker
-    from trainables.specs import LineageSpec
+    from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+    from lth_sweep.trainables.specs import LineageSpec
 
     tracker = SweepTracker(uri, EXPERIMENT, SWEEP, "bench")
     per_trunk = max(1, lineages // 10)
@@ -75,7 +75,7 @@ def write(args: tuple[str, list[str], int, list[str]]) -> dict[str, list[float]]
     """One writer: its lineages' rounds, round by round, each through RunLogger like a trial."""
     import torch
 
-    from trainables.run_logger import RunLogger
+    from lth_sweep.trainables.run_logger import RunLogger
 
     uri, run_ids, rounds, names = args
     loggers = [RunLogger(uri, run_id) for run_id in run_ids]
@@ -168,7 +168,7 @@ def main() -> None:
             print(f"  per round, mask artifact:     {describe(masks)}")
             print(f"  per round, both (RunLogger.log_round): {describe([a + b for a, b in zip(metrics, masks)])}", flush=True)
 
-        from analysis.query import load_sweep
+        from lth_sweep.analysis.query import load_sweep
 
         started = time.perf_counter()
         frame = load_sweep(SWEEP, server.url, EXPERIMENT)

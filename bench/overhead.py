@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
-from trainables.lineage import run_lineage
-from trainables.trunk import cached_dataset, train_trunk
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.trunk import cached_dataset, train_trunk
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ def config_parser() -> argparse.ArgumentParser:
 
 def seed0_trunk(config_path: str, overrides: list[str]):
     """(the sweep config, its first trunk's spec, that trunk's rewind iterations) with seeds = [0]."""
-    from orchestrator.config import load_config
-    from orchestrator.plan import make_plan
+    from lth_sweep.orchestrator.config import load_config
+    from lth_sweep.orchestrator.plan import make_plan
 
     config = load_config(config_path, ["seeds=[0]", *overrides])
     (trunk, rewinds), *_ = make_plan(config).trunks.values()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from analysis import metrics as registry
-from analysis.query import load_sweep
-from analysis.tickets import judge
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.query import load_sweep
+from lth_sweep.analysis.tickets import judge
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ latency of each format, in one process, no Ray and no MLflow.
 The quickstart's seed-0 trunk is trained, then a `filter` lineage prunes it (`--rate` 0.6 for
 `--rounds` 2, `--scope` layerwise: 84% of each pruned layer's filters removed, the classifier's
 outputs kept). Its last
-round goes through the exporter's own code path (`trainables.export.export.prepare` + `write`),
+round goes through the exporter's own code path (`export.export.prepare` + `write`),
 masked and slim, in all three formats. Latency: one thread, the median of `--repeats` forward passes after 5
 warm-up passes, at batch 1 and batch 64, for the network loaded back from each file (eager torch
 from the safetensors export through its load_ticket.py, TorchScript, onnxruntime).
@@ -38,7 +38,7 @@ def median_ms(forward, images: torch.Tensor, repeats: int) -> float:
 def runners(kind: str, path: Path):
     """A function images -> logits for the export at `path`, loaded as a user would."""
     if kind == "safetensors":
-        from trainables.export import ticket_loader
+        from lth_sweep.export import ticket_loader
 
         model = ticket_loader.load(path)
         return lambda x: model(x)
@@ -60,12 +60,12 @@ def size_of(path: Path) -> int:
 def main() -> None:
     import warnings
 
-    from orchestrator.mlflow_runs import flatten
-    from trainables.export.export import prepare, write
-    from trainables.export.lineage_run import LineageRun
-    from trainables.lineage import run_lineage
-    from trainables.specs import LineageSpec
-    from trainables.trunk import cached_dataset, train_trunk
+    from lth_sweep.orchestrator.mlflow_runs import flatten
+    from lth_sweep.export.export import prepare, write
+    from lth_sweep.export.lineage_run import LineageRun
+    from lth_sweep.trainables.lineage import run_lineage
+    from lth_sweep.trainables.specs import LineageSpec
+    from lth_sweep.trainables.trunk import cached_dataset, train_trunk
 
     warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation
     parser = config_parser()

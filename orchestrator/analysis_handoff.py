@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import ray
 
-from analysis.actors import AnalysisPool
-from orchestrator.twin_handoff import start_twins
-from trainables.specs import TrunkSpec
-from trainables.trial_payload import AnalysisHandoff
+from lth_sweep.analysis.actors import AnalysisPool
+from lth_sweep.orchestrator.twin_handoff import start_twins
+from lth_sweep.trainables.specs import TrunkSpec
+from lth_sweep.trainables.trial_payload import AnalysisHandoff
 
 
 def hand_off(

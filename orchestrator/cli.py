@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.config_errors import ConfigError
-from orchestrator.tracking_store import plain_sqlite_uri, resolve_uri
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.orchestrator.tracking_store import plain_sqlite_uri, resolve_uri
 
 EXIT_BAD_INPUT = 2
 
@@ -42,11 +42,11 @@ class BadInput(Exception):
 
 
 def _sweep(args) -> int:
-    from orchestrator.config import load_config
+    from lth_sweep.orchestrator.config import load_config
 
     machine = None
     if args.machine:
-        from orchestrator.estimate import Machine
+        from lth_sweep.orchestrator.estimate import Machine
 
         try:
             if not args.dry_run:
@@ -58,7 +58,7 @@ def _sweep(args) -> int:
 
     try:
         config = load_config(args.config, [*(args.set or []), *(["tracking.rerun_stale=true"] if args.rerun_stale else [])])
-        from orchestrator.plan import make_plan
+        from lth_sweep.orchestrator.plan import make_plan
 
         plan = make_plan(config, check_paths=not args.dry_run)  # a dry run plans where the data is not
     except ConfigError as error:
@@ -71,20 +71,20 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(plan.describe(machine))
         return _power_of_plan(args, len(config.seeds)) if args.like else 0
-    from orchestrator.tracking_store import TrackingUnavailable
-    from orchestrator.preflight import BadStore, check_sweep_stores
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable
+    from lth_sweep.orchestrator.preflight import BadStore, check_sweep_stores
 
     try:  # before importing Ray, Tune and torch (seconds), writing nothing: storage and tracking store
         check_sweep_stores(config, Path.cwd())
     except BadStore as error:
         print(f"lth: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from orchestrator.interrupt import SweepInterrupted
-    from orchestrator.lease import SweepBusy
-    from orchestrator.progress import Console
-    from orchestrator.ray_session import ClusterTooSmall, RayUnreachable
-    from orchestrator.summary import render
-    from orchestrator.sweep import run_sweep
+    from lth_sweep.orchestrator.interrupt import SweepInterrupted
+    from lth_sweep.orchestrator.lease import SweepBusy
+    from lth_sweep.orchestrator.progress import Console
+    from lth_sweep.orchestrator.ray_session import ClusterTooSmall, RayUnreachable
+    from lth_sweep.orchestrator.summary import render
+    from lth_sweep.orchestrator.sweep import run_sweep
 
     # MLflow announces creating its SQLite tables at INFO; the sweep's own log already says where.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -121,7 +121,7 @@ def ui_store(config: str | None, backend_store_uri: str | None) -> str:
     if backend_store_uri is not None:
         return plain_sqlite_uri(backend_store_uri)
     if config is not None:
-        from orchestrator.config import load_config
+        from lth_sweep.orchestrator.config import load_config
 
         return load_config(config).tracking.resolved_uri(Path.cwd())
     return resolve_uri(None, Path.cwd())
@@ -149,7 +149,7 @@ def _ui(args) -> int:
         print("lth: the tracking store is an MLflow server; its UI is at:", file=sys.stderr)
         print(uri)
         return 0
-    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     try:  # what `mlflow ui` would fail on after creating the store (or never tell: a port in use)
         check_tracking(uri, source=ui_source(config, args.backend_store_uri))
@@ -165,7 +165,7 @@ def _ui(args) -> int:
 
 def ui_source(config: str | None, backend_store_uri: str | None) -> str:
     """Where `lth ui`'s store came from, as the user would change it."""
-    from orchestrator.preflight import tracking_source
+    from lth_sweep.orchestrator.preflight import tracking_source
 
     if backend_store_uri is not None:
         return "--backend-store-uri"
@@ -202,7 +202,7 @@ def port_number(text: str) -> int:
 
 def readable_store(args) -> str:
     """The tracking URI of `--tracking-uri` (else the default), checked readable; BadInput if not."""
-    from orchestrator.preflight import BadStore, check_reading_store, tracking_source
+    from lth_sweep.orchestrator.preflight import BadStore, check_reading_store, tracking_source
 
     uri = plain_sqlite_uri(args.tracking_uri) if args.tracking_uri else resolve_uri(None, Path.cwd())
     try:  # in seconds, writing nothing: MLflow's client would create a missing store, retry a server for minutes
@@ -214,7 +214,7 @@ def readable_store(args) -> str:
 
 def sweep_choice_error(error, uri: str) -> BadInput:
     """What the user reads when `--sweep` (and `--sweep-id`) names no sweep, or several."""
-    from analysis.query import SweepAmbiguous
+    from lth_sweep.analysis.query import SweepAmbiguous
 
     if isinstance(error, SweepAmbiguous):
         return BadInput(
@@ -229,7 +229,7 @@ def sweep_choice_error(error, uri: str) -> BadInput:
 def _frame(args):
     """The sweep's tidy table; raises BadInput naming what is wrong."""
     uri = readable_store(args)
-    from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
+    from lth_sweep.analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
 
     try:  # several sweeps of one name: the user picks one (the library's default is the latest)
         with stdout_to_stderr():  # stdout holds only the table (`--format json|csv` stays parseable)
@@ -278,7 +278,7 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
     """`--margin 0.01` (every metric) or `--margin test/acc=0.01` (one; `winning=` for the
     winning-ticket rule), repeatable. A metric that is not among `metrics` (those judged, patterns
     such as `xai/concept_jaccard_top*` included) is refused: its margin would be silently unused."""
-    from analysis.tickets import WINNING
+    from lth_sweep.analysis.tickets import WINNING
 
     out: dict[str, float] = {}
     for value in values:
@@ -298,7 +298,7 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
 
 
 def _not_judged(name: str, metrics: list[str], winning: str) -> str:
-    from analysis.metrics import known
+    from lth_sweep.analysis.metrics import known
 
     if known(name):
         hint = f" (add --metric {name} to judge it)"
@@ -310,9 +310,9 @@ def _not_judged(name: str, metrics: list[str], winning: str) -> str:
 
 
 def _tickets(args) -> int:
-    from analysis import paper_table, strict_json
-    from analysis.tickets import DEFAULT_METRICS, WINNING, PooledLineages, judge
-    from analysis.tickets_render import render
+    from lth_sweep.analysis import paper_table, strict_json
+    from lth_sweep.analysis.tickets import DEFAULT_METRICS, WINNING, PooledLineages, judge
+    from lth_sweep.analysis.tickets_render import render
 
     metrics = args.metric or list(DEFAULT_METRICS)
     try:  # before reading the sweep: a typo is told at once
@@ -328,7 +328,7 @@ def _tickets(args) -> int:
     if args.metric and unknown:
         print(f"lth: --metric: not measured in this sweep: {unknown}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from analysis.metrics import known
+    from lth_sweep.analysis.metrics import known
 
     unregistered = [m for m in metrics if not known(m)]
     if unregistered:
@@ -354,9 +354,9 @@ def _tickets(args) -> int:
 
 def _power_of_plan(args, seeds: int) -> int:
     """The dry run's power statement, from the finished sweep `--like` names."""
-    from analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
-    from analysis.tickets import DEFAULT_METRICS, judge
-    from orchestrator.power_plan import power_lines
+    from lth_sweep.analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
+    from lth_sweep.analysis.tickets import DEFAULT_METRICS, judge
+    from lth_sweep.orchestrator.power_plan import power_lines
 
     uri = readable_store(argparse.Namespace(tracking_uri=args.like_tracking_uri))
     try:
@@ -441,9 +441,9 @@ def parser() -> argparse.ArgumentParser:
     )
     tickets.add_argument("--relative", action="store_true", help="--margin as a fraction of the dense value")
     tickets.set_defaults(run=_tickets)
-    from orchestrator.cli_export import add_parser as add_export_parser
+    from lth_sweep.orchestrator.cli_export import add_parser as add_export_parser
     add_export_parser(commands)
-    from orchestrator.cli_store import add_parser as add_store_parser
+    from lth_sweep.orchestrator.cli_store import add_parser as add_store_parser
     add_store_parser(commands)
 
     ui = commands.add_parser(
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """`lth` as a program (the installed script, `python -m orchestrator.cli`). Before exiting,
+    """`lth` as a program (the installed script, `python -m lth_sweep.orchestrator.cli`). Before exiting,
     the objects left are frozen out of the garbage collector: Python's last collections would
     otherwise walk the ~400K objects torch, Ray and MLflow leave behind, 1.3-2 s at every exit,
     to free memory the process is about to hand back whole."""

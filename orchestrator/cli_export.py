@@ -1,4 +1,4 @@
-"""`lth export`: one lineage's round as a file that runs without lth-sweep (trainables/export/).
+"""`lth export`: one lineage's round as a file that runs without lth-sweep (export/).
 
     lth export --sweep S [--sweep-id P] --label L (--round K | --winning) --seed N
                --format safetensors|torchscript|onnx [--slim] [--out PATH [--force]] [--register NAME]
@@ -13,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-#: trainables.export.formats.FORMATS, named here so that `lth` starts without importing torch
+#: export.formats.FORMATS, named here so that `lth` starts without importing torch
 FORMATS = ("safetensors", "torchscript", "onnx")
 
 
@@ -52,16 +52,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_export(args) -> int:
-    from orchestrator.cli import BadInput, readable_store, stdout_to_stderr, sweep_choice_error
+    from lth_sweep.orchestrator.cli import BadInput, readable_store, stdout_to_stderr, sweep_choice_error
 
     if args.round is not None and args.round < 1:
         raise BadInput(f"lth: --round {args.round}: rounds count from 1")
     if args.out is None and args.register is None:
         raise BadInput("lth: export: give --out PATH (where to write the ticket), --register NAME (MLflow's model registry), or both")
     uri = readable_store(args)
-    from analysis.query import SweepAmbiguous, SweepNotFound
-    from trainables.export.errors import ExportError
-    from trainables.export.export import ExportRequest, export_ticket
+    from lth_sweep.analysis.query import SweepAmbiguous, SweepNotFound
+    from lth_sweep.export.errors import ExportError
+    from lth_sweep.export.export import ExportRequest, export_ticket
 
     # MLflow's download progress bars would be all the export prints, on stderr, for a file of kilobytes
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -75,7 +75,7 @@ def run_export(args) -> int:
             if args.out is not None:
                 path, metadata = export_ticket(request, args.out, force=args.force)
             if args.register is not None:
-                from trainables.export.registry import register_ticket
+                from lth_sweep.export.registry import register_ticket
 
                 registered = register_ticket(request, args.register)
     except (SweepAmbiguous, SweepNotFound) as error:

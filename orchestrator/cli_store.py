@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _path(store: str) -> Path:
-    from orchestrator.tracking_store import plain_sqlite_uri, sqlite_file
+    from lth_sweep.orchestrator.tracking_store import plain_sqlite_uri, sqlite_file
 
     if "://" in store:
         file = sqlite_file(plain_sqlite_uri(store))
@@ -36,7 +36,7 @@ def _path(store: str) -> Path:
 
 
 def _store(args) -> int:
-    from orchestrator.store_copy import StoreCopyError, copy_store, move_store
+    from lth_sweep.orchestrator.store_copy import StoreCopyError, copy_store, move_store
 
     try:
         source = _path(args.source)

@@ -23,11 +23,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from analysis.analysis_spec import AnalysisSpec
-from orchestrator.config_errors import ConfigError, _format_errors, _short_repr, _shown, non_finite, questionable
-from orchestrator.config_yaml import parse_yaml, read_config_text
-from orchestrator.tracking_store import resolve_uri
-from trainables.specs import DataSpec, ModelSpec, TrainSpec
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.orchestrator.config_errors import ConfigError, _format_errors, _short_repr, _shown, non_finite, questionable
+from lth_sweep.orchestrator.config_yaml import parse_yaml, read_config_text
+from lth_sweep.orchestrator.tracking_store import resolve_uri
+from lth_sweep.trainables.specs import DataSpec, ModelSpec, TrainSpec
 
 GRID_SECTIONS: dict[str, type[BaseModel] | None] = {
     "data": DataSpec,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.config_errors import ConfigError
+from lth_sweep.orchestrator.config_errors import ConfigError
 
 
 #: how many YAML values a config file (or one --set value) may expand to, aliases counted at every use

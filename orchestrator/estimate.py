@@ -24,11 +24,11 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from orchestrator.estimate_analysis import ANALYSIS_GPU_FLOPS, analysis_plan
-from orchestrator.estimate_fixed import fixed_costs
-from orchestrator.estimate_twin import TwinEstimate, twin_jobs, twin_line, twin_resources
-from trainables.data.describe import Description, describe
-from trainables.specs import LineageSpec, ModelSpec, TrunkSpec
+from lth_sweep.orchestrator.estimate_analysis import ANALYSIS_GPU_FLOPS, analysis_plan
+from lth_sweep.orchestrator.estimate_fixed import fixed_costs
+from lth_sweep.orchestrator.estimate_twin import TwinEstimate, twin_jobs, twin_line, twin_resources
+from lth_sweep.trainables.data.describe import Description, describe
+from lth_sweep.trainables.specs import LineageSpec, ModelSpec, TrunkSpec
 
 # Rough sustained training throughput, for the wall-time estimate only.
 CPU_FLOPS_PER_THREAD = 30e9  # measured here (AVX2 core, fp32): Conv-4, VGG-16, ResNet-20 at 16-32 px
@@ -90,7 +90,7 @@ def count_macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
 def _architecture(model: ModelSpec, data: Description, device: str) -> nn.Module:
     """The model's layers for this data, without its weights (the architecture is enough, and
     weights may not be here)."""
-    from trainables.models import build_model
+    from lth_sweep.trainables.models import build_model
 
     shape = {"in_channels": data.channels, "image_size": data.size, "num_classes": data.classes}
     with torch.device(device):
@@ -223,8 +223,8 @@ def training_seconds(jobs: list[tuple[TrunkSpec, Cost]], res, machine: Machine) 
 
 def notes(trunks: list[TrunkSpec], cpus_per_trial: float, gpus_per_trial: float) -> list[str]:
     """What the user may want to know before spending the compute."""
-    from trainables.data import DATASETS
-    from trainables.data.disk import MEMORY_BUDGET, DiskFormat
+    from lth_sweep.trainables.data import DATASETS
+    from lth_sweep.trainables.data.disk import MEMORY_BUDGET, DiskFormat
 
     out = []
     for spec in {t.data: t for t in trunks}.values():

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from trainables.data.describe import describe
-from trainables.specs import TrunkSpec
+from lth_sweep.trainables.data.describe import describe
+from lth_sweep.trainables.specs import TrunkSpec
 
 # The analysis, calibrated on this machine (2-core x86_64, AVX2, 1 thread as an actor with
 # cpus_per_actor <= 1; torch 2.14, CPU) from one round measured per dimension, of the quickstart's
@@ -106,7 +106,7 @@ def analysis_cost(analysis, data_spec) -> AnalysisCost:
 
 
 def _all_corruptions() -> int:
-    from analysis.corruptions import CORRUPTIONS
+    from lth_sweep.analysis.corruptions import CORRUPTIONS
 
     return len(CORRUPTIONS)
 

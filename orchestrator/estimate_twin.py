@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables.specs import TrunkSpec
-from trainables.twin import twin_recipe
+from lth_sweep.trainables.specs import TrunkSpec
+from lth_sweep.trainables.twin import twin_recipe
 
 
 @dataclass(frozen=True)

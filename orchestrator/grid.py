@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.config import EMPTY_LIST, GRID_SECTIONS, SweepConfig
-from orchestrator.config_errors import (
+from lth_sweep.orchestrator.config import EMPTY_LIST, GRID_SECTIONS, SweepConfig
+from lth_sweep.orchestrator.config_errors import (
     ConfigError,
     _error_items,
     _format_errors,
@@ -22,9 +22,9 @@ from orchestrator.config_errors import (
     non_finite,
     questionable,
 )
-from orchestrator.labels import distinct_labels
-from trainables.pruning import PRUNING_METHODS
-from trainables.specs import LineageSpec, TrunkSpec
+from lth_sweep.orchestrator.labels import distinct_labels
+from lth_sweep.trainables.pruning import PRUNING_METHODS
+from lth_sweep.trainables.specs import LineageSpec, TrunkSpec
 
 
 #: The smallest pruning rate: below 0.1% a round, the smallest layers of the built-in models (108 to

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.config_errors import ConfigError
-from trainables.specs import LineageSpec
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.trainables.specs import LineageSpec
 
 NAME_FIELD = "name"
 

@@ -17,8 +17,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_ARTIFACTS
 
-from trainables.data.describe import describe
-from trainables.specs import DataSpec, LineageSpec, TrunkSpec
+from lth_sweep.trainables.data.describe import describe
+from lth_sweep.trainables.specs import DataSpec, LineageSpec, TrunkSpec
 
 
 TRAINING, EVALUATION = "training", "evaluation"  #: MLflow's context tag of the train and test splits

@@ -7,11 +7,11 @@ import re
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator import mlflow_view
-from orchestrator.mlflow_inputs import log_dataset_inputs
-from orchestrator.tracking_store import sqlite_file
-from trainables import provenance, record
-from trainables.specs import Spec
+from lth_sweep.orchestrator import mlflow_view
+from lth_sweep.orchestrator.mlflow_inputs import log_dataset_inputs
+from lth_sweep.orchestrator.tracking_store import sqlite_file
+from lth_sweep.trainables import provenance, record
+from lth_sweep.trainables.specs import Spec
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, str]:
@@ -117,9 +117,10 @@ class SweepTracker:
         record.log_params(self.client, self.parent_id, params, set(self.client.get_run(self.parent_id).data.params))
 
     def child(self, kind: str, spec: Spec, run_name: str, tags: dict | None = None):
-        run = self._get_or_create(
-            kind, spec.id, run_name, self.parent_id, tags=tags, params=flatten(spec.model_dump(mode="json"))
-        )
+        params = flatten(spec.model_dump(mode="json"))  # one param per field, to filter and compare in the UI
+        if len(spec.canonical()) <= record.PARAM_CHARS:  # and the whole spec, which export rebuilds from
+            params[record.SPEC] = spec.canonical()
+        run = self._get_or_create(kind, spec.id, run_name, self.parent_id, tags=tags, params=params)
         log_dataset_inputs(self.client, run, spec)  # also for a found run: one logged before this existed has none
         return run
 
@@ -138,7 +139,7 @@ class SweepTracker:
         created = self._tags.get(run_id) or self.client.get_run(run_id).data.tags
         changes = provenance.version_changes(created, self.provenance)
         if changes:
-            from trainables.run_logger import RunLogger  # torch: not before the store is judged (cli)
+            from lth_sweep.trainables.run_logger import RunLogger  # torch: not before the store is judged (cli)
 
             RunLogger(self.uri, run_id).note(None, [f"continued by an attempt with {', '.join(changes)}"])
 

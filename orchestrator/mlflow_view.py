@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-from trainables import record
+from lth_sweep.trainables import record
 
 SHARE_TAG_PREFIX = "mlflow.sharedViewState."
 AGGREGATE = "average"  # MLflow draws the group's mean with a min-max band

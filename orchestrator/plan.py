@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from orchestrator import estimate
-from orchestrator.config import SweepConfig
-from orchestrator.config_errors import ConfigError
-from orchestrator.grid import expand_lineages, unique_trunks
-from trainables.data.describe import describe
-from trainables.specs import LineageSpec, TrunkSpec
-from trainables.trial_payload import display_name as lineage_name
-from trainables.ticket_sharing import shared_tickets, takes_ticket
+from lth_sweep.orchestrator import estimate
+from lth_sweep.orchestrator.config import SweepConfig
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.orchestrator.grid import expand_lineages, unique_trunks
+from lth_sweep.trainables.data.describe import describe
+from lth_sweep.trainables.specs import LineageSpec, TrunkSpec
+from lth_sweep.trainables.trial_payload import display_name as lineage_name
+from lth_sweep.trainables.ticket_sharing import shared_tickets, takes_ticket
 
 
 @dataclass
@@ -113,7 +113,7 @@ def check_models(lineages: list[LineageSpec], check_paths: bool = True) -> None:
     run (`check_paths=False`), its `model.weights` file is a weights file the loader reads, whose
     keys and shapes fit the model built for the trunk's data: the model is built on the CPU with
     the file loaded, as the trunk will build it, so what passes here loads there."""
-    from trainables.models import check_options
+    from lth_sweep.trainables.models import check_options
 
     with_weights = {}
     for spec in lineages:
@@ -129,7 +129,7 @@ def check_models(lineages: list[LineageSpec], check_paths: bool = True) -> None:
         return
     import torch
 
-    from trainables.models import build_model
+    from lth_sweep.trainables.models import build_model
 
     for model, channels, size, classes in with_weights:
         try:

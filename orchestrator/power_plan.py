@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from analysis.power import detectable_difference, seeds_needed
+from lth_sweep.analysis.power import detectable_difference, seeds_needed
 
 
 def pooled_noise(verdicts: dict) -> dict[str, tuple[float, float]]:

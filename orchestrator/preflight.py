@@ -115,7 +115,7 @@ def _processes_with_open(file: Path) -> list[str]:
 def _schema_problem(file: Path, version: str | None) -> str | None:
     """MLflow refuses a database of another schema version ("Detected out-of-date database schema")
     or, when tables are missing, migrates it in place: say so before it does either."""
-    from analysis.query_sql import mlflow_schema_revisions
+    from lth_sweep.analysis.query_sql import mlflow_schema_revisions
 
     head, revisions = mlflow_schema_revisions()
     if head is None or version == head:  # scripts unreadable (MLflow changed): MLflow judges
@@ -172,7 +172,7 @@ def storage_problem(storage: str, local: str) -> str | None:
 def check_sweep_stores(config, base: Path) -> None:
     """`lth sweep`: the config's storage path and tracking store, before Ray starts. Raises
     BadStore naming every setting that is wrong."""
-    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     problems = []
     problem = storage_problem(config.storage, config.storage_path(base))
@@ -193,7 +193,7 @@ def check_sweep_stores(config, base: Path) -> None:
 def check_reading_store(uri: str, source: str) -> None:
     """`lth query`, `lth tickets`: the store must exist and be MLflow's (reading never creates one)
     and answer within seconds."""
-    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     try:
         check_tracking(uri, source=source, reading=True)

@@ -7,7 +7,7 @@ import time
 
 from ray import tune
 
-from trainables.trial_payload import TrialConfig
+from lth_sweep.trainables.trial_payload import TrialConfig
 
 
 class Console:
@@ -24,7 +24,7 @@ class Console:
 
 
 class LogConsole(Console):
-    """The library's default: the same lines through `logging` (logger "orchestrator.progress"),
+    """The library's default: the same lines through `logging` (logger "lth_sweep.orchestrator.progress"),
     so a notebook or a service sees them only if it asks."""
 
     def say(self, message: str) -> None:

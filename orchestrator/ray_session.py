@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import ray
 
 if TYPE_CHECKING:
-    from analysis.analysis_spec import AnalysisSpec
+    from lth_sweep.analysis.analysis_spec import AnalysisSpec
 
 # Tune's own CSV/JSON/TensorBoard result files duplicate what MLflow records.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -109,7 +109,7 @@ def check_fits(cpus_per_trial: float, gpus_per_trial: float, analysis: AnalysisS
                 "trials would wait forever"
             )
     if analysis is not None and analysis.enabled:
-        from analysis.actors import pool_shortfall
+        from lth_sweep.analysis.actors import pool_shortfall
 
         problem = pool_shortfall(analysis, have)
         if problem:

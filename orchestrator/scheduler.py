@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from orchestrator.config import Scheduler
-from trainables import record
+from lth_sweep.orchestrator.config import Scheduler
+from lth_sweep.trainables import record
 
 STOPPED_TAG = record.STOPPED
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from orchestrator.lease import holder_of
+from lth_sweep.orchestrator.lease import holder_of
 
 #: the tables that hold artifact folders, and their key and location columns
 ARTIFACT_ROWS = (("runs", "run_uuid", "artifact_uri"), ("logged_models", "model_id", "artifact_location"))
@@ -102,7 +102,7 @@ def move_store(source: Path, destination: Path) -> StoreCopy:
 
 
 def _check(source: Path, destination: Path) -> None:
-    from orchestrator.preflight import sqlite_problem
+    from lth_sweep.orchestrator.preflight import sqlite_problem
 
     if not source.is_file():
         raise StoreCopyError(f"{source}: no such database")

@@ -6,12 +6,12 @@ import io
 import math
 from fnmatch import fnmatchcase
 
-from analysis import metrics as registry
-from analysis import strict_json
-from analysis.noise_floor import FLOOR_PREFIX, TWIN_PREFIX, pairs_of_a_ring
-from analysis.query import SweepRecord
-from orchestrator.plan import SweepPlan, display_name
-from trainables import record
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis import strict_json
+from lth_sweep.analysis.noise_floor import FLOOR_PREFIX, TWIN_PREFIX, pairs_of_a_ring
+from lth_sweep.analysis.query import SweepRecord
+from lth_sweep.orchestrator.plan import SweepPlan, display_name
+from lth_sweep.trainables import record
 
 
 #: Explanation drift at the last round, shown beside accuracy: (column, metric pattern as in the

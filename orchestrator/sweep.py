@@ -19,29 +19,29 @@ import ray
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from analysis.actors import AnalysisPool
-from analysis.plots import accuracy_vs_sparsity, dimension_figures, method_colors
-from analysis.query import read_sweep
-from orchestrator.analysis_handoff import hand_off
-from orchestrator.interrupt import Interruption, SweepInterrupted
-from orchestrator.mlflow_inputs import log_table
-from orchestrator.lease import Lease, SweepBusy, wait_while_held
-from orchestrator.mlflow_runs import SweepTracker, find_parent, finished_runs, flatten
-from orchestrator.plan import SweepPlan, display_name
-from orchestrator.progress import Console, LogConsole
-from orchestrator.ray_session import ClusterTooSmall, check_fits, connect
-from orchestrator.scheduler import STOPPED_TAG
-from orchestrator.sweep_failure import cause_of, fail_unfinished
-from orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
-from orchestrator.tracking_store import check_tracking, create_store
-from orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
-from orchestrator.tuner import experiment_name, make_tuner, mark_stopped, snapshot_period, trial_order
-from trainables import provenance, record
-from trainables.run_logger import RunLogger
-from trainables.ticket_board import TicketBoard
-from trainables.ticket_sharing import shared_tickets
-from trainables.checkpoint_folder import experiment_folder, latest_checkpoints
-from trainables.trial_payload import ResumePoint, SharedObjects, TicketSharing, TrialPayload
+from lth_sweep.analysis.actors import AnalysisPool
+from lth_sweep.analysis.plots import accuracy_vs_sparsity, dimension_figures, method_colors
+from lth_sweep.analysis.query import read_sweep
+from lth_sweep.orchestrator.analysis_handoff import hand_off
+from lth_sweep.orchestrator.interrupt import Interruption, SweepInterrupted
+from lth_sweep.orchestrator.mlflow_inputs import log_table
+from lth_sweep.orchestrator.lease import Lease, SweepBusy, wait_while_held
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker, find_parent, finished_runs, flatten
+from lth_sweep.orchestrator.plan import SweepPlan, display_name
+from lth_sweep.orchestrator.progress import Console, LogConsole
+from lth_sweep.orchestrator.ray_session import ClusterTooSmall, check_fits, connect
+from lth_sweep.orchestrator.scheduler import STOPPED_TAG
+from lth_sweep.orchestrator.sweep_failure import cause_of, fail_unfinished
+from lth_sweep.orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
+from lth_sweep.orchestrator.tracking_store import check_tracking, create_store
+from lth_sweep.orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
+from lth_sweep.orchestrator.tuner import experiment_name, make_tuner, mark_stopped, snapshot_period, trial_order
+from lth_sweep.trainables import provenance, record
+from lth_sweep.trainables.run_logger import RunLogger
+from lth_sweep.trainables.ticket_board import TicketBoard
+from lth_sweep.trainables.ticket_sharing import shared_tickets
+from lth_sweep.trainables.checkpoint_folder import experiment_folder, latest_checkpoints
+from lth_sweep.trainables.trial_payload import ResumePoint, SharedObjects, TicketSharing, TrialPayload
 
 
 @dataclass
@@ -97,7 +97,6 @@ def run_sweep(
     config = plan.config
     if check_store:  # in seconds, before Ray: MLflow's client retries an absent server for minutes
         check_tracking(uri)
-    create_store(uri)  # a new SQLite store, made by one of the drivers that start together
     with Interruption() as interruption:  # a signal while waiting for another driver: nothing opened yet
         wait_while_held(lambda: find_parent(uri, config.tracking.experiment, config.name, plan.sweep_id), config.name, wait, console.say)
     runs = None
@@ -132,6 +131,7 @@ def train(
         started_ray = start_ray(plan, address)  # first: an unreachable cluster must leave MLflow untouched
         interruption.install()  # ray.init replaced the SIGTERM handler
         try:
+            create_store(uri)  # a new SQLite store, made by one of the drivers that start together
             runs = open_runs(plan, uri, console, wait)
             runs.lease.on_lost = lambda holder: interruption.stop("another driver took the sweep over")
             attach_resumes(plan, runs, console)
@@ -351,7 +351,7 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None, cause: str = "Ctr
 
 def judge_sweep(frame) -> dict | None:
     """`lth tickets`' verdicts on the registry's default metrics (None before any round finished)."""
-    from analysis.tickets import DEFAULT_METRICS, judge
+    from lth_sweep.analysis.tickets import DEFAULT_METRICS, judge
 
     return None if frame.empty else judge(frame, list(DEFAULT_METRICS))
 
@@ -362,8 +362,8 @@ def log_verdicts(client, parent_id: str, verdicts: dict | None) -> str:
     the run's description."""
     if verdicts is None:
         return ""
-    from analysis import paper_table
-    from analysis.tickets_render import render as render_verdicts
+    from lth_sweep.analysis import paper_table
+    from lth_sweep.analysis.tickets_render import render as render_verdicts
 
     log_table(client, parent_id, paper_table.long_form(verdicts), record.VERDICTS_TABLE, record.VERDICTS_CSV)
     client.log_text(parent_id, paper_table.markdown(verdicts), record.VERDICTS_MARKDOWN)

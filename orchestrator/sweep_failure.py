@@ -7,7 +7,7 @@ import errno
 import shutil
 from pathlib import Path
 
-from trainables import record
+from lth_sweep.trainables import record
 
 
 def cause_of(error: BaseException, storage: str) -> str:

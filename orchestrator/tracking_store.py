@@ -167,7 +167,7 @@ def sqlite_file(uri: str) -> Path | None:
 
 
 def _check_sqlite(uri: str, parsed, reading: bool, where: str) -> None:
-    from orchestrator.preflight import cannot_create_in, sqlite_problem
+    from lth_sweep.orchestrator.preflight import cannot_create_in, sqlite_problem
 
     if parsed.netloc:
         raise TrackingUnavailable(

@@ -23,13 +23,13 @@ from mlflow.tracking import MlflowClient
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from safetensors.torch import load_file
 
-from orchestrator.mlflow_runs import SweepTracker
-from trainables import record
-from trainables.checkpoint import sha256
-from trainables.specs import TrunkSpec
-from trainables.run_logger import RunLogger
-from trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
-from trainables.twin import train_twin
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.trainables import record
+from lth_sweep.trainables.checkpoint import sha256
+from lth_sweep.trainables.specs import TrunkSpec
+from lth_sweep.trainables.run_logger import RunLogger
+from lth_sweep.trainables.trunk import TrunkResult, as_tensors, to_numpy, train_trunk
+from lth_sweep.trainables.twin import train_twin
 
 MANIFEST = record.TRUNK_MANIFEST
 

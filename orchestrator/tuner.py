@@ -13,16 +13,16 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.stopper import CombinedStopper, FunctionStopper
 
-from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.plan import SweepPlan
-from orchestrator.progress import Console, RoundPrinter
-from orchestrator.lineage_searcher import LineageSearcher
-from orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
-from trainables.checkpoint_folder import experiment_folder
-from trainables.specs import LineageSpec
-from trainables.ticket_sharing import has_control, takes_ticket
-from trainables.trial import lineage_trial
-from trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.orchestrator.plan import SweepPlan
+from lth_sweep.orchestrator.progress import Console, RoundPrinter
+from lth_sweep.orchestrator.lineage_searcher import LineageSearcher
+from lth_sweep.orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
+from lth_sweep.trainables.checkpoint_folder import experiment_folder
+from lth_sweep.trainables.specs import LineageSpec
+from lth_sweep.trainables.ticket_sharing import has_control, takes_ticket
+from lth_sweep.trainables.trial import lineage_trial
+from lth_sweep.trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload
 
 
 def expected_cost(spec: LineageSpec, trains_ticket: bool = True) -> float:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import ray
 from mlflow.tracking import MlflowClient
 
-from analysis.actors import AnalysisPool, has_twin
-from orchestrator.trunk_sharing import start_twin
-from trainables.specs import TrunkSpec
+from lth_sweep.analysis.actors import AnalysisPool, has_twin
+from lth_sweep.orchestrator.trunk_sharing import start_twin
+from lth_sweep.trainables.specs import TrunkSpec
 
 Say = Callable[[str], None]
 

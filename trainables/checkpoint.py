@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainables.lineage import LineageState
+from lth_sweep.trainables.lineage import LineageState
 
 
 class CheckpointCorrupt(RuntimeError):

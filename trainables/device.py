@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from trainables.data import ImageSplit, Split
+from lth_sweep.trainables.data import ImageSplit, Split
 
 DEVICE_DATA_SHARE = 0.25  # of free device memory an in-memory split may take (four trials per GPU fit)
 PREFETCH_BATCHES = 2  # per loader worker

@@ -28,8 +28,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from trainables.data import make_generator
-from trainables.training import evaluate
+from lth_sweep.trainables.data import make_generator
+from lth_sweep.trainables.training import evaluate
 
 
 def early_stopping_iteration(history: Sequence[Sequence[float]]) -> int | None:

@@ -15,15 +15,15 @@ from typing import Callable
 
 import torch
 
-from trainables.device import Runtime, cpu_state, to_device
-from trainables.early_stopping import ValidationTracker, validation_split
-from trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
-from trainables.pruning import PRUNING_METHODS
-from trainables.pruning.base import PruneContext
-from trainables.specs import LineageSpec
-from trainables.ticket_sharing import TicketExchange, has_control
-from trainables.training import evaluate, train
-from trainables.trunk import TrunkResult, as_tensors, build_for, cached_dataset
+from lth_sweep.trainables.device import Runtime, cpu_state, to_device
+from lth_sweep.trainables.early_stopping import ValidationTracker, validation_split
+from lth_sweep.trainables.masks import MaskKeeper, Masks, apply_masks, companion_masks, dense_masks, sparsity_report
+from lth_sweep.trainables.pruning import PRUNING_METHODS
+from lth_sweep.trainables.pruning.base import PruneContext
+from lth_sweep.trainables.specs import LineageSpec
+from lth_sweep.trainables.ticket_sharing import TicketExchange, has_control
+from lth_sweep.trainables.training import evaluate, train
+from lth_sweep.trainables.trunk import TrunkResult, as_tensors, build_for, cached_dataset
 
 REINIT_SEED_OFFSET = 1_000_000_007
 SHARED_TICKET_NOTE = "ticket shared: trained once for the sweep, by another lineage with the same ticket"

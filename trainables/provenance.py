@@ -27,7 +27,7 @@ from pathlib import Path
 from mlflow.tracking.context.git_context import GitRunContext
 from mlflow.tracking.context.registry import resolve_tags
 
-from trainables import record
+from lth_sweep.trainables import record
 
 log = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ VERSION_RAY = "lth.version.ray"
 VERSION_MLFLOW = "lth.version.mlflow"
 VERSION_PYTHON = "lth.version.python"
 
+SPEC = "lth.spec"  #: param of every trunk and lineage run: its spec's canonical JSON, which its id hashes
 TAG_CHARS = 5000  #: longest tag value kept (MLflow's limit is 8000; errors and notes are cut here)
 PARAM_CHARS = 6000  #: longest param value kept (MLflow's limit)
 
@@ -84,7 +85,7 @@ def round_masks(round_index: int) -> str:
 
 def round_ticket(round_index: int) -> str:
     """Where a lineage keeps one round's evaluated network and the masks it trained under, packed
-    (trainables/export/packing.py). Runs made before these were kept have only the last round's,
+    (trainables/ticket_packing.py). Runs made before these were kept have only the last round's,
     as TICKET_WEIGHTS and TICKET_MASKS."""
     return f"tickets/round_{round_index:02d}.safetensors"
 

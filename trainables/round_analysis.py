@@ -8,8 +8,23 @@ package: it only calls `analyze.remote` on the handles the driver gave it.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
+import numpy as np
 import ray
 import torch
+
+
+class RoundAnalyst(Protocol):
+    """What a trial asks of an analysis actor, by keyword (`analysis/actors.py`'s AnalysisActor
+    implements it; tests/unit/test_layers.py holds the two signatures equal): measure round
+    `round_index` of `lineage` (its spec, as JSON) against its trunk's `reference`, log the metrics
+    to the lineage's run `run_id`, return them ({} when the run holds them already)."""
+
+    def analyze(
+        self, *, lineage: dict, reference: object, round_index: int, weights: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray], run_id: str,
+    ) -> dict[str, float]: ...
 
 
 class AnalysisFailed(RuntimeError):
@@ -26,7 +41,10 @@ class RoundAnalysis:
         actor = self.actors[(self.slot + round_index) % len(self.actors)]
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in weights.items()}
         mask_arrays = {name: mask.cpu().numpy() for name, mask in masks.items()}
-        ref = actor.analyze.remote(self.lineage, self.reference, round_index, arrays, mask_arrays, self.run_id)
+        ref = actor.analyze.remote(
+            lineage=self.lineage, reference=self.reference, round_index=round_index, weights=arrays, masks=mask_arrays,
+            run_id=self.run_id,
+        )
         self.pending = (round_index, ref)
 
     def wait(self) -> None:

@@ -18,9 +18,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import save_file
 
-from trainables import record
-from trainables.checkpoint import sha256
-from trainables.export.packing import pack_ticket
+from lth_sweep.trainables import record
+from lth_sweep.trainables.checkpoint import sha256
+from lth_sweep.trainables.ticket_packing import pack_ticket
 
 
 #: the trunk's metrics a lineage logs at step 0 (its charts' starting point)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SerializationInfo, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from trainables.canonical import Spec
-from trainables.pruning import AnyPruneSpec
-from trainables.pruning.base import PruneSpec
+from lth_sweep.trainables.canonical import Spec
+from lth_sweep.trainables.identity import OmittedWhen, OutOfIdentity
+from lth_sweep.trainables.pruning import AnyPruneSpec
+from lth_sweep.trainables.pruning.base import PruneSpec
 
 __all__ = ["Spec", "DataSpec", "ModelSpec", "TrainSpec", "PruneSpec", "TrunkSpec", "LineageSpec"]
 
@@ -27,6 +28,18 @@ def checks_paths(info: ValidationInfo) -> bool:
     """Whether files must exist: validating with context {"check_paths": False} (a dry run) only
     resolves paths, so a plan can be made where the data is not."""
     return (info.context or {}).get("check_paths", True)
+
+
+EXECUTION = OutOfIdentity("how it runs, not what it computes")
+ADDED_LATER = "added after ids were in use: part of the identity only where it changes something"
+VALIDATION_WHY = "part of the identity only where it changes what is trained on (and added after ids were in use)"
+
+
+def _validation_trains_as_before(data: "DataSpec") -> bool:
+    """No validation split, or one generated apart (shapes, clutter): training, and so the trunk, is as it was."""
+    from lth_sweep.trainables.data import SEPARATE_VALIDATION
+
+    return not data.validation_size or data.name in SEPARATE_VALIDATION
 
 
 class DataSpec(Spec):
@@ -44,7 +57,7 @@ class DataSpec(Spec):
     in_memory: bool | None = Field(
         None, description="decode all images into memory (True) or per batch (False); None: by size (trainables.data.disk)"
     )
-    validation_size: int = Field(
+    validation_size: Annotated[int, OmittedWhen(_validation_trains_as_before, VALIDATION_WHY)] = Field(
         0, ge=0,
         description="validation images for selecting the early-stopping iteration, never the test split (0: none): "
         "shapes and clutter generate them apart; other datasets hold min(this, 10% of train) out of training, drawn from seed",
@@ -52,24 +65,12 @@ class DataSpec(Spec):
 
     def held_out(self, train_images: int | None = None) -> int:
         """Training images moved into the validation split (0 where it is generated apart)."""
-        from trainables.data import HELD_OUT_SHARE, SEPARATE_VALIDATION
+        from lth_sweep.trainables.data import HELD_OUT_SHARE, SEPARATE_VALIDATION
 
         if not self.validation_size or self.name in SEPARATE_VALIDATION:
             return 0
         train = self.train_size if train_images is None else train_images
         return min(self.validation_size, int(train * HELD_OUT_SHARE))
-
-    @model_serializer(mode="wrap")
-    def _identity(self, handler, info: SerializationInfo) -> dict:
-        data = handler(self)
-        if (info.context or {}).get("identity"):
-            from trainables.data import SEPARATE_VALIDATION
-
-            # Part of the identity only where it changes what is trained on (and added after ids
-            # were in use): a split generated apart leaves training, and so the trunk, as it was.
-            if not self.validation_size or self.name in SEPARATE_VALIDATION:
-                data.pop("validation_size", None)
-        return data
 
     @field_validator("image_size")
     @classmethod
@@ -86,7 +87,7 @@ class DataSpec(Spec):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, name: str) -> str:
-        from trainables.data import DATASETS
+        from lth_sweep.trainables.data import DATASETS
 
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -106,8 +107,8 @@ class DataSpec(Spec):
     @field_validator("ood_format")
     @classmethod
     def _disk_format(cls, name: str) -> str:
-        from trainables.data import DATASETS
-        from trainables.data.disk import DiskFormat
+        from lth_sweep.trainables.data import DATASETS
+        from lth_sweep.trainables.data.disk import DiskFormat
 
         formats = sorted(n for n, loader in DATASETS.items() if isinstance(loader, DiskFormat))
         if name not in formats:
@@ -117,7 +118,7 @@ class DataSpec(Spec):
     @model_validator(mode="after")
     def _readable_files(self, info: ValidationInfo) -> "DataSpec":
         # Cheap: required files exist and headers look right; nothing is loaded here.
-        from trainables.data import check_path
+        from lth_sweep.trainables.data import check_path
 
         if not checks_paths(info):
             return self
@@ -150,7 +151,7 @@ class ModelSpec(Spec):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        from trainables.models import MODELS
+        from lth_sweep.trainables.models import MODELS
 
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
@@ -165,33 +166,22 @@ class TrainSpec(Spec):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "cosine", "exponential"] = "constant"
-    gamma: float = Field(0.95, gt=0, le=1, description="exponential schedule: the lr is multiplied by gamma every epoch")
+    gamma: Annotated[float, OmittedWhen(lambda train: train.schedule != "exponential", ADDED_LATER)] = Field(
+        0.95, gt=0, le=1, description="exponential schedule: the lr is multiplied by gamma every epoch"
+    )
     warmup_iterations: int = Field(0, ge=0)
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: forward and loss under torch.autocast")
-    # How the spec runs, not what it computes (see trainables.device):
-    device: Literal["auto", "cpu", "cuda"] = Field(
+    precision: Annotated[Literal["fp32", "bf16"], OmittedWhen(lambda train: train.precision == "fp32", ADDED_LATER)] = Field(
+        "fp32", description="bf16: forward and loss under torch.autocast"
+    )
+    # How the spec runs, not what it computes (see trainables.device): left out of the identity, so
+    # moving a sweep to a GPU, or giving it loader workers, reuses its finished runs. Numerics differ
+    # only in rounding, as from one machine to another.
+    device: Annotated[Literal["auto", "cpu", "cuda"], EXECUTION] = Field(
         "cpu", description="auto: CUDA when this process may use a GPU (in Ray: when the trial was given one)"
     )
-    channels_last: bool = Field(False, description="NHWC memory layout for the model and its inputs")
-    workers: int = Field(0, ge=0, description="loader processes prefetching batches of file-backed splits")
-    pin_memory: bool = Field(True, description="pinned host memory for prefetched batches copied to a GPU")
-
-    # Left out of the identity (`canonical`): moving a sweep to a GPU, or giving it loader workers,
-    # reuses its finished runs. Numerics differ only in rounding, as from one machine to another.
-    EXECUTION: ClassVar[tuple[str, ...]] = ("device", "channels_last", "workers", "pin_memory")
-
-    @model_serializer(mode="wrap")
-    def _identity(self, handler, info: SerializationInfo) -> dict:
-        data = handler(self)
-        if (info.context or {}).get("identity"):
-            for name in self.EXECUTION:
-                data.pop(name, None)
-            # Added after ids were in use: part of the identity only where they change something.
-            if self.precision == "fp32":
-                data.pop("precision", None)
-            if self.schedule != "exponential":
-                data.pop("gamma", None)
-        return data
+    channels_last: Annotated[bool, EXECUTION] = Field(False, description="NHWC memory layout for the model and its inputs")
+    workers: Annotated[int, EXECUTION] = Field(0, ge=0, description="loader processes prefetching batches of file-backed splits")
+    pin_memory: Annotated[bool, EXECUTION] = Field(True, description="pinned host memory for prefetched batches copied to a GPU")
 
     def iterations_per_epoch(self, train_size: int) -> int:
         return math.ceil(train_size / self.batch_size)

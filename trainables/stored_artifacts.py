@@ -8,8 +8,8 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from trainables import record
-from trainables.checkpoint import sha256
+from lth_sweep.trainables import record
+from lth_sweep.trainables.checkpoint import sha256
 
 
 class ArtifactUnusable(RuntimeError):

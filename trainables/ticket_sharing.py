@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.masks import Masks
-from trainables.specs import LineageSpec
-from trainables.trunk import as_tensors, to_numpy
+from lth_sweep.trainables.masks import Masks
+from lth_sweep.trainables.specs import LineageSpec
+from lth_sweep.trainables.trunk import as_tensors, to_numpy
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.data import Split
-from trainables.device import Runtime
+from lth_sweep.trainables.data import Split
+from lth_sweep.trainables.device import Runtime
 
 
 class Callback(Protocol):

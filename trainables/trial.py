@@ -15,17 +15,17 @@ import ray
 import torch
 from ray import tune
 
-from trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
-from trainables.checkpoint_folder import latest_checkpoints, save_checkpoint
-from trainables.device import placement, resolve_device
-from trainables.lineage import LayerCollapseError, LineageState, RoundResult, run_lineage
-from trainables.round_analysis import AnalysisFailed, RoundAnalysis
-from trainables import record
-from trainables.run_logger import RunLogger
-from trainables.ticket_sharing import TicketExchange, ticket_id
-from trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload, payload_of
-from trainables.training import DivergedError
-from trainables.trunk import TrunkResult
+from lth_sweep.trainables.checkpoint import CheckpointCorrupt, load_evaluated, load_state, save_state
+from lth_sweep.trainables.checkpoint_folder import latest_checkpoints, save_checkpoint
+from lth_sweep.trainables.device import placement, resolve_device
+from lth_sweep.trainables.lineage import LayerCollapseError, LineageState, RoundResult, run_lineage
+from lth_sweep.trainables.round_analysis import AnalysisFailed, RoundAnalysis
+from lth_sweep.trainables import record
+from lth_sweep.trainables.run_logger import RunLogger
+from lth_sweep.trainables.ticket_sharing import TicketExchange, ticket_id
+from lth_sweep.trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload, payload_of
+from lth_sweep.trainables.training import DivergedError
+from lth_sweep.trainables.trunk import TrunkResult
 
 DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
 #: What each round tells Tune besides `round` and `vs_trunk/...`: the headline metrics, not all of

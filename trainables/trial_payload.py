@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainables.specs import LineageSpec
+from lth_sweep.trainables.specs import LineageSpec
 
 
 @dataclass(frozen=True)

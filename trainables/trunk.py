@@ -13,12 +13,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from trainables.data import Dataset, load_dataset
-from trainables.device import Runtime, placement
-from trainables.early_stopping import ValidationTracker, validation_split
-from trainables.models import build_model
-from trainables.specs import DataSpec, TrunkSpec
-from trainables.training import evaluate, train
+from lth_sweep.trainables.data import Dataset, load_dataset
+from lth_sweep.trainables.device import Runtime, placement
+from lth_sweep.trainables.early_stopping import ValidationTracker, validation_split
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import DataSpec, TrunkSpec
+from lth_sweep.trainables.training import evaluate, train
 
 State = dict[str, np.ndarray]
 

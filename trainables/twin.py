@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 
-from trainables.specs import TrunkSpec
-from trainables.trunk import TrunkResult, train_trunk
+from lth_sweep.trainables.specs import TrunkSpec
+from lth_sweep.trainables.trunk import TrunkResult, train_trunk
 
 #: Salt of the twin's data-order seed: fixed, so a twin is a deterministic function of its trunk.
 TWIN_SALT = "twin"
@@ -35,7 +35,7 @@ def twin_seed(seed: int) -> int:
 def twin_recipe(spec: TrunkSpec) -> TrunkSpec:
     """The trunk's spec, trained where the twin's task runs: `device: cuda` becomes `auto` (the twin
     runs on an analysis actor's resources, which may hold no GPU). Device is not part of what a
-    spec computes (`TrainSpec.EXECUTION`): numerics differ in rounding only."""
+    spec computes (the fields `TrainSpec` marks out of its identity): numerics differ in rounding only."""
     if spec.train.device != "cuda":
         return spec
     return spec.model_copy(update={"train": spec.train.model_copy(update={"device": "auto"})})

@@ -59,9 +59,9 @@ def ui_sweep(chromium, ray_session, tmp_path_factory) -> UiSweep:
     and summarised again without Ray (nothing may be duplicated by that)."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.cli import main
-    from orchestrator.config import load_config
-    from orchestrator.plan import make_plan
+    from lth_sweep.orchestrator.cli import main
+    from lth_sweep.orchestrator.config import load_config
+    from lth_sweep.orchestrator.plan import make_plan
 
     workdir = tmp_path_factory.mktemp("ui-sweep")
     (workdir / "sweep.yaml").write_text(UI_CONFIG)

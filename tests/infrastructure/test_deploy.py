@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from deploy.local_mlflow_server import GUNICORN_OPTIONS, MlflowServer
-from orchestrator.config import load_config
-from orchestrator.grid import expand_lineages
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.grid import expand_lineages
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = Path(os.environ.get("LTH_DEPLOY_DIR", REPO / "deploy"))

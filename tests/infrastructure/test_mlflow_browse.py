@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.actors import image_steps
-from orchestrator.summary import TABLE_COLUMNS
+from lth_sweep.analysis.actors import image_steps
+from lth_sweep.orchestrator.summary import TABLE_COLUMNS
 from tests.support.browser import (
     assert_nontrivial_png,
     by_css,
@@ -31,7 +31,7 @@ from tests.support.browser import (
     xpath_literal,
 )
 from tests.support.ui_sweep import ARTIFACTS, UI_LINEAGES, UI_ROUNDS, UI_TRUNK
-from trainables import record
+from lth_sweep.trainables import record
 
 pytestmark = pytest.mark.slow
 

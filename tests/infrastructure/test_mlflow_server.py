@@ -23,7 +23,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from analysis.query import _histories_rest
+from lth_sweep.analysis.query import _histories_rest
 from tests.support.sweeps import TINY_ANALYSIS, child_env, sweep_yaml
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.mlflow_view import comparison_url
+from lth_sweep.orchestrator.mlflow_view import comparison_url
 from tests.support.browser import (
     assert_nontrivial_png,
     by_css,
@@ -32,7 +32,7 @@ from tests.support.browser import (
     xpath_literal,
 )
 from tests.support.ui_sweep import ARTIFACTS, UI_LINEAGES, UI_ROUNDS, UI_TRUNK
-from trainables import provenance, record
+from lth_sweep.trainables import provenance, record
 
 pytestmark = pytest.mark.slow
 

@@ -198,7 +198,7 @@ class MlflowUi:
 
     def command(self) -> list[str]:
         lth = Path(sys.executable).with_name("lth")
-        base = [str(lth)] if lth.exists() else [sys.executable, "-m", "orchestrator.cli"]
+        base = [str(lth)] if lth.exists() else [sys.executable, "-m", "lth_sweep.orchestrator.cli"]
         return [*base, "ui", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def start(self, timeout: float = 120) -> None:

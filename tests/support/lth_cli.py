@@ -20,8 +20,8 @@ from unittest import mock
 
 import ray
 
-import orchestrator.sweep
-from orchestrator.cli import main
+from lth_sweep.orchestrator import sweep as sweep_module
+from lth_sweep.orchestrator.cli import main
 
 
 @dataclass
@@ -62,7 +62,7 @@ def run_lth(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     """`timeout` is accepted for the callers' sake; a case's time is asserted by the caller."""
     out, err = io.StringIO(), io.StringIO()
     here = Path.cwd()
-    patches = [mock.patch.object(ray, "init", _refuse_ray), mock.patch.object(orchestrator.sweep, "start_ray", _refuse_ray)]
+    patches = [mock.patch.object(ray, "init", _refuse_ray), mock.patch.object(sweep_module, "start_ray", _refuse_ray)]
     with _environment(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         os.chdir(cwd)
         try:

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 import yaml
 from ray import tune
 
-from trainables.checkpoint_folder import latest_checkpoints
-from trainables.trial_payload import TrialConfig
+from lth_sweep.trainables.checkpoint_folder import latest_checkpoints
+from lth_sweep.trainables.trial_payload import TrialConfig
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 #: `lth` as a child process, from this checkout
-LTH = [sys.executable, "-m", "orchestrator.cli"]
+LTH = [sys.executable, "-m", "lth_sweep.orchestrator.cli"]
 
 #: The session's Ray (the `ray_session` fixture), also for tests that restart it (test_mlflow_server.py).
 #: One logical GPU (no device behind it): trials and trunks that ask for a share of one are
@@ -97,10 +97,10 @@ def assert_equals_uninterrupted(client: MlflowClient, run, spec, folder: Path, v
     import torch
     from safetensors.torch import load_file
 
-    from orchestrator.plan import display_name
-    from trainables import record
-    from trainables.lineage import run_lineage
-    from trainables.trunk import train_trunk
+    from lth_sweep.orchestrator.plan import display_name
+    from lth_sweep.trainables import record
+    from lth_sweep.trainables.lineage import run_lineage
+    from lth_sweep.trainables.trunk import train_trunk
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the trial (cpus_per_trial = 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from trainables.data import ImageSplit
-from trainables.models import build_model
-from trainables.pruning.base import PruneContext
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from lth_sweep.trainables.data import ImageSplit
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.pruning.base import PruneContext
+from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 
 #: The rewind iteration of the trained tiny trunk's snapshot (the `trained_trunk` fixture).
 REWIND = 3

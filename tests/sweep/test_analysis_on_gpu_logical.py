@@ -10,12 +10,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis.actors import AnalysisPool, PoolTooLarge
-from analysis.analysis_spec import AnalysisSpec
-from analysis.device import DEVICE_TAG
-from orchestrator.ray_session import ClusterTooSmall, check_fits
+from lth_sweep.analysis.actors import AnalysisPool, PoolTooLarge
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.analysis.device import DEVICE_TAG
+from lth_sweep.orchestrator.ray_session import ClusterTooSmall, check_fits
 from tests.support.tiny import tiny_trunk
-from trainables.trunk import train_trunk
+from lth_sweep.trainables.trunk import train_trunk
 
 SMALL = {
     "gradcam": {"images": 32, "grid_images": 0},

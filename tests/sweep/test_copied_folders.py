@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
-from orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.orchestrator.sweep import run_sweep
 from tests.support.sweeps import EXPERIMENT, runs_of, sweep_yaml
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def test_checkpoints_of_another_store_are_not_continued(ray_session, tmp_path, m
 def test_a_store_copied_or_moved_with_lth_store_is_independent_of_the_original(ray_session, tmp_path, monkeypatch):
     """`lth store copy`: with the original gone, the copy exports and takes a new sweep, whose
     artifacts land beside the copy; `lth store move` then relocates the copy once more."""
-    from orchestrator.store_copy import local_path
+    from lth_sweep.orchestrator.store_copy import local_path
     from tests.support.lth_cli import run_lth
 
     monkeypatch.chdir(tmp_path)

@@ -10,14 +10,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
-from orchestrator.progress import Console
-from orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.orchestrator.progress import Console
+from lth_sweep.orchestrator.sweep import run_sweep
 from tests.support.sweeps import TINY_ANALYSIS, assert_nothing_duplicated, runs_of, sweep_yaml
-from trainables import record
-from trainables.record import TWIN_PREFIX
-from trainables.twin import train_twin
+from lth_sweep.trainables import record
+from lth_sweep.trainables.record import TWIN_PREFIX
+from lth_sweep.trainables.twin import train_twin
 
 pytestmark = pytest.mark.slow
 

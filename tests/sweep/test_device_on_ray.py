@@ -2,8 +2,8 @@
 precision and layout outside Ray: tests/unit/test_device.py."""
 import pytest
 
-from trainables.device import Runtime, ray_gpu_ids
-from trainables.specs import TrainSpec
+from lth_sweep.trainables.device import Runtime, ray_gpu_ids
+from lth_sweep.trainables.specs import TrainSpec
 
 
 @pytest.mark.slow

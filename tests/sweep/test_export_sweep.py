@@ -9,16 +9,16 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
 from tests.support.sweeps import runs_of, sweep_yaml
-from trainables import record
-from trainables.export import ticket_loader
-from trainables.export.packing import load_ticket
-from trainables.lineage import run_lineage
-from trainables.models import build_model
-from trainables.trunk import cached_dataset, train_trunk
+from lth_sweep.trainables import record
+from lth_sweep.export import ticket_loader
+from lth_sweep.trainables.ticket_packing import load_ticket
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.trunk import cached_dataset, train_trunk
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")]
 
@@ -61,8 +61,8 @@ def test_a_sweeps_rounds_export_and_predict_as_the_lineage_evaluated(ray_session
             assert all(torch.equal(weights[k], v) for k, v in result.evaluated.items()), (label, result.state.round)
             assert all(torch.equal(masks[k], v) for k, v in result.evaluated_masks.items()), (label, result.state.round)
 
-    from analysis.query import read_sweep
-    from analysis.tickets import judge
+    from lth_sweep.analysis.query import read_sweep
+    from lth_sweep.analysis.tickets import judge
 
     frame = read_sweep("exports", f"sqlite:///{tmp_path / 'mlflow.db'}").frame()
     winning = {row["method"]: row["ticket_round"] for row in judge(frame, [])["winning"]}["imp"]

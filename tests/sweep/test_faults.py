@@ -31,19 +31,19 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from deploy.local_mlflow_server import free_port
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import display_name, make_plan
-from orchestrator.summary import succeeded
-from orchestrator.sweep import run_sweep
-from orchestrator.trunk_sharing import trunk_name
-from orchestrator.tuner import experiment_name
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import display_name, make_plan
+from lth_sweep.orchestrator.summary import succeeded
+from lth_sweep.orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.trunk_sharing import trunk_name
+from lth_sweep.orchestrator.tuner import experiment_name
 from tests.support.sweeps import (
     LTH, ROOT, TINY_ANALYSIS, Killer, assert_equals_uninterrupted, assert_nothing_duplicated, child_env, rounds_of,
     runs_of, sweep_yaml,
 )
-from trainables import record
-from trainables.checkpoint_folder import experiment_folder
+from lth_sweep.trainables import record
+from lth_sweep.trainables.checkpoint_folder import experiment_folder
 
 
 def descendants(pid: int) -> list[int]:
@@ -97,7 +97,7 @@ def test_an_unreachable_tracking_server_stops_the_sweep_in_seconds_before_ray(tm
     assert not list(ray_tmp.rglob("session_*")), "Ray was started"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "lth-runs").exists()
 
-    from orchestrator.tracking_store import TrackingUnavailable, check_tracking
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable, check_tracking
 
     silent = socket.socket()  # accepts connections (backlog) and never answers
     silent.bind(("127.0.0.1", 0))
@@ -438,8 +438,8 @@ def node_loss(workdir: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    import orchestrator.sweep as sweep_module
-    from orchestrator.progress import Console
+    import lth_sweep.orchestrator.sweep as sweep_module
+    from lth_sweep.orchestrator.progress import Console
 
     os.chdir(workdir)
     pruning = [{"rate": 0.5, "rounds": 4, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]
@@ -508,8 +508,8 @@ def actor_loss(workdir: Path) -> dict:
     from ray._private.state import actors as actor_table
     from ray.cluster_utils import Cluster
 
-    import orchestrator.sweep as sweep_module
-    from orchestrator.progress import Console
+    import lth_sweep.orchestrator.sweep as sweep_module
+    from lth_sweep.orchestrator.progress import Console
 
     os.chdir(workdir)
     pruning = [{"rate": 0.5, "rounds": 4, "rewind": "init"}, {"rate": 0.5, "rounds": 4, "rewind": 3}]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
+from lth_sweep.orchestrator.cli import main
 from tests.support.datasets import write_mnist
 
 FRANKLE = Path(__file__).resolve().parents[2] / "configs" / "papers" / "frankle-carbin.yaml"

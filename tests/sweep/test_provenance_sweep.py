@@ -12,14 +12,14 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import display_name, make_plan
-from orchestrator.progress import Console
-from orchestrator.sweep import run_sweep
-from orchestrator.trunk_sharing import trunk_name
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import display_name, make_plan
+from lth_sweep.orchestrator.progress import Console
+from lth_sweep.orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.trunk_sharing import trunk_name
 from tests.support.sweeps import assert_nothing_duplicated, rounds_of, runs_of, sweep_yaml
-from trainables import provenance, record
+from lth_sweep.trainables import provenance, record
 
 pytestmark = pytest.mark.slow
 

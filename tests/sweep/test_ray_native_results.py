@@ -10,14 +10,14 @@ import pytest
 from ray import tune
 from ray.tune import ExperimentAnalysis
 
-from analysis.query import load_sweep
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
-from orchestrator.sweep import run_sweep
-from orchestrator.tuner import experiment_name
+from lth_sweep.analysis.query import load_sweep
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.tuner import experiment_name
 from tests.support.sweeps import Killer, sweep_yaml
-from trainables.trial import lineage_trial
-from trainables.trial_payload import TrialConfig
+from lth_sweep.trainables.trial import lineage_trial
+from lth_sweep.trainables.trial_payload import TrialConfig
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import display_name, make_plan
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import display_name, make_plan
 from tests.support.sweeps import TINY_ANALYSIS, assert_nothing_duplicated, rounds_of, runs_of, sweep_yaml
 
 pytestmark = pytest.mark.slow

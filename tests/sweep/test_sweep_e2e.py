@@ -12,12 +12,12 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
 from tests.support.sweeps import runs_of
-from trainables.lineage import run_lineage
-from trainables.trunk import train_trunk
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.trunk import train_trunk
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +178,7 @@ def test_query_and_tickets_read_the_sweep_back(sweep, capsys):
 def test_reading_the_database_directly_gives_the_client_s_table(sweep):
     import pandas as pd
 
-    from analysis.query import load_sweep
+    from lth_sweep.analysis.query import load_sweep
 
     workdir, _, _ = sweep
     uri = f"sqlite:///{workdir / 'mlflow.db'}"

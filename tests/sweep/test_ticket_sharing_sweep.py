@@ -9,13 +9,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
-from orchestrator.sweep import run_sweep
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.orchestrator.sweep import run_sweep
 from tests.support.sweeps import runs_of, sweep_yaml
-from trainables import record
-from trainables.lineage import SHARED_TICKET_NOTE, run_lineage
-from trainables.trunk import train_trunk
+from lth_sweep.trainables import record
+from lth_sweep.trainables.lineage import SHARED_TICKET_NOTE, run_lineage
+from lth_sweep.trainables.trunk import train_trunk
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,8 @@ def test_a_lost_board_makes_a_control_train_its_tickets_itself(ray_session):
     import ray
 
     from tests.support.tiny import tiny_lineage
-    from trainables.ticket_board import TicketBoard
-    from trainables.ticket_sharing import TicketExchange, shared_tickets
+    from lth_sweep.trainables.ticket_board import TicketBoard
+    from lth_sweep.trainables.ticket_sharing import TicketExchange, shared_tickets
 
     imp, reinit = tiny_lineage(rounds=2), tiny_lineage(rounds=2, reinit=True)
     board = ray.remote(TicketBoard).options(num_cpus=0).remote(shared_tickets([imp, reinit]))

@@ -12,8 +12,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import load_config
-from orchestrator.plan import display_name, make_plan
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import display_name, make_plan
 from tests.support.sweeps import (
     LTH, assert_equals_uninterrupted, assert_nothing_duplicated, child_env, rounds_of, runs_of, sweep_yaml,
 )

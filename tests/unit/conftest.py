@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.support.tiny import REWIND, tiny_trunk
-from trainables.trunk import TrunkResult, train_trunk
+from lth_sweep.trainables.trunk import TrunkResult, train_trunk
 
 
 @pytest.fixture(scope="module")

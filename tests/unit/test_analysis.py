@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.actors import DONE_MARKER, Analyzer
-from analysis.analysis_spec import AnalysisSpec
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
-from trainables.trunk import train_trunk
+from lth_sweep.analysis.actors import DONE_MARKER, Analyzer
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from lth_sweep.trainables.trunk import train_trunk
 
 SMALL = {
     "gradcam": {"images": 128},

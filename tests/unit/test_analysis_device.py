@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import flatness, gradcam, robustness
-from analysis.actors import Analyzer, pool_shortfall
-from analysis.analysis_spec import AnalysisSpec
-from analysis.device import analysis_device, model_device
-from analysis.measure import DIMENSIONS, measure, sample
-from orchestrator.config import load_config
-from orchestrator.config_errors import ConfigError
-from trainables.trunk import cached_dataset
+from lth_sweep.analysis import flatness, gradcam, robustness
+from lth_sweep.analysis.actors import Analyzer, pool_shortfall
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.analysis.device import analysis_device, model_device
+from lth_sweep.analysis.measure import DIMENSIONS, measure, sample
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.trainables.trunk import cached_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
 

@@ -11,13 +11,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from tests.support.tiny import prune_context, state_of
-from trainables.data import ImageSplit
-from trainables.masks import apply_masks, companion_masks, dense_masks
-from trainables.models import MODELS, build_model
-from trainables.models.open_clip_backbone import OpenClipClassifier
-from trainables.models.pretrained import load_pretrained
-from trainables.pruning import filter_pruning
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.data import ImageSplit
+from lth_sweep.trainables.masks import apply_masks, companion_masks, dense_masks
+from lth_sweep.trainables.models import MODELS, build_model
+from lth_sweep.trainables.models.open_clip_backbone import OpenClipClassifier
+from lth_sweep.trainables.models.pretrained import load_pretrained
+from lth_sweep.trainables.pruning import filter_pruning
+from lth_sweep.trainables.specs import ModelSpec
 
 TINY_TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 TINY_VISION = {

@@ -178,7 +178,7 @@ def test_a_config_that_is_not_a_small_regular_file_is_refused_in_seconds(tmp_pat
         assert (tmp_path / "big.yaml").stat().st_size > 50_000_000
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "sweep", config.format(tmp=tmp_path), "--dry-run"], cwd=tmp_path,
+        [sys.executable, "-m", "lth_sweep.orchestrator.cli", "sweep", config.format(tmp=tmp_path), "--dry-run"], cwd=tmp_path,
         capture_output=True, text=True, timeout=60, preexec_fn=_at_most_6_gb,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/x.db"},
     )

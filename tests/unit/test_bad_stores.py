@@ -142,7 +142,7 @@ def _mlflow_store(path: Path) -> None:
     """Two sweeps named "twin" (two configs): A with one lineage, B (started later) with two."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import record
+    from lth_sweep.trainables import record
 
     client = MlflowClient(f"sqlite:///{path}")
     experiment = client.create_experiment("lth-sweep")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from analysis.calibration import ece, nll, sce
+from lth_sweep.analysis.calibration import ece, nll, sce
 
 
 def test_perfectly_calibrated_predictor_scores_zero():
@@ -60,7 +60,7 @@ def test_rejects_mismatched_shapes():
 
 
 def test_bootstrap_se_of_accuracy_matches_the_binomial_formula():
-    from analysis.sampling_error import bootstrap_se
+    from lth_sweep.analysis.sampling_error import bootstrap_se
 
     labels = torch.zeros(400, dtype=torch.long)
     probs = torch.zeros(400, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainables.checkpoint_folder import experiment_folder, latest_checkpoints, save_checkpoint
+from lth_sweep.trainables.checkpoint_folder import experiment_folder, latest_checkpoints, save_checkpoint
 
 
 def written(folder: Path, round_index: int) -> Path:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.support.tiny import tiny_trunk
-from trainables.checkpoint import CheckpointCorrupt, load_state, save_state
-from trainables.lineage import LineageState
-from trainables.trunk import train_trunk
+from lth_sweep.trainables.checkpoint import CheckpointCorrupt, load_state, save_state
+from lth_sweep.trainables.lineage import LineageState
+from lth_sweep.trainables.trunk import train_trunk
 
 
 def test_a_truncated_or_altered_checkpoint_is_refused_naming_the_file(tmp_path):
@@ -41,8 +41,8 @@ def test_a_truncated_or_altered_checkpoint_is_refused_naming_the_file(tmp_path):
 
 
 def test_a_corrupt_trunk_in_mlflow_is_detected_by_its_manifest(mlflow_store):
-    from orchestrator.mlflow_runs import SweepTracker
-    from orchestrator.trunk_sharing import TrunkUnusable, _log_trunk, load_trunk
+    from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+    from lth_sweep.orchestrator.trunk_sharing import TrunkUnusable, _log_trunk, load_trunk
 
     tracker = SweepTracker(mlflow_store, "faults", "unit", "s0")
     spec = tiny_trunk()

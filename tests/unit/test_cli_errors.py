@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
+from lth_sweep.orchestrator.cli import main
 
 
 def test_an_unknown_sweep_exits_2_naming_it_and_the_store(mlflow_store, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import ui_command, ui_store
+from lth_sweep.orchestrator.cli import ui_command, ui_store
 from tests.support.lth_cli import run_lth
 from tests.support.sweeps import ROOT, sweep_yaml
 

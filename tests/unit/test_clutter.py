@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from trainables.data import clutter, load_dataset
-from trainables.data.describe import describe
+from lth_sweep.trainables.data import clutter, load_dataset
+from lth_sweep.trainables.data.describe import describe
 
 
 def spec(**kw):
@@ -121,8 +121,8 @@ def test_every_shape_has_the_circle_s_area_and_stays_inside_its_bound(name):
 
 
 def test_a_trunk_trains_on_it_through_the_registry():
-    from trainables.specs import DataSpec, ModelSpec, TrainSpec, TrunkSpec
-    from trainables.trunk import train_trunk
+    from lth_sweep.trainables.specs import DataSpec, ModelSpec, TrainSpec, TrunkSpec
+    from lth_sweep.trainables.trunk import train_trunk
 
     data = DataSpec(name="clutter", image_size=16, train_size=140, test_size=70, ood_size=0)
     trunk = TrunkSpec(data=data, model=ModelSpec(name="conv4", width=4), train=TrainSpec(epochs=1, batch_size=35), seed=0)

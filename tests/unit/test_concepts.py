@@ -7,8 +7,8 @@ import open_clip
 import pytest
 import torch
 
-from analysis.clip_bank import clip_text_bank, image_embeddings
-from analysis.concepts import (
+from lth_sweep.analysis.clip_bank import clip_text_bank, image_embeddings
+from lth_sweep.analysis.concepts import (
     PCBM,
     concept_table,
     consistency,
@@ -22,11 +22,11 @@ from analysis.concepts import (
     recovery_margins,
     top_concepts,
 )
-from trainables.data import load_dataset
-from trainables.data.shapes import COLOURS, SHAPES
-from trainables.models import build_model
-from trainables.specs import DataSpec, ModelSpec, TrainSpec
-from trainables.training import evaluate, train
+from lth_sweep.trainables.data import load_dataset
+from lth_sweep.trainables.data.shapes import COLOURS, SHAPES
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import DataSpec, ModelSpec, TrainSpec
+from lth_sweep.trainables.training import evaluate, train
 
 # The concept analysis reads the test split: the first FIT examples fit the bank and the PCBM, the
 # rest are held out.

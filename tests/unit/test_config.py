@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.config_errors import ConfigError
-from orchestrator.grid import expand_lineages, unique_trunks
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.orchestrator.grid import expand_lineages, unique_trunks
+from lth_sweep.orchestrator.plan import make_plan
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 

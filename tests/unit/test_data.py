@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from trainables.data import DATASETS, Dataset, load_dataset
-from trainables.data import shapes as shapes_mod
+from lth_sweep.trainables.data import DATASETS, Dataset, load_dataset
+from lth_sweep.trainables.data import shapes as shapes_mod
 
 
 def spec(**kw):

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import metrics as registry
-from analysis.actors import Analyzer
-from analysis.analysis_spec import AnalysisSpec
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.actors import Analyzer
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
 from tests.support.tiny import tiny_trunk
-from trainables.training import batch_indices
-from trainables.record import TWIN_PREFIX
-from trainables.twin import train_twin, twin_recipe, twin_seed
+from lth_sweep.trainables.training import batch_indices
+from lth_sweep.trainables.record import TWIN_PREFIX
+from lth_sweep.trainables.twin import train_twin, twin_recipe, twin_seed
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
 

@@ -6,13 +6,13 @@ import torch
 
 from tests.support.datasets import write_imagefolder
 from tests.support.tiny import tiny_lineage, tiny_trunk
-from trainables.data import LazySplit, load_dataset
-from trainables.device import DeviceError, DeviceSplit, Runtime, choose_device, cpu_state, on_device, ray_gpu_ids
-from trainables.lineage import run_lineage
-from trainables.models import build_model
-from trainables.specs import DataSpec, ModelSpec, TrainSpec
-from trainables.training import BatchPlan, learning_rate, train
-from trainables.trunk import build_for, cached_dataset, train_trunk
+from lth_sweep.trainables.data import LazySplit, load_dataset
+from lth_sweep.trainables.device import DeviceError, DeviceSplit, Runtime, choose_device, cpu_state, on_device, ray_gpu_ids
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import DataSpec, ModelSpec, TrainSpec
+from lth_sweep.trainables.training import BatchPlan, learning_rate, train
+from lth_sweep.trainables.trunk import build_for, cached_dataset, train_trunk
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

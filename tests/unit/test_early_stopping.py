@@ -5,12 +5,12 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tests.support.tiny import tiny_lineage
-from trainables.data import load_dataset
-from trainables.early_stopping import ValidationTracker, validation_split
-from trainables.lineage import run_lineage
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
-from trainables.training import evaluate, train
-from trainables.trunk import build_for, cached_dataset, train_trunk
+from lth_sweep.trainables.data import load_dataset
+from lth_sweep.trainables.early_stopping import ValidationTracker, validation_split
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from lth_sweep.trainables.training import evaluate, train
+from lth_sweep.trainables.trunk import build_for, cached_dataset, train_trunk
 
 EVERY = 4
 
@@ -94,9 +94,9 @@ def test_the_trunk_measures_its_early_stopping_iteration_and_the_test_accuracy_t
 
 
 def test_the_trunk_logs_its_early_stopping_iteration_read_back_as_a_dense_column(overfit, mlflow_store):
-    from analysis.query import load_sweep
-    from orchestrator.mlflow_runs import SweepTracker
-    from orchestrator.trunk_sharing import _log_trunk
+    from lth_sweep.analysis.query import load_sweep
+    from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+    from lth_sweep.orchestrator.trunk_sharing import _log_trunk
 
     uri = mlflow_store
     tracker = SweepTracker(uri, "early-stopping", "es", "sweep0")

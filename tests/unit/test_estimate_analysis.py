@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from orchestrator import estimate_analysis
-from orchestrator.config import load_config
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator import estimate_analysis
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.plan import make_plan
 
 QUICKSTART = "configs/quickstart.yaml"
 #: The analysis' own defaults (the quickstart samples less) plus heavier flatness and robustness.

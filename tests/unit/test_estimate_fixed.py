@@ -8,9 +8,9 @@ import re
 import pytest
 
 from bench.driver_scale import config_text
-from orchestrator.config import load_config
-from orchestrator.estimate import Machine
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.estimate import Machine
+from lth_sweep.orchestrator.plan import make_plan
 
 #: lineages -> measured wall seconds (bench/RESULTS.md, "Driver scale", after)
 MEASURED = {200: 45.1, 1000: 108.7, 5000: 524.2, 10000: 995.9}

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import estimate
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.estimate import Machine, parametrised_layers, training_seconds
-from orchestrator.plan import make_plan
-from trainables.data.describe import describe
+from lth_sweep.orchestrator import estimate
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.estimate import Machine, parametrised_layers, training_seconds
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.trainables.data.describe import describe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GPU_CONFIG = CONFIGS / "clutter-gpu.yaml"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tests.support.tiny import tiny_lineage
-from trainables.lineage import run_lineage
-from trainables.pruning import PRUNING_METHODS
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.pruning import PRUNING_METHODS
 
 STRUCTURED = {"filter", "channel_in"}
 

@@ -18,22 +18,22 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file, save_file
 
-from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.plan import display_name
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.orchestrator.plan import display_name
 from tests.support.lth_cli import run_lth
 from tests.support.tiny import shapes_model, tiny_lineage, tiny_trunk
-from trainables import record
-from trainables.export import formats, ticket_loader
-from trainables.export.errors import ExportError
-from trainables.export.export import ExportRequest, export_onnx_model, export_ticket
-from trainables.export.metadata import FORMAT_VERSION, METADATA_KEY
-from trainables.export.output import staged
-from trainables.export.packing import load_ticket, pack_ticket, save_ticket, unpack_ticket
-from trainables.export.standalone import NotStandalone, standalone_source
-from trainables.lineage import RoundResult, run_lineage
-from trainables.models import MODELS, build_model
-from trainables.run_logger import RunLogger
-from trainables.trunk import cached_dataset, train_trunk
+from lth_sweep.trainables import record
+from lth_sweep.export import formats, ticket_loader
+from lth_sweep.export.errors import ExportError
+from lth_sweep.export.export import ExportRequest, export_onnx_model, export_ticket
+from lth_sweep.export.metadata import FORMAT_VERSION, METADATA_KEY
+from lth_sweep.export.output import staged
+from lth_sweep.trainables.ticket_packing import load_ticket, pack_ticket, save_ticket, unpack_ticket
+from lth_sweep.export.standalone import NotStandalone, standalone_source
+from lth_sweep.trainables.lineage import RoundResult, run_lineage
+from lth_sweep.trainables.models import MODELS, build_model
+from lth_sweep.trainables.run_logger import RunLogger
+from lth_sweep.trainables.trunk import cached_dataset, train_trunk
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,7 +113,7 @@ FRESH = """
 import json, sys
 sys.path.append(SITE)  # the venv's packages, without its .pth files (-S): the editable lth-sweep stays out
 try:
-    import trainables
+    import lth_sweep.trainables
 except ModuleNotFoundError:
     pass
 else:
@@ -301,8 +301,8 @@ def test_onnx_model_in_memory_with_its_metadata(store):
 
 # --- the winning round, and --slim ------------------------------------------------------------------
 def test_winning_exports_the_round_lth_tickets_names(store, tmp_path):
-    from analysis.query import read_sweep
-    from analysis.tickets import judge
+    from lth_sweep.analysis.query import read_sweep
+    from lth_sweep.analysis.tickets import judge
 
     rows = judge(read_sweep("tiny", store.uri).frame(), [])["winning"]
     expected = {row["method"]: row["ticket_round"] for row in rows}
@@ -405,7 +405,7 @@ def test_the_cli_writes_one_line_and_maps_bad_input_to_exit_2(store, tmp_path):
 
 def test_the_shipped_loader_reads_the_format_the_exporter_writes():
     assert ticket_loader.METADATA_KEY == METADATA_KEY and FORMAT_VERSION in ticket_loader.FORMAT_VERSIONS
-    from orchestrator import cli_export
+    from lth_sweep.orchestrator import cli_export
 
     assert formats.FORMATS == cli_export.FORMATS
 
@@ -415,9 +415,9 @@ def test_slim_surgery_follows_residuals_norms_and_flattening(name, dim):
     """Filters (dim 0, with their norms' scale and shift, as the filter method removes them) or input
     channels (dim 1) cut to 30% of each layer's: the slim network computes what the masked one does,
     and is smaller. The norms' statistics are those of a few batches, so outputs depend on the input."""
-    from trainables.export.slim import slimmed
-    from trainables.masks import apply_masks, companion_masks
-    from trainables.pruning.structured import prune_channels
+    from lth_sweep.export.slim import slimmed
+    from lth_sweep.trainables.masks import apply_masks, companion_masks
+    from lth_sweep.trainables.pruning.structured import prune_channels
 
     model = shapes_model(name, 8, seed=0)
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -446,9 +446,9 @@ def test_slim_surgery_follows_residuals_norms_and_flattening(name, dim):
 def test_slim_keeps_a_filter_whose_norm_still_emits_a_constant():
     """Filter weights zeroed but the norm after them left alone (as an unstructured method would):
     each such channel still emits relu(shift), which the next layers read, so nothing is cut."""
-    from trainables.export.slim import slimmed
-    from trainables.masks import apply_masks
-    from trainables.pruning.structured import prune_channels
+    from lth_sweep.export.slim import slimmed
+    from lth_sweep.trainables.masks import apply_masks
+    from lth_sweep.trainables.pruning.structured import prune_channels
 
     model = shapes_model("resnet20", 8, seed=0)
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from analysis.flatness import flatness_radius, hessian_top_eigenvalue, input_hessian_top_eigenvalue
+from lth_sweep.analysis.flatness import flatness_radius, hessian_top_eigenvalue, input_hessian_top_eigenvalue
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
@@ -212,8 +212,8 @@ def test_the_radius_is_deterministic_given_the_seed():
 
 
 def test_every_function_restores_the_model_bit_for_bit():
-    from trainables.models import build_model
-    from trainables.specs import ModelSpec
+    from lth_sweep.trainables.models import build_model
+    from lth_sweep.trainables.specs import ModelSpec
 
     torch.manual_seed(0)
     model = build_model(ModelSpec(name="conv2", width=4), in_channels=3, image_size=8, num_classes=3)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from analysis.gradcam import (
+from lth_sweep.analysis.gradcam import (
     consistency,
     default_tolerance,
     gradcam_maps,
@@ -16,10 +16,10 @@ from analysis.gradcam import (
     overlay_grid,
     summarise,
 )
-from trainables.data.shapes import CLASS_NAMES, MEAN, STD, generate
-from trainables.models import build_model
-from trainables.specs import ModelSpec, TrainSpec
-from trainables.training import evaluate, train
+from lth_sweep.trainables.data.shapes import CLASS_NAMES, MEAN, STD, generate
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import ModelSpec, TrainSpec
+from lth_sweep.trainables.training import evaluate, train
 
 
 def _model():

@@ -11,7 +11,7 @@ import tempfile
 from tests.support.sweeps import ROOT
 
 #: what the driver (`lth sweep`), a trial worker and an analysis actor import
-PROCESS_MODULES = ("orchestrator.sweep", "trainables.trial", "analysis.actors")
+PROCESS_MODULES = ("lth_sweep.orchestrator.sweep", "lth_sweep.trainables.trial", "lth_sweep.analysis.actors")
 
 
 def modules_after(statements: str) -> set[str]:
@@ -35,8 +35,8 @@ def test_a_sweep_process_imports_neither_open_clip_nor_torchvision_for_other_mod
 
 def test_building_a_torchvision_model_imports_it():
     loaded = modules_after(
-        "from trainables.models import build_model\n"
-        "from trainables.specs import ModelSpec\n"
+        "from lth_sweep.trainables.models import build_model\n"
+        "from lth_sweep.trainables.specs import ModelSpec\n"
         "build_model(ModelSpec(name='resnet18', width=4), in_channels=3, image_size=16, num_classes=3)"
     )
     assert "torchvision" in loaded
@@ -44,8 +44,8 @@ def test_building_a_torchvision_model_imports_it():
 
 def test_building_a_clip_model_imports_it():
     loaded = modules_after(
-        "from trainables.models import build_model\n"
-        "from trainables.specs import ModelSpec\n"
+        "from lth_sweep.trainables.models import build_model\n"
+        "from lth_sweep.trainables.specs import ModelSpec\n"
         "build_model(ModelSpec(name='clip_rn50'), in_channels=3, image_size=32, num_classes=3)"
     )
     assert "open_clip" in loaded
@@ -54,16 +54,16 @@ def test_building_a_clip_model_imports_it():
 def test_commands_that_do_not_train_import_neither_torch_nor_ray(tmp_path):
     """`lth --help`, `lth query`, `lth tickets`, `lth ui` answer in about a second, not the 2 s and
     650 MB that importing torch costs, nor MLflow's 2 s (bench/RESULTS.md)."""
-    loaded = modules_after("import orchestrator.cli; orchestrator.cli.parser()")
+    loaded = modules_after("import lth_sweep.orchestrator.cli; lth_sweep.orchestrator.cli.parser()")
     assert not {"torch", "ray", "mlflow", "pandas"} & loaded
     loaded = modules_after(
-        "import orchestrator.cli, analysis.query, analysis.tickets, orchestrator.preflight, orchestrator.tracking_store"
+        "import lth_sweep.orchestrator.cli, lth_sweep.analysis.query, lth_sweep.analysis.tickets, lth_sweep.orchestrator.preflight, lth_sweep.orchestrator.tracking_store"
     )
     # a query on a database store reads its tables directly: MLflow (2 s of imports) only where its client reads
-    assert "analysis.query" in loaded and not {"torch", "ray", "mlflow"} & loaded
+    assert "lth_sweep.analysis.query" in loaded and not {"torch", "ray", "mlflow"} & loaded
 
 
 def test_the_ticket_boards_actor_starts_without_torch():
     """Its process starts beside the trials at a sweep's start: no torch to import (~2 s)."""
-    loaded = modules_after("import trainables.ticket_board")
-    assert "trainables.ticket_board" in loaded and not {"torch", "numpy", "ray"} & loaded
+    loaded = modules_after("import lth_sweep.trainables.ticket_board")
+    assert "lth_sweep.trainables.ticket_board" in loaded and not {"torch", "numpy", "ray"} & loaded

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.tickets import PooledLineages, judge
-from orchestrator.config import load_config
-from orchestrator.config_errors import ConfigError
-from orchestrator.plan import make_plan
-from trainables.specs import LineageSpec
+from lth_sweep.analysis.tickets import PooledLineages, judge
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.config_errors import ConfigError
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.trainables.specs import LineageSpec
 
 BASE = """name: labels
 seeds: [0, 1]

@@ -10,8 +10,8 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator import lease as lease_module
-from orchestrator.lease import HEARTBEAT, PARAM_PREFIX, Lease, SweepBusy, holder_of, wait_while_held
+from lth_sweep.orchestrator import lease as lease_module
+from lth_sweep.orchestrator.lease import HEARTBEAT, PARAM_PREFIX, Lease, SweepBusy, holder_of, wait_while_held
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.lime import lime_scores, superpixels
-from analysis.mis import (
+from lth_sweep.analysis.lime import lime_scores, superpixels
+from lth_sweep.analysis.mis import (
     PERCEPTUAL_MODELS,
     HandcraftedFeatures,
     OpenClipFeatures,
@@ -17,9 +17,9 @@ from analysis.mis import (
     image_features,
     mis_score,
 )
-from trainables.data.shapes import MEAN, STD, generate
-from trainables.models import build_model
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.data.shapes import MEAN, STD, generate
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.specs import ModelSpec
 
 
 @pytest.fixture(scope="module")

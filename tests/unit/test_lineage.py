@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from tests.support.tiny import REWIND, tiny_lineage, tiny_trunk
-from trainables.checkpoint import load_state, save_state
-from trainables.early_stopping import validation_split
-from trainables.lineage import fresh_initialisation, run_lineage
-from trainables.masks import MaskKeeper, apply_masks
-from trainables.training import train
-from trainables.trunk import as_tensors, build_for, cached_dataset, train_trunk
+from lth_sweep.trainables.checkpoint import load_state, save_state
+from lth_sweep.trainables.early_stopping import validation_split
+from lth_sweep.trainables.lineage import fresh_initialisation, run_lineage
+from lth_sweep.trainables.masks import MaskKeeper, apply_masks
+from lth_sweep.trainables.training import train
+from lth_sweep.trainables.trunk import as_tensors, build_for, cached_dataset, train_trunk
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # retrains bit for bit what the one-thread fixture trained
@@ -108,7 +108,7 @@ def test_resuming_from_a_checkpoint_continues_exactly(trained_trunk, tmp_path):
 
 
 def test_a_diverging_recipe_stops_with_a_clear_error():
-    from trainables.training import DivergedError
+    from lth_sweep.trainables.training import DivergedError
 
     with pytest.raises(DivergedError, match="diverged at iteration"):
         train_trunk(tiny_trunk(optimizer="sgd", lr=1e8))

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from tests.support.tiny import prune_context, shapes_model, tiny_lineage, tiny_trunk
-from trainables.lineage import LayerCollapseError, run_lineage, shuffled
-from trainables.pruning import PRUNING_METHODS, imp, omp, random_pruning
-from trainables.pruning.densities import erk, kept_counts
-from trainables.pruning.selection import prune_to_sparsity
-from trainables.trunk import train_trunk
+from lth_sweep.trainables.lineage import LayerCollapseError, run_lineage, shuffled
+from lth_sweep.trainables.pruning import PRUNING_METHODS, imp, omp, random_pruning
+from lth_sweep.trainables.pruning.densities import erk, kept_counts
+from lth_sweep.trainables.pruning.selection import prune_to_sparsity
+from lth_sweep.trainables.trunk import train_trunk
 
 
 def context(spec, round_index=1, masks=None, seed=0):

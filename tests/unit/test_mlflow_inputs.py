@@ -10,14 +10,14 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.actors import Analyzer, image_steps, log_measurements
-from analysis.analysis_spec import AnalysisSpec
-from orchestrator.mlflow_inputs import EVALUATION, TEST_SUFFIX, TRAINING, dataset_inputs, log_table, source_of
-from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.summary import TABLE_COLUMNS, summary_frame
+from lth_sweep.analysis.actors import Analyzer, image_steps, log_measurements
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.orchestrator.mlflow_inputs import EVALUATION, TEST_SUFFIX, TRAINING, dataset_inputs, log_table, source_of
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.orchestrator.summary import TABLE_COLUMNS, summary_frame
 from tests.support.tiny import tiny_lineage
-from trainables import record
-from trainables.specs import DataSpec, LineageSpec
+from lth_sweep.trainables import record
+from lth_sweep.trainables.specs import DataSpec, LineageSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
 

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.mlflow_view import SHARE_TAG_PREFIX, share_key
-from trainables import record
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.orchestrator.mlflow_view import SHARE_TAG_PREFIX, share_key
+from lth_sweep.trainables import record
 
 
 def test_the_sweep_publishes_a_view_grouped_by_method_over_its_lineages(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.models import MODELS, PrunableModel, build_model
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.models import MODELS, PrunableModel, build_model
+from lth_sweep.trainables.specs import ModelSpec
 
 #: (width, image size) at which each registered model is cheap; None: its only width
 SMALL = {

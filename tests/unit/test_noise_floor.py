@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import metrics as registry
-from analysis.noise_floor import floor, margin
-from analysis.tickets import judge
-from analysis.tickets_render import render
+from lth_sweep.analysis import metrics as registry
+from lth_sweep.analysis.noise_floor import floor, margin
+from lth_sweep.analysis.tickets import judge
+from lth_sweep.analysis.tickets_render import render
 
 SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875}
 
@@ -109,7 +109,7 @@ def test_the_registry_follows_a_parameter_into_the_metric_name():
 
 
 def test_the_summary_says_what_a_second_dense_seed_scores_and_who_moved_further():
-    from orchestrator.summary import noise_floor_lines
+    from lth_sweep.orchestrator.summary import noise_floor_lines
 
     def row(name, trunk, dense_acc, rho, floor_rho):
         return {"name": name, "trunk": trunk, "dense_acc": dense_acc, "gradcam_rho": rho, "floor_gradcam_rho": floor_rho,
@@ -148,7 +148,7 @@ def test_the_dense_twin_is_the_consistency_reference_and_another_seed_the_second
 
 
 def test_the_summary_names_the_winning_ticket_and_the_drift_columns_methods_cannot_be_told_apart_on():
-    from orchestrator.summary import indistinct_columns, render, render_markdown
+    from lth_sweep.orchestrator.summary import indistinct_columns, render, render_markdown
 
     def noisy(label, seed, rnd):
         return 0.4 + 0.1 * ((seed + rnd) % 2) + (0.01 if label == "imp" else 0.0)
@@ -178,7 +178,7 @@ def test_the_summary_names_the_winning_ticket_and_the_drift_columns_methods_cann
 
 
 def test_the_summary_reads_drift_against_the_trunk_s_twin_first():
-    from orchestrator.summary import noise_floor_lines
+    from lth_sweep.orchestrator.summary import noise_floor_lines
 
     def row(name, trunk, rho, twin, other):
         return {"name": name, "trunk": trunk, "dense_acc": 0.9, "gradcam_rho": rho, "twin_gradcam_rho": twin,

@@ -11,12 +11,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from analysis import calibration, concepts, sampling_error
-from analysis.actors import Analyzer
-from analysis.analysis_spec import AnalysisSpec
-from analysis.measure import probabilities, sample
-from trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
-from trainables.trunk import build_for, cached_dataset, train_trunk
+from lth_sweep.analysis import calibration, concepts, sampling_error
+from lth_sweep.analysis.actors import Analyzer
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.analysis.measure import probabilities, sample
+from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+from lth_sweep.trainables.trunk import build_for, cached_dataset, train_trunk
 
 SMALL = {
     "gradcam": {"images": 96, "grid_images": 0},

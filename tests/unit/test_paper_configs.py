@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.config import load_config
-from orchestrator.estimate import forward_macs, trunk_cost
-from orchestrator.plan import make_plan
-from trainables.data.describe import describe
+from lth_sweep.orchestrator.cli import main
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.estimate import forward_macs, trunk_cost
+from lth_sweep.orchestrator.plan import make_plan
+from lth_sweep.trainables.data.describe import describe
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FRANKLE = CONFIGS / "papers" / "frankle-carbin.yaml"

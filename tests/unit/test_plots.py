@@ -10,7 +10,7 @@ import pytest
 
 import numpy as np
 
-from analysis.plots import accuracy_vs_sparsity, metrics_vs_sparsity, spread_ticks
+from lth_sweep.analysis.plots import accuracy_vs_sparsity, metrics_vs_sparsity, spread_ticks
 
 
 @pytest.fixture(autouse=True)

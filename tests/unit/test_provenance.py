@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import load_config
-from orchestrator.mlflow_runs import SweepTracker
-from orchestrator.plan import make_plan
+from lth_sweep.orchestrator.config import load_config
+from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+from lth_sweep.orchestrator.plan import make_plan
 from tests.support.tiny import tiny_lineage, tiny_trunk
-from trainables import provenance, record
+from lth_sweep.trainables import provenance, record
 
 ROOT = Path(__file__).resolve().parents[2]
 GIT = shutil.which("git")

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from trainables.masks import MaskKeeper, apply_masks, dense_masks, sparsity_report
-from trainables.models import build_model
-from trainables.pruning.selection import prune_fraction
-from trainables.specs import ModelSpec
+from lth_sweep.trainables.masks import MaskKeeper, apply_masks, dense_masks, sparsity_report
+from lth_sweep.trainables.models import build_model
+from lth_sweep.trainables.pruning.selection import prune_fraction
+from lth_sweep.trainables.specs import ModelSpec
 
 
 def model_and_masks(seed=0, exclude=None):
@@ -146,7 +146,7 @@ def test_the_fused_mask_keeper_trains_bit_for_bit_like_one_multiply_per_layer():
 
 
 def test_every_method_s_hooks_are_declared_on_its_spec_with_their_defaults():
-    from trainables.pruning import PRUNING_METHODS
+    from lth_sweep.trainables.pruning import PRUNING_METHODS
 
     for name, module in PRUNING_METHODS.items():
         spec = module.Spec()

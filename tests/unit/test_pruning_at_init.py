@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from tests.support.tiny import prune_context, shapes_model, state_of
-from trainables.data import ImageSplit
-from trainables.pruning import grasp, snip, synflow
-from trainables.pruning.selection import prune_to_sparsity
+from lth_sweep.trainables.data import ImageSplit
+from lth_sweep.trainables.pruning import grasp, snip, synflow
+from lth_sweep.trainables.pruning.selection import prune_to_sparsity
 
 METHODS = {"snip": snip, "grasp": grasp, "synflow": synflow}
 

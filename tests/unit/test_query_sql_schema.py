@@ -11,9 +11,9 @@ from alembic.script import ScriptDirectory
 from mlflow.store.db.utils import _get_alembic_config
 from mlflow.tracking import MlflowClient
 
-from analysis import query_sql
-from analysis.query import load_sweep
-from trainables import record
+from lth_sweep.analysis import query_sql
+from lth_sweep.analysis.query import load_sweep
+from lth_sweep.trainables import record
 
 SWEEP = "schema-check"
 
@@ -69,11 +69,11 @@ def test_a_database_of_another_schema_revision_is_read_through_the_client(mlflow
     older = ScriptDirectory.from_config(_get_alembic_config(db_url="")).get_revision(head).down_revision
     set_revision(mlflow_store, older)
     sql_calls.clear()
-    with caplog.at_level(logging.WARNING, logger="analysis.query_sql"):
+    with caplog.at_level(logging.WARNING, logger="lth_sweep.analysis.query_sql"):
         again = load_sweep(SWEEP, mlflow_store)
     assert sql_calls == []
     pd.testing.assert_frame_equal(again, by_sql)
-    (warning,) = [r for r in caplog.records if r.name == "analysis.query_sql"]
+    (warning,) = [r for r in caplog.records if r.name == "lth_sweep.analysis.query_sql"]
     assert warning.levelno == logging.WARNING
     assert f"revision {older}, not {head}" in warning.getMessage() and "MLflow's client" in warning.getMessage()
 

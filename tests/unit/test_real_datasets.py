@@ -13,8 +13,8 @@ from PIL import Image
 from pydantic import ValidationError
 
 from tests.support import datasets as fx
-from trainables.data import ImageSplit, LazySplit, disk, ham10000, imagefolder, load_dataset
-from trainables.specs import DataSpec
+from lth_sweep.trainables.data import ImageSplit, LazySplit, disk, ham10000, imagefolder, load_dataset
+from lth_sweep.trainables.specs import DataSpec
 
 
 def spec(name: str, path, **kw) -> DataSpec:
@@ -361,7 +361,7 @@ def test_one_class_folder_is_fine_as_an_ood_set(tmp_path):
 
 def test_images_past_the_decoded_sample_fail_at_load_naming_the_file(tmp_path, monkeypatch):
     """The check decodes a seeded sample: a file cut short outside it passes, and load names it."""
-    from trainables.data import imagecheck
+    from lth_sweep.trainables.data import imagecheck
 
     monkeypatch.setattr(imagecheck, "DECODE_SAMPLE", 0)
     root = fx.write_imagefolder(tmp_path, ext="jpg")
@@ -376,7 +376,7 @@ def test_images_past_the_decoded_sample_fail_at_load_naming_the_file(tmp_path, m
 
 def test_image_check_samples_past_its_limit(tmp_path, monkeypatch):
     """Past HEADER_LIMIT files, a seeded sample of that many: bounded cost, the same files each time."""
-    from trainables.data import imagecheck
+    from lth_sweep.trainables.data import imagecheck
 
     seen: list[list[str]] = []
     monkeypatch.setattr(imagecheck, "HEADER_LIMIT", 4)
@@ -402,7 +402,7 @@ def _bmp_claiming(width: int, height: int):
 def test_undecodable_images_name_the_file(tmp_path, ext, damage, reason):
     """Whatever Pillow raises (OSError, ValueError, DecompressionBombError, SyntaxError), decoding
     says which file, once, without Pillow's traceback."""
-    from trainables.data.decode import prepare
+    from lth_sweep.trainables.data.decode import prepare
 
     file = tmp_path / f"image.{ext}"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (26, 30, 3), dtype=np.uint8)).save(file)

@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from tests.support.tiny import prune_context, shapes_model
-from trainables.data import ImageSplit
-from trainables.masks import MaskKeeper
-from trainables.pruning import rigl
-from trainables.pruning.densities import erk, kept_counts
-from trainables.specs import TrainSpec
-from trainables.training import train
+from lth_sweep.trainables.data import ImageSplit
+from lth_sweep.trainables.masks import MaskKeeper
+from lth_sweep.trainables.pruning import rigl
+from lth_sweep.trainables.pruning.densities import erk, kept_counts
+from lth_sweep.trainables.specs import TrainSpec
+from lth_sweep.trainables.training import train
 
 TRAIN = TrainSpec(epochs=1, batch_size=16, lr=0.01)
 STEPS = 16  # 256 examples / batch 16

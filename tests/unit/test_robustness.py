@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.corruptions import (
+from lth_sweep.analysis.corruptions import (
     CORRUPTIONS,
     MIN_TRUNK_MISTAKES,
     corrupt,
@@ -17,18 +17,18 @@ from analysis.corruptions import (
     mce,
     mistakes,
 )
-from analysis.measure import Network, Reference, _robustness, sample
-from analysis.analysis_spec import AnalysisSpec
-from analysis.robustness import (
+from lth_sweep.analysis.measure import Network, Reference, _robustness, sample
+from lth_sweep.analysis.analysis_spec import AnalysisSpec
+from lth_sweep.analysis.robustness import (
     fgsm_accuracy,
     gaussian_noise_images,
     ood_auroc,
     pgd_accuracy,
     predict_logits,
 )
-from trainables.data import Dataset, ImageSplit, make_generator
-from trainables.early_stopping import ValidationTracker, early_stopping_iteration
-from trainables.data.shapes import CLASS_NAMES, generate
+from lth_sweep.trainables.data import Dataset, ImageSplit, make_generator
+from lth_sweep.trainables.early_stopping import ValidationTracker, early_stopping_iteration
+from lth_sweep.trainables.data.shapes import CLASS_NAMES, generate
 
 MEAN, STD = 0.5, 0.25
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread: tests/unit/conftest.py
@@ -263,7 +263,7 @@ def test_mce_is_undefined_when_the_trunk_makes_too_few_mistakes(trained, tmp_pat
 
 
 def test_auroc_standard_error_is_hanley_and_mcneil_s():
-    from analysis.robustness import auroc_se
+    from lth_sweep.analysis.robustness import auroc_se
 
     # At A = 0.5 it is the Mann-Whitney statistic's null variance, (n_p + n_n + 1) / (12 n_p n_n).
     assert auroc_se(0.5, 40, 60) == pytest.approx(((40 + 60 + 1) / (12 * 40 * 60)) ** 0.5)

@@ -18,7 +18,7 @@ RACER = """
 import sys, time
 from pathlib import Path
 from mlflow.tracking import MlflowClient
-from orchestrator.tracking_store import create_store
+from lth_sweep.orchestrator.tracking_store import create_store
 
 uri, folder, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 (folder / f"ready-{me}").touch()

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from analysis import strict_json
-from orchestrator.summary import render
+from lth_sweep.analysis import strict_json
+from lth_sweep.orchestrator.summary import render
 
 
 def strict_loads(text: str):

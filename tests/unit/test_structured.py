@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from tests.support.tiny import prune_context, shapes_model, state_of, tiny_lineage
-from trainables.data import ImageSplit
-from trainables.lineage import run_lineage
-from trainables.masks import apply_masks, companion_masks, dense_masks, sparsity_report
-from trainables.models.base import PrunableModel
-from trainables.pruning import channel_in, filter_pruning
-from trainables.pruning.selection import prune_to_sparsity
-from trainables.pruning.structured import channel_scores, prune_channels
+from lth_sweep.trainables.data import ImageSplit
+from lth_sweep.trainables.lineage import run_lineage
+from lth_sweep.trainables.masks import apply_masks, companion_masks, dense_masks, sparsity_report
+from lth_sweep.trainables.models.base import PrunableModel
+from lth_sweep.trainables.pruning import channel_in, filter_pruning
+from lth_sweep.trainables.pruning.selection import prune_to_sparsity
+from lth_sweep.trainables.pruning.structured import channel_scores, prune_channels
 
 METHODS = {"filter": (filter_pruning, 0), "channel_in": (channel_in, 1)}  # module, channel dim
 MODELS = [("conv2", 8), ("resnet20", 4)]

@@ -3,12 +3,12 @@ bit what it reports training them itself, and the board keeps nothing once every
 import pytest
 import torch
 
-from orchestrator.estimate import lineage_cost
-from orchestrator.tuner import trial_order
+from lth_sweep.orchestrator.estimate import lineage_cost
+from lth_sweep.orchestrator.tuner import trial_order
 from tests.support.tiny import tiny_lineage
-from trainables.lineage import SHARED_TICKET_NOTE, run_lineage
-from trainables.ticket_board import TicketBoard
-from trainables.ticket_sharing import TicketExchange, shared_tickets, takes_ticket, ticket_id
+from lth_sweep.trainables.lineage import SHARED_TICKET_NOTE, run_lineage
+from lth_sweep.trainables.ticket_board import TicketBoard
+from lth_sweep.trainables.ticket_sharing import TicketExchange, shared_tickets, takes_ticket, ticket_id
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import paper_table
-from analysis.multiplicity import holm_sequences
-from analysis.noninferiority import paired_difference
-from analysis.power import across_methods, detectable_difference, power_two_sample, seeds_needed
-from analysis.tickets import judge
-from analysis.tickets_render import render
+from lth_sweep.analysis import paper_table
+from lth_sweep.analysis.multiplicity import holm_sequences
+from lth_sweep.analysis.noninferiority import paired_difference
+from lth_sweep.analysis.power import across_methods, detectable_difference, power_two_sample, seeds_needed
+from lth_sweep.analysis.tickets import judge
+from lth_sweep.analysis.tickets_render import render
 
 SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875, 4: 0.9375}
 
@@ -261,7 +261,7 @@ def test_markdown_latex_and_csv_tables_per_configuration():
 # 10. every printed number carries its noise ---------------------------------------------------------
 
 def test_a_reference_that_is_one_by_construction_is_not_called_seeds_that_agree():
-    from analysis.noise_floor import floor
+    from lth_sweep.analysis.noise_floor import floor
 
     frame = table(lambda c, l, s, r: 1.0 + 0.05 * r + 0.01 * s, lambda c, s: 1.0, metric="corrupt/mce")
     assert floor(frame, "corrupt/mce").source == "not measured: every trunk scores exactly 1 (by construction or ties)"
@@ -269,7 +269,7 @@ def test_a_reference_that_is_one_by_construction_is_not_called_seeds_that_agree(
 
 
 def test_the_dry_run_states_what_the_planned_seeds_can_detect_from_a_finished_sweep():
-    from orchestrator.power_plan import pooled_noise, power_lines
+    from lth_sweep.orchestrator.power_plan import pooled_noise, power_lines
 
     jitter = {0: 0.01, 1: -0.01, 2: 0.0}
     finished = judge(table(lambda c, l, s, r: 0.9 - (0.02 * r if l == "random" else 0.0) + jitter[s] * (l == "imp"),
@@ -282,7 +282,7 @@ def test_the_dry_run_states_what_the_planned_seeds_can_detect_from_a_finished_sw
 
 
 def test_the_summary_s_noise_floor_is_per_configuration():
-    from orchestrator.summary import noise_floor_lines
+    from lth_sweep.orchestrator.summary import noise_floor_lines
 
     def row(config, seed, dense_acc):
         return {"name": f"{config} imp s{seed}", "config": config, "trunk": f"{config}-{seed}", "dense_acc": dense_acc,
@@ -302,7 +302,7 @@ def test_two_seeds_never_give_confidence_not_even_through_holm():
 
 
 def test_a_flatness_round_without_a_sampling_error_says_which_option_measures_it():
-    from analysis.round_evidence import evidence, reference_for
+    from lth_sweep.analysis.round_evidence import evidence, reference_for
 
     def radius(config, label, seed, rnd):
         return 0.3 - 0.01 * rnd + 0.001 * seed

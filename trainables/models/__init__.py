@@ -12,13 +12,13 @@ from typing import Callable
 
 from torch import nn
 
-from trainables.models.base import PrunableModel
-from trainables.models.conv import ConvNet
-from trainables.models.mlp import LeNet300100
-from trainables.models.open_clip_backbone import OpenClipClassifier
-from trainables.models.resnet import CifarResNet
-from trainables.models.vgg import VGG
-from trainables.models.wide_resnet import WideResNet
+from lth_sweep.trainables.models.base import PrunableModel
+from lth_sweep.trainables.models.conv import ConvNet
+from lth_sweep.trainables.models.mlp import LeNet300100
+from lth_sweep.trainables.models.open_clip_backbone import OpenClipClassifier
+from lth_sweep.trainables.models.resnet import CifarResNet
+from lth_sweep.trainables.models.vgg import VGG
+from lth_sweep.trainables.models.wide_resnet import WideResNet
 
 ModelFactory = Callable[..., PrunableModel]
 
@@ -49,13 +49,13 @@ MODELS: dict[str, ModelFactory] = {
     "conv6": partial(ConvNet, depth=6),
     "resnet20": partial(CifarResNet, depth=20),
     "resnet56": partial(CifarResNet, depth=56),
-    "resnet18": Imported("trainables.models.torchvision_resnet", "resnet18"),
-    "resnet50": Imported("trainables.models.torchvision_resnet", "resnet50"),
+    "resnet18": Imported(f"{__name__}.torchvision_resnet", "resnet18"),
+    "resnet50": Imported(f"{__name__}.torchvision_resnet", "resnet50"),
     "vgg16": partial(VGG, depth=16),
     "vgg19": partial(VGG, depth=19),
     "wrn28_10": partial(WideResNet, depth=28),
-    "googlenet": Imported("trainables.models.inception", "GoogLeNet"),
-    "inception_v3": Imported("trainables.models.inception", "InceptionV3"),
+    "googlenet": Imported(f"{__name__}.inception", "GoogLeNet"),
+    "inception_v3": Imported(f"{__name__}.inception", "InceptionV3"),
     "clip_vit_b32": partial(OpenClipClassifier, clip_model_name="ViT-B-32"),
     "clip_rn50": partial(OpenClipClassifier, clip_model_name="RN50"),
 }

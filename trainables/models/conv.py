@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from trainables.models.base import PrunableModel
+from lth_sweep.trainables.models.base import PrunableModel
 
 
 class ConvNet(PrunableModel):

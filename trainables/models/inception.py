@@ -15,9 +15,9 @@ from torch import nn
 from torchvision.models import GoogLeNet as TorchvisionGoogLeNet
 from torchvision.models import Inception3
 
-from trainables.models.base import PrunableModel, conventional_norm_pairs
-from trainables.models.inputs import as_rgb, require_image_size, require_rgb_or_grey
-from trainables.models.pretrained import load_pretrained
+from lth_sweep.trainables.models.base import PrunableModel, conventional_norm_pairs
+from lth_sweep.trainables.models.inputs import as_rgb, require_image_size, require_rgb_or_grey
+from lth_sweep.trainables.models.pretrained import load_pretrained
 
 
 class TorchvisionInception(PrunableModel):

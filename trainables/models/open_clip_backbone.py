@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models.base import PrunableModel, conventional_norm_pairs
-from trainables.models.inputs import as_rgb, require_image_size, require_rgb_or_grey
-from trainables.models.pretrained import brief
+from lth_sweep.trainables.models.base import PrunableModel, conventional_norm_pairs
+from lth_sweep.trainables.models.inputs import as_rgb, require_image_size, require_rgb_or_grey
+from lth_sweep.trainables.models.pretrained import brief
 
 #: a ModifiedResNet halves the image five times before its attention pool
 RESNET_STRIDE = 32

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models.base import PrunableModel
+from lth_sweep.trainables.models.base import PrunableModel
 
 
 class BasicBlock(nn.Module):

@@ -15,8 +15,8 @@ from functools import partial
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from trainables.models.base import PrunableModel, conventional_norm_pairs
-from trainables.models.pretrained import load_pretrained
+from lth_sweep.trainables.models.base import PrunableModel, conventional_norm_pairs
+from lth_sweep.trainables.models.pretrained import load_pretrained
 
 #: largest image size that gets the CIFAR stem
 CIFAR_STEM_MAX_SIZE = 64

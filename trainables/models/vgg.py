@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models.base import PrunableModel, conventional_norm_pairs
-from trainables.models.inputs import require_image_size
+from lth_sweep.trainables.models.base import PrunableModel, conventional_norm_pairs
+from lth_sweep.trainables.models.inputs import require_image_size
 
 POOL = "M"
 PLANS: dict[int, list[int | str]] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models.base import PrunableModel
+from lth_sweep.trainables.models.base import PrunableModel
 
 
 class WideBlock(nn.Module):

@@ -11,7 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from trainables.pruning import channel_in, filter_pruning, grasp, imp, omp, random_pruning, rigl, snip, synflow
+from lth_sweep.trainables.pruning import channel_in, filter_pruning, grasp, imp, omp, random_pruning, rigl, snip, synflow
 
 PRUNING_METHODS: dict[str, ModuleType] = {
     "imp": imp,

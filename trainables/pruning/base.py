@@ -13,13 +13,14 @@ masks and trained weights; one-shot methods from the dense network, anew each ro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
-from pydantic import Field, SerializationInfo, field_validator, model_serializer
+from pydantic import Field, field_validator
 
-from trainables.canonical import Spec
-from trainables.masks import Masks
+from lth_sweep.trainables.canonical import Spec
+from lth_sweep.trainables.identity import OutOfIdentity
+from lth_sweep.trainables.masks import Masks
 
 
 
@@ -35,17 +36,10 @@ class PruneSpec(Spec):
     shuffle: bool = Field(False, description="control: shuffle each layer's mask (same per-layer sparsity)")
     exclude: tuple[str, ...] | None = Field(None, description="weights never pruned; None takes the model's defaults")
     allow_layer_collapse: bool = Field(False, description="let a layer lose all its weights")
-    name: str | None = Field(
+    name: Annotated[str | None, OutOfIdentity("a label: renaming an entry keeps its lineages and their runs")] = Field(
         None, description="the entry's label in tables, legends and verdicts (default: the method and its variant, "
         "e.g. imp@125+reinit); not part of the lineage's identity",
     )
-
-    @model_serializer(mode="wrap")
-    def _identity(self, handler, info: SerializationInfo) -> dict:
-        data = handler(self)
-        if (info.context or {}).get("identity"):
-            data.pop("name", None)  # a label: renaming an entry keeps its lineages and their runs
-        return data
 
     @field_validator("rewind", mode="before")
     @classmethod

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from trainables.pruning.base import PruneContext
-from trainables.pruning.structured import StructuredSpec, next_structured_masks
+from lth_sweep.trainables.pruning.base import PruneContext
+from lth_sweep.trainables.pruning.structured import StructuredSpec, next_structured_masks
 
 
 class Spec(StructuredSpec):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from trainables.pruning.base import PruneContext
-from trainables.pruning.structured import StructuredSpec, next_structured_masks
+from lth_sweep.trainables.pruning.base import PruneContext
+from lth_sweep.trainables.pruning.structured import StructuredSpec, next_structured_masks
 
 
 class Spec(StructuredSpec):

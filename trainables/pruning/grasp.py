@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from trainables.pruning.base import Masks, PruneContext, PruneSpec
-from trainables.pruning.selection import prune_to_sparsity
-from trainables.pruning.snip import Batch, loss_gradients, scoring_batches
+from lth_sweep.trainables.pruning.base import Masks, PruneContext, PruneSpec
+from lth_sweep.trainables.pruning.selection import prune_to_sparsity
+from lth_sweep.trainables.pruning.snip import Batch, loss_gradients, scoring_batches
 
 
 class Spec(PruneSpec):

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from trainables.pruning.base import PruneContext, PruneSpec
-from trainables.pruning.selection import prune_fraction
+from lth_sweep.trainables.pruning.base import PruneContext, PruneSpec
+from lth_sweep.trainables.pruning.selection import prune_fraction
 
 
 class Spec(PruneSpec):

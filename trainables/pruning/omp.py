@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from trainables.pruning.base import PruneContext, PruneSpec
-from trainables.pruning.selection import prune_to_sparsity
+from lth_sweep.trainables.pruning.base import PruneContext, PruneSpec
+from lth_sweep.trainables.pruning.selection import prune_to_sparsity
 
 
 class Spec(PruneSpec):

@@ -8,10 +8,10 @@ from typing import Literal
 
 import torch
 
-from trainables.pruning import omp
-from trainables.pruning.base import PruneContext, PruneSpec
-from trainables.pruning.densities import kept_counts
-from trainables.pruning.selection import prune_lowest
+from lth_sweep.trainables.pruning import omp
+from lth_sweep.trainables.pruning.base import PruneContext, PruneSpec
+from lth_sweep.trainables.pruning.densities import kept_counts
+from lth_sweep.trainables.pruning.selection import prune_lowest
 
 
 class Spec(PruneSpec):

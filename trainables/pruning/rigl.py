@@ -20,9 +20,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trainables.pruning.base import Masks, PruneContext, PruneSpec
-from trainables.pruning.densities import kept_counts
-from trainables.pruning.selection import prune_lowest
+from lth_sweep.trainables.pruning.base import Masks, PruneContext, PruneSpec
+from lth_sweep.trainables.pruning.densities import kept_counts
+from lth_sweep.trainables.pruning.selection import prune_lowest
 
 
 class Spec(PruneSpec):

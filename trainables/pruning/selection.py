@@ -8,7 +8,7 @@ weight of each layer is kept, and the layers saved this way are returned so the 
 from __future__ import annotations
 
 import torch
-from trainables.masks import Masks
+from lth_sweep.trainables.masks import Masks
 
 
 

@@ -24,9 +24,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from trainables.pruning.base import PruneContext, PruneSpec
-from trainables.masks import Masks
-from trainables.pruning.selection import prune_lowest
+from lth_sweep.trainables.pruning.base import PruneContext, PruneSpec
+from lth_sweep.trainables.masks import Masks
+from lth_sweep.trainables.pruning.selection import prune_lowest
 
 Norm = Literal["l1", "l2"]
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from trainables.export.export import ExportRequest, export_onnx_model
+from lth_sweep.export.export import ExportRequest, export_onnx_model
 
 log = logging.getLogger(__name__)
 

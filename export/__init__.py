@@ -1,8 +1,8 @@
 """Winning tickets people can take away: a lineage's round, read back from MLflow, written as a
-file that runs without lth-sweep (`lth export`).
+file that runs without lth-sweep (`lth export`). A layer of its own, above analysis (it judges
+which round wins) and below the orchestrator (the CLI): `tests/unit/test_layers.py`.
 
 One job per module:
-  packing        a round's evaluated network and masks, stored compactly (kept values + packed bits)
   lineage_run    which lineage run (sweep, label, seed) and which round (K, or the winning one)
   round_tensors  the round's weights and masks, downloaded from the run
   network        the lineage's model rebuilt from its spec, with the round's weights loaded
@@ -14,6 +14,6 @@ One job per module:
   output         writing to a temporary folder, then one rename
   export         all of it, for `lth export` (orchestrator/cli_export.py)
 
-Nothing here is imported by training but `packing` (trainables/run_logger.py logs each round's
-ticket with it); the rest loads only when exporting.
+Each round's ticket is stored packed by the trial (`trainables/ticket_packing.py`: part of the
+record, not of export); everything here loads only when exporting.
 """

@@ -14,11 +14,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from trainables import record
-from trainables.export.errors import ExportError
-from trainables.export.lineage_run import LineageRun
-from trainables.export.packing import load_ticket
-from trainables.stored_artifacts import ArtifactUnusable, download_checked, stored_location, was_logged
+from lth_sweep.trainables import record
+from lth_sweep.export.errors import ExportError
+from lth_sweep.export.lineage_run import LineageRun
+from lth_sweep.trainables.ticket_packing import load_ticket
+from lth_sweep.trainables.stored_artifacts import ArtifactUnusable, download_checked, stored_location, was_logged
 
 Tensors = dict[str, torch.Tensor]
 

@@ -17,15 +17,15 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainables.data import Dataset
-from trainables.export import formats
-from trainables.export.errors import ExportError
-from trainables.export.lineage_run import LineageRun, checked_round, find_lineage, read_record, winning_round
-from trainables.export.metadata import ticket_metadata
-from trainables.export.network import Architecture, architecture_of, dataset_of, example_images, rebuilt, trunk_spec_of
-from trainables.export.output import check_destination, staged
-from trainables.export.round_tensors import round_tensors
-from trainables.export.slim import SLIM_METHODS, parameter_count, slimmed
+from lth_sweep.trainables.data import Dataset
+from lth_sweep.export import formats
+from lth_sweep.export.errors import ExportError
+from lth_sweep.export.lineage_run import LineageRun, checked_round, find_lineage, read_record, winning_round
+from lth_sweep.export.metadata import ticket_metadata
+from lth_sweep.export.network import Architecture, architecture_of, dataset_of, example_images, rebuilt, trunk_spec_of
+from lth_sweep.export.output import check_destination, staged
+from lth_sweep.export.round_tensors import round_tensors
+from lth_sweep.export.slim import SLIM_METHODS, parameter_count, slimmed
 
 log = logging.getLogger(__name__)
 

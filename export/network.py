@@ -12,11 +12,12 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from trainables.data import Dataset
-from trainables.export.errors import ExportError
-from trainables.models import MODELS, PrunableModel, check_options
-from trainables.specs import TrunkSpec
-from trainables.trunk import build_for, cached_dataset
+from lth_sweep.trainables.data import Dataset
+from lth_sweep.export.errors import ExportError
+from lth_sweep.trainables.models import MODELS, PrunableModel, check_options
+from lth_sweep.trainables import record
+from lth_sweep.trainables.specs import LineageSpec, TrunkSpec
+from lth_sweep.trainables.trunk import build_for, cached_dataset
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,18 @@ EXAMPLE_IMAGES = 64  #: test images a rebuilt network is checked on
 
 
 def trunk_spec_of(params: dict[str, str], trunk_id: str | None = None) -> TrunkSpec:
-    """The trunk spec from a lineage run's params (`trunk.data.name` = "shapes", ...: the flat
-    strings `orchestrator.mlflow_runs.flatten` logged). Paths are not required to exist: only the
-    dataset's loader needs them. `trunk_id`: the run's `lth.trunk`; a spec that hashes otherwise is
-    logged, since then a field came back differently."""
+    """The trunk spec of a lineage run: rebuilt from its canonical spec (`record.SPEC`), which must
+    hash to the run's trunk id `trunk_id` exactly; from a run logged before that param existed, from
+    its flat params (`trunk.data.name` = "shapes", ...). Paths need not exist: only the dataset's
+    loader needs them."""
+    if record.SPEC in params:
+        try:
+            spec = LineageSpec.model_validate_json(params[record.SPEC], context={"check_paths": False}).trunk
+        except ValidationError as error:
+            raise ExportError(f"the lineage's spec ({record.SPEC}) is not one this lth-sweep reads: {error}") from None
+        if trunk_id and spec.id != trunk_id:
+            raise ExportError(f"the lineage's spec rebuilds a trunk {spec.id}, but the run says {trunk_id}: not exported")
+        return spec
     values: dict = {}
     for key, value in params.items():
         if not key.startswith("trunk."):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from importlib import metadata as package_metadata
 
-from trainables.data import Dataset
-from trainables.export.lineage_run import LineageRun
-from trainables.export.network import Architecture
+from lth_sweep.trainables.data import Dataset
+from lth_sweep.export.lineage_run import LineageRun
+from lth_sweep.export.network import Architecture
 
 FORMAT = "lth-ticket"
 FORMAT_VERSION = "1"

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from trainables.export.errors import ExportError
+from lth_sweep.export.errors import ExportError
 
 
 def check_destination(destination: Path, force: bool) -> None:

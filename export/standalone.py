@@ -19,9 +19,9 @@ from pathlib import Path
 
 from torch import nn
 
-from trainables.export.errors import ExportError
+from lth_sweep.export.errors import ExportError
 
-PACKAGE = "trainables.models"  #: the only lth-sweep package whose modules are inlined
+PACKAGE = "lth_sweep.trainables.models"  #: the only lth-sweep package whose modules are inlined
 ALLOWED = {"torch", "torchvision", "safetensors"} | set(sys.stdlib_module_names)
 
 
@@ -62,7 +62,7 @@ def _dependencies(module: types.ModuleType, model: str) -> list[types.ModuleType
                 raise _refuse(model, f"{current.__name__} has {error}") from None
             for name in names:
                 root = name.split(".")[0]
-                if root == "trainables":
+                if root == "lth_sweep":
                     if isinstance(node, ast.Import) or not name.startswith(PACKAGE) or id(node) not in top_level:
                         raise _refuse(model, f"{current.__name__} imports lth-sweep code outside {PACKAGE} ({name})")
                     visit(importlib.import_module(name), (*trail, current.__name__))
@@ -83,7 +83,7 @@ def _body(module: types.ModuleType) -> tuple[str, set[str]]:
     drop: set[int] = set()
     defined: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module == "__future__" or (node.module or "").startswith("trainables")):
+        if isinstance(node, ast.ImportFrom) and (node.module == "__future__" or (node.module or "").startswith("lth_sweep")):
             drop.update(range(node.lineno - 1, node.end_lineno))
         elif isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             defined.add(node.name)
@@ -105,7 +105,7 @@ def standalone_source(cls: type[nn.Module], model: str) -> str:
                 raise _refuse(model, f"{name} is defined in both {owners[name]} and {dependency.__name__}")
             owners[name] = dependency.__name__
         path = Path(inspect.getfile(dependency))
-        parts.append(f"# ---- from lth-sweep's {dependency.__name__} ({path.name}) " + "-" * 40 + "\n" + body.strip() + "\n")
+        parts.append(f"# ---- from lth-sweep's {dependency.__name__.removeprefix('lth_sweep.')} ({path.name}) " + "-" * 40 + "\n" + body.strip() + "\n")
     if owners.get(cls.__name__) != module.__name__:
         raise _refuse(model, f"{cls.__name__} is not defined at the top level of {module.__name__}")
     head = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainables import record
-from trainables.export.errors import ExportError
+from lth_sweep.trainables import record
+from lth_sweep.export.errors import ExportError
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class LineageRun:
 def read_record(tracking_uri: str, sweep: str, sweep_id: str | None = None, experiment: str | None = None):
     """The sweep's record (`analysis.query.SweepRecord`); several sweeps of the name and no
     `sweep_id` is `SweepAmbiguous`, none `SweepNotFound` (the CLI words both)."""
-    from analysis.query import read_sweep
+    from lth_sweep.analysis.query import read_sweep
 
     return read_sweep(sweep, tracking_uri, experiment, latest=False, sweep_id=sweep_id)
 
@@ -99,7 +99,7 @@ def winning_round(sweep_record, label: str, metric: str | None = None, seed: int
     & Carbin's rule (analysis/winning.py), with `metric` that metric's ticket (the sparsest round
     reached while every round up to it matches dense within the margin); ExportError when the
     label has none, saying why."""
-    from analysis.tickets import PooledLineages, judge
+    from lth_sweep.analysis.tickets import PooledLineages, judge
 
     frame = sweep_record.frame()
     judged_on = metric or "test/acc"

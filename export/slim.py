@@ -23,7 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from trainables.export.errors import ExportError
+from lth_sweep.export.errors import ExportError
 
 SLIM_METHODS = ("filter", "channel_in")  #: the methods that remove whole channels
 ATOL = 1e-5

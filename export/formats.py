@@ -22,10 +22,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from trainables.export import ticket_loader
-from trainables.export.errors import ExportError
-from trainables.export.metadata import METADATA_KEY, as_strings
-from trainables.export.standalone import standalone_source
+from lth_sweep.export import ticket_loader
+from lth_sweep.export.errors import ExportError
+from lth_sweep.export.metadata import METADATA_KEY, as_strings
+from lth_sweep.export.standalone import standalone_source
 
 FORMATS = ("safetensors", "torchscript", "onnx")
 WEIGHTS_FILE, SOURCE_FILE, LOADER_FILE = ticket_loader.WEIGHTS_FILE, "model.py", "load_ticket.py"
