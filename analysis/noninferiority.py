@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from lth_sweep.analysis.verdicts import no_worse
+from lth_sweep.analysis.lineage_verdicts import no_worse
 
 ALPHA = 0.05  #: one-sided level of the non-inferiority test
 

@@ -9,7 +9,7 @@ import io
 
 import pandas as pd
 
-from lth_sweep.analysis.tickets import SAME_SPARSITY
+from lth_sweep.analysis.sweep_verdicts import SAME_SPARSITY
 
 
 def _cell(step: dict, digits: int) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from lth_sweep.analysis import metrics as registry
-from lth_sweep.analysis import noise_floor, verdicts
+from lth_sweep.analysis import lineage_verdicts, noise_floor
 from lth_sweep.analysis.round_evidence import MATCHES, RoundEvidence
 
 
@@ -28,10 +28,10 @@ def row(config, method, metric, walk: list[RoundEvidence], margin: float, dense_
     means = [_mean(step.values) for step in walk]
     curve = [(step.sparsity, m) for step, m in zip(walk, means)]
     entry = registry.lookup(metric)
-    regions = verdicts.regions(
+    regions = lineage_verdicts.regions(
         [(s, m) for s, m in curve if m is not None], dense_value, higher, margin, collapse=entry.collapse
     )
-    drift = [None if m is None else noise_floor.in_floor_units(verdicts.degradation(m, dense_value, higher), floor) for m in means]
+    drift = [None if m is None else noise_floor.in_floor_units(lineage_verdicts.degradation(m, dense_value, higher), floor) for m in means]
     return {
         "config": config,
         "method": method,

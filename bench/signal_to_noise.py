@@ -15,7 +15,7 @@ import math
 
 from lth_sweep.analysis import metrics as registry
 from lth_sweep.analysis.query import load_sweep
-from lth_sweep.analysis.tickets import judge
+from lth_sweep.analysis.sweep_verdicts import judge
 
 
 def main() -> None:

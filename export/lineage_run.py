@@ -2,7 +2,7 @@
 store, and round K or the label's winning round as `lth tickets` judges it.
 
 Reads through `analysis.query.read_sweep` (the one reader of a sweep) and decides the winning
-round with `analysis.tickets.judge`, the verdicts `lth tickets` prints: nothing here re-states
+round with `analysis.sweep_verdicts.judge`, the verdicts `lth tickets` prints: nothing here re-states
 either rule.
 """
 from __future__ import annotations
@@ -95,11 +95,11 @@ def checked_round(lineage: LineageRun, round_index: int) -> int:
 
 def winning_round(sweep_record, label: str, metric: str | None = None, seed: int | None = None) -> int:
     """The round of `label`'s winning ticket, over the seeds of the trunk configuration of its
-    lineage with `seed`, as `lth tickets` reports it (`analysis.tickets.judge`): by default Frankle
+    lineage with `seed`, as `lth tickets` reports it (`analysis.sweep_verdicts.judge`): by default Frankle
     & Carbin's rule (analysis/winning.py), with `metric` that metric's ticket (the sparsest round
     reached while every round up to it matches dense within the margin); ExportError when the
     label has none, saying why."""
-    from lth_sweep.analysis.tickets import PooledLineages, judge
+    from lth_sweep.analysis.sweep_verdicts import PooledLineages, judge
 
     frame = sweep_record.frame()
     judged_on = metric or "test/acc"

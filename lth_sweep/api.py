@@ -50,7 +50,7 @@ def judge(sweep, metrics=None, margin: dict[str, float] | float | None = None, r
     """Winning tickets, regions and LTH-PASS per trunk configuration and method, as `lth tickets
     --format json` gives them. `sweep`: a sweep's name (read from the default store) or a
     `load_sweep` frame; `margin` (old name `tolerance`): fixed before the data, default the registry's."""
-    from lth_sweep.analysis.tickets import DEFAULT_METRICS, judge as judge_frame
+    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, judge as judge_frame
 
     frame = load_sweep(sweep) if isinstance(sweep, str) else sweep
     return judge_frame(frame, metrics or list(DEFAULT_METRICS), margin=margin if margin is not None else tolerance, relative=relative)
@@ -77,7 +77,7 @@ def export_ticket(sweep: str, *, label: str, seed: int, out: str | Path | None =
     )
     path = export(request, out, force=force)[0] if out is not None else None
     if register is not None:
-        from lth_sweep.export.registry import register_ticket
+        from lth_sweep.export.model_registry import register_ticket
 
         register_ticket(request, register)
     return path

@@ -278,7 +278,7 @@ def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
     """`--margin 0.01` (every metric) or `--margin test/acc=0.01` (one; `winning=` for the
     winning-ticket rule), repeatable. A metric that is not among `metrics` (those judged, patterns
     such as `xai/concept_jaccard_top*` included) is refused: its margin would be silently unused."""
-    from lth_sweep.analysis.tickets import WINNING
+    from lth_sweep.analysis.sweep_verdicts import WINNING
 
     out: dict[str, float] = {}
     for value in values:
@@ -311,8 +311,8 @@ def _not_judged(name: str, metrics: list[str], winning: str) -> str:
 
 def _tickets(args) -> int:
     from lth_sweep.analysis import paper_table, strict_json
-    from lth_sweep.analysis.tickets import DEFAULT_METRICS, WINNING, PooledLineages, judge
-    from lth_sweep.analysis.tickets_render import render
+    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, WINNING, PooledLineages, judge
+    from lth_sweep.analysis.sweep_verdicts_render import render
 
     metrics = args.metric or list(DEFAULT_METRICS)
     try:  # before reading the sweep: a typo is told at once
@@ -355,7 +355,7 @@ def _tickets(args) -> int:
 def _power_of_plan(args, seeds: int) -> int:
     """The dry run's power statement, from the finished sweep `--like` names."""
     from lth_sweep.analysis.query import SweepAmbiguous, SweepNotFound, load_sweep
-    from lth_sweep.analysis.tickets import DEFAULT_METRICS, judge
+    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, judge
     from lth_sweep.orchestrator.power_plan import power_lines
 
     uri = readable_store(argparse.Namespace(tracking_uri=args.like_tracking_uri))

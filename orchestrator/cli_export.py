@@ -75,7 +75,7 @@ def run_export(args) -> int:
             if args.out is not None:
                 path, metadata = export_ticket(request, args.out, force=args.force)
             if args.register is not None:
-                from lth_sweep.export.registry import register_ticket
+                from lth_sweep.export.model_registry import register_ticket
 
                 registered = register_ticket(request, args.register)
     except (SweepAmbiguous, SweepNotFound) as error:

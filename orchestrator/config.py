@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
-from lth_sweep.orchestrator.config_errors import ConfigError, _format_errors, _short_repr, _shown, non_finite, questionable
+from lth_sweep.orchestrator.config_errors import ConfigError, format_errors, short_repr, shown, non_finite, questionable
 from lth_sweep.orchestrator.config_yaml import parse_yaml, read_config_text
 from lth_sweep.orchestrator.tracking_store import resolve_uri
 from lth_sweep.trainables.specs import DataSpec, ModelSpec, TrainSpec
@@ -138,7 +138,7 @@ class SweepConfig(BaseModel):
         if isinstance(value, list) and not value:
             raise ValueError(f"{EMPTY_LIST}; give at least one entry, or leave {info.field_name} out for the defaults")
         if not isinstance(value, (dict, list)):
-            raise ValueError(f"expected a mapping of fields, or a list of them (one entry per set-up), got {_shown(value)}")
+            raise ValueError(f"expected a mapping of fields, or a list of them (one entry per set-up), got {shown(value)}")
         return value
 
     def storage_path(self, base: Path) -> str:
@@ -214,7 +214,7 @@ def _name_from(path: Path) -> str:
     elif len(path.stem) > MAX_NAME_LENGTH:
         rule = f"{len(path.stem)} characters, more than {MAX_NAME_LENGTH}"
     if rule:
-        stem = _short_repr.repr(path.stem)
+        stem = short_repr.repr(path.stem)
         raise ConfigError(f"name: not set, and the file name {stem} cannot stand for it ({rule}); set `name:` in {path}")
     return path.stem
 
@@ -250,7 +250,7 @@ def config_from_dict(raw: dict, overrides: list[str] = ()) -> SweepConfig:
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError("\n".join(_format_errors(error))) from None
+        raise ConfigError("\n".join(format_errors(error))) from None
     problems = [
         line
         for name in type(config).model_fields

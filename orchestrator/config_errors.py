@@ -18,15 +18,15 @@ class ConfigError(Exception):
     """A config the user must fix; its message names the file and the field."""
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
     """A short description of a value for a message: never a huge (or alias-bombed) repr."""
-    return f"{type(value).__name__} {_short_repr.repr(value)}"
+    return f"{type(value).__name__} {short_repr.repr(value)}"
 
 
-_short_repr = reprlib.Repr()
-_short_repr.maxstring = _short_repr.maxother = 60
-_short_repr.maxlist = _short_repr.maxdict = _short_repr.maxtuple = 4
-_short_repr.maxlevel = 2
+short_repr = reprlib.Repr()
+short_repr.maxstring = short_repr.maxother = 60
+short_repr.maxlist = short_repr.maxdict = short_repr.maxtuple = 4
+short_repr.maxlevel = 2
 
 
 # ---- validation messages ---------------------------------------------------------------------
@@ -36,7 +36,7 @@ _INTERNAL_LOC = re.compile(r"[\[\]]|^function-|^(str|int|float|bool|none|list|di
 _INTERNAL_TEXT = re.compile(r"\s*function-(after|before|wrap|plain)\[[^\]]*\]")
 
 
-def _error_items(error: ValidationError) -> list[tuple[str, str]]:
+def error_items(error: ValidationError) -> list[tuple[str, str]]:
     """(location, message) of each error, in the config's terms: `pruning[1].rate`, no pydantic internals."""
     items = []
     for item in error.errors():
@@ -51,12 +51,12 @@ def _error_items(error: ValidationError) -> list[tuple[str, str]]:
     return list(dict.fromkeys(items))
 
 
-def _format_errors(error: ValidationError, prefix: str = "") -> list[str]:
-    return [f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}" for loc, msg in _error_items(error)]
+def format_errors(error: ValidationError, prefix: str = "") -> list[str]:
+    return [f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}" for loc, msg in error_items(error)]
 
 
 @dataclass
-class _Problems:
+class Problems:
     """Problems by section entry, so an error common to every entry of a list section (e.g. from
     `--set pruning.rate=...`) is told once, as `pruning.rate: ... (all 6 entries)`."""
 

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ValidationError
 from lth_sweep.orchestrator.config import EMPTY_LIST, GRID_SECTIONS, SweepConfig
 from lth_sweep.orchestrator.config_errors import (
     ConfigError,
-    _error_items,
-    _format_errors,
-    _Problems,
-    _short_repr,
-    _shown,
+    error_items,
+    format_errors,
+    Problems,
+    short_repr,
+    shown,
     non_finite,
     questionable,
 )
@@ -52,7 +52,7 @@ def _spec_class(section: str, entry: dict) -> type[BaseModel]:
         return GRID_SECTIONS[section]
     method = entry.setdefault("method", "imp")
     if not isinstance(method, str) or method not in PRUNING_METHODS:
-        raise ValueError(f".method: unknown pruning method {_short_repr.repr(method)}; known: {', '.join(PRUNING_METHODS)}")
+        raise ValueError(f".method: unknown pruning method {short_repr.repr(method)}; known: {', '.join(PRUNING_METHODS)}")
     return PRUNING_METHODS[method].Spec
 
 
@@ -77,7 +77,7 @@ class SectionEntry:
         return (dict(combo) for combo in itertools.product(*self.axes))
 
 
-def section_entries(raw, section: str, problems: _Problems) -> list[SectionEntry]:
+def section_entries(raw, section: str, problems: Problems) -> list[SectionEntry]:
     """The entries of a section with their axes, nothing expanded yet: a list value of a field
     that is not itself a list is an axis. In `pruning`, a list of methods makes one entry per
     method, since each method has its own fields."""
@@ -86,7 +86,7 @@ def section_entries(raw, section: str, problems: _Problems) -> list[SectionEntry
     for index, entry in enumerate(entries):
         index = index if isinstance(raw, list) else None
         if not isinstance(entry, dict):
-            problems.add(section, index, f": expected a mapping of fields, got {_shown(entry)}")
+            problems.add(section, index, f": expected a mapping of fields, got {shown(entry)}")
             continue
         methods = entry.get("method") if section == "pruning" else None
         if isinstance(methods, list) and not methods:
@@ -112,7 +112,7 @@ def section_entries(raw, section: str, problems: _Problems) -> list[SectionEntry
 
 def expand_section(raw, section: str) -> list[dict]:
     """All grid points of one section, as raw dicts (validated later)."""
-    problems = _Problems({section: len(raw)} if isinstance(raw, list) else {})
+    problems = Problems({section: len(raw)} if isinstance(raw, list) else {})
     entries = section_entries(raw, section, problems)
     problems.raise_any()
     return [point for entry in entries for point in entry.points()]
@@ -123,7 +123,7 @@ def _list_sizes(config: SweepConfig) -> dict[str, int]:
 
 
 def grid_entries(config: SweepConfig) -> dict[str, list[SectionEntry]]:
-    problems = _Problems(_list_sizes(config))
+    problems = Problems(_list_sizes(config))
     sections = {name: section_entries(getattr(config, name), name, problems) for name in GRID_SECTIONS}
     problems.raise_any()
     return sections
@@ -149,7 +149,7 @@ def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[Linea
     sections = grid_entries(config)
     check_grid_size(config, sections)
     context = {"check_paths": check_paths}
-    problems = _Problems(_list_sizes(config))
+    problems = Problems(_list_sizes(config))
     validated: dict[str, list[tuple[SectionEntry, BaseModel]]] = {name: [] for name in sections}
     for name, entries in sections.items():
         for entry in entries:
@@ -159,7 +159,7 @@ def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[Linea
                     try:
                         spec = entry.spec.model_validate(point, context=context)
                     except ValidationError as error:
-                        found = [f"{loc}: {msg}" if loc else f": {msg}" for loc, msg in _error_items(error)]
+                        found = [f"{loc}: {msg}" if loc else f": {msg}" for loc, msg in error_items(error)]
                     else:
                         found = [line.removeprefix(".") for line in non_finite(spec, "")]
                         found += _rate_problems(spec) if name == "pruning" else []
@@ -173,7 +173,7 @@ def expand_lineages(config: SweepConfig, check_paths: bool = True) -> list[Linea
         try:
             spec = LineageSpec.model_validate(raw, context=context)
         except ValidationError as error:
-            for line in _format_errors(error):
+            for line in format_errors(error):
                 line = line.replace("trunk.", "", 1)
                 section = next((s for s in GRID_SECTIONS if line.startswith(s + ".")), None)
                 if section == "pruning":

@@ -30,7 +30,7 @@ def distinct_labels(lineages: list[LineageSpec]) -> list[LineageSpec]:
                 "give each its own `name` (verdicts would pool them as one method)"
             )
         for key, dump in dumps.items():
-            names[key] = f"{label} " + ",".join(f"{f}={_shown(dump.get(f))}" for f in fields)
+            names[key] = f"{label} " + ",".join(f"{f}={shown(dump.get(f))}" for f in fields)
     if not names:
         return lineages
     return [
@@ -40,7 +40,7 @@ def distinct_labels(lineages: list[LineageSpec]) -> list[LineageSpec]:
     ]
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
     if isinstance(value, list):
-        return "[" + ",".join(_shown(v) for v in value) + "]"
+        return "[" + ",".join(shown(v) for v in value) + "]"
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -16,7 +16,7 @@ from lth_sweep.analysis.power import detectable_difference, seeds_needed
 
 
 def pooled_noise(verdicts: dict) -> dict[str, tuple[float, float]]:
-    """metric -> (the seeds' sd pooled over configurations, its margin) from `analysis.tickets.judge`."""
+    """metric -> (the seeds' sd pooled over configurations, its margin) from `analysis.sweep_verdicts.judge`."""
     sigmas: dict[str, list[float]] = {}
     margins: dict[str, float] = {}
     for configuration in verdicts["configurations"]:

@@ -34,7 +34,7 @@ def _find(metrics: dict[str, float], pattern: str, default=float("nan")):
 def collect_rows(plan: SweepPlan, sweep: SweepRecord, frame, verdicts: dict | None = None) -> list[dict]:
     """One row per lineage of the plan, in its order, from the sweep's record in MLflow (`frame`:
     its tidy table, `sweep.frame()`, built once by the caller); with `verdicts`
-    (analysis.tickets.judge), each row carries its method's winning ticket in its configuration
+    (analysis.sweep_verdicts.judge), each row carries its method's winning ticket in its configuration
     (analysis/winning.py: the one rule `lth tickets` and `lth export` use)."""
     keys = _lineage_keys(frame)
     configs = {run_id: config for run_id, (config, _) in keys.items()}

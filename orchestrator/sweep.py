@@ -351,7 +351,7 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None, cause: str = "Ctr
 
 def judge_sweep(frame) -> dict | None:
     """`lth tickets`' verdicts on the registry's default metrics (None before any round finished)."""
-    from lth_sweep.analysis.tickets import DEFAULT_METRICS, judge
+    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, judge
 
     return None if frame.empty else judge(frame, list(DEFAULT_METRICS))
 
@@ -363,7 +363,7 @@ def log_verdicts(client, parent_id: str, verdicts: dict | None) -> str:
     if verdicts is None:
         return ""
     from lth_sweep.analysis import paper_table
-    from lth_sweep.analysis.tickets_render import render as render_verdicts
+    from lth_sweep.analysis.sweep_verdicts_render import render as render_verdicts
 
     log_table(client, parent_id, paper_table.long_form(verdicts), record.VERDICTS_TABLE, record.VERDICTS_CSV)
     client.log_text(parent_id, paper_table.markdown(verdicts), record.VERDICTS_MARKDOWN)

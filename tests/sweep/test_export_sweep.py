@@ -62,7 +62,7 @@ def test_a_sweeps_rounds_export_and_predict_as_the_lineage_evaluated(ray_session
             assert all(torch.equal(masks[k], v) for k, v in result.evaluated_masks.items()), (label, result.state.round)
 
     from lth_sweep.analysis.query import read_sweep
-    from lth_sweep.analysis.tickets import judge
+    from lth_sweep.analysis.sweep_verdicts import judge
 
     frame = read_sweep("exports", f"sqlite:///{tmp_path / 'mlflow.db'}").frame()
     winning = {row["method"]: row["ticket_round"] for row in judge(frame, [])["winning"]}["imp"]

@@ -302,7 +302,7 @@ def test_onnx_model_in_memory_with_its_metadata(store):
 # --- the winning round, and --slim ------------------------------------------------------------------
 def test_winning_exports_the_round_lth_tickets_names(store, tmp_path):
     from lth_sweep.analysis.query import read_sweep
-    from lth_sweep.analysis.tickets import judge
+    from lth_sweep.analysis.sweep_verdicts import judge
 
     rows = judge(read_sweep("tiny", store.uri).frame(), [])["winning"]
     expected = {row["method"]: row["ticket_round"] for row in rows}

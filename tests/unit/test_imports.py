@@ -57,7 +57,7 @@ def test_commands_that_do_not_train_import_neither_torch_nor_ray(tmp_path):
     loaded = modules_after("import lth_sweep.orchestrator.cli; lth_sweep.orchestrator.cli.parser()")
     assert not {"torch", "ray", "mlflow", "pandas"} & loaded
     loaded = modules_after(
-        "import lth_sweep.orchestrator.cli, lth_sweep.analysis.query, lth_sweep.analysis.tickets, lth_sweep.orchestrator.preflight, lth_sweep.orchestrator.tracking_store"
+        "import lth_sweep.orchestrator.cli, lth_sweep.analysis.query, lth_sweep.analysis.sweep_verdicts, lth_sweep.orchestrator.preflight, lth_sweep.orchestrator.tracking_store"
     )
     # a query on a database store reads its tables directly: MLflow (2 s of imports) only where its client reads
     assert "lth_sweep.analysis.query" in loaded and not {"torch", "ray", "mlflow"} & loaded

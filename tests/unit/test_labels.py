@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lth_sweep.analysis.tickets import PooledLineages, judge
+from lth_sweep.analysis.sweep_verdicts import PooledLineages, judge
 from lth_sweep.orchestrator.config import load_config
 from lth_sweep.orchestrator.config_errors import ConfigError
 from lth_sweep.orchestrator.plan import make_plan

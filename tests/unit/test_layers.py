@@ -66,3 +66,15 @@ def test_the_analysis_actor_takes_what_the_trial_sends():
     actor = AnalysisActor.__ray_metadata__.modified_class.analyze
     assert keywords(actor) == keywords(RoundAnalyst.analyze)
     assert all(kind is inspect.Parameter.KEYWORD_ONLY for _, kind in keywords(actor))
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A `_name` is its module's own: another module that needs it needs a public name."""
+    private = []
+    for folder in FOLDERS.values():
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lth_sweep"):
+                    private += [f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}.{alias.name}"
+                                for alias in node.names if alias.name.startswith("_")]
+    assert not private, "\n".join(private)

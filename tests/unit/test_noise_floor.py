@@ -9,8 +9,8 @@ import pytest
 
 from lth_sweep.analysis import metrics as registry
 from lth_sweep.analysis.noise_floor import floor, margin
-from lth_sweep.analysis.tickets import judge
-from lth_sweep.analysis.tickets_render import render
+from lth_sweep.analysis.sweep_verdicts import judge
+from lth_sweep.analysis.sweep_verdicts_render import render
 
 SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875}
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from lth_sweep.analysis.noninferiority import paired_difference
-from lth_sweep.analysis.verdicts import higher_is_better, no_worse, regions
+from lth_sweep.analysis.lineage_verdicts import higher_is_better, no_worse, regions
 
 ACC = [(0.2, 0.91), (0.36, 0.92), (0.49, 0.905), (0.59, 0.89), (0.67, 0.85), (0.74, 0.40), (0.79, 0.11), (0.83, 0.10)]
 ECE = [(0.2, 0.030), (0.36, 0.035), (0.49, 0.045), (0.59, 0.050), (0.67, 0.060), (0.74, 0.2), (0.79, 0.3), (0.83, 0.3)]

@@ -16,8 +16,8 @@ from lth_sweep.analysis import paper_table
 from lth_sweep.analysis.multiplicity import holm_sequences
 from lth_sweep.analysis.noninferiority import paired_difference
 from lth_sweep.analysis.power import across_methods, detectable_difference, power_two_sample, seeds_needed
-from lth_sweep.analysis.tickets import judge
-from lth_sweep.analysis.tickets_render import render
+from lth_sweep.analysis.sweep_verdicts import judge
+from lth_sweep.analysis.sweep_verdicts_render import render
 
 SPARSITY = {1: 0.5, 2: 0.75, 3: 0.875, 4: 0.9375}
 

@@ -1,6 +1,6 @@
 """Verdicts on a lineage's curves (metric value against sparsity, one point per round) measured
 against its dense trunk: the "no worse than dense" comparison and Chen et al.'s regions I/II/III
-(the winning tickets and LTH-PASS over seeds: analysis/tickets.py).
+(the winning tickets and LTH-PASS over seeds: analysis/sweep_verdicts.py).
 
 "No worse than dense within tolerance" is the one comparison everything rests on. With
 `relative=False` (default) the tolerance is in the metric's own units: higher-is-better metrics
