@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .disk import DiskFormat, Parts, Source, fail
+from .describe import official
 
 PIXELS = 3 * 32 * 32
 
@@ -212,5 +213,5 @@ def read(layout: Layout, root: Path) -> Parts:
     return Parts(train, test, _class_names(layout, root, binary), layout.mean, layout.std)
 
 
-CIFAR10 = DiskFormat("cifar10", partial(check, CIFAR10_LAYOUT), partial(read, CIFAR10_LAYOUT))
-CIFAR100 = DiskFormat("cifar100", partial(check, CIFAR100_LAYOUT), partial(read, CIFAR100_LAYOUT))
+CIFAR10 = DiskFormat("cifar10", partial(check, CIFAR10_LAYOUT), partial(read, CIFAR10_LAYOUT), describe=official(3, 10, 50_000, 10_000))
+CIFAR100 = DiskFormat("cifar100", partial(check, CIFAR100_LAYOUT), partial(read, CIFAR100_LAYOUT), describe=official(3, 100, 50_000, 10_000))

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Dataset, ImageSplit
+from .describe import Generated, generated
+from .splits import Dataset, ImageSplit
 from .shapes import MEAN, OOD_RGB, STD, TEXTURES, balanced, generated_dataset, texture_pattern, uniform
 
 COLOURS = ["red", "green", "blue", "purple", "orange"]
@@ -216,3 +217,7 @@ def load(spec: Any) -> Dataset:
     if int(spec.image_size) < 16:
         raise ValueError(f"clutter needs image_size >= 16 (its distractors are 1-2 pixels wide at 16), got {spec.image_size}")
     return generated_dataset(spec, "clutter", generate, CLASS_NAMES, CONCEPT_NAMES, CLASS_CONCEPTS)
+
+
+# Its validation split is generated apart from train (same distribution, its own images).
+DATASET = Generated(load, generated(3, len(CLASS_NAMES)), validation_apart=True)

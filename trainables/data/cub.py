@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .disk import IMAGENET_MEAN, IMAGENET_STD, DiskFormat, Parts, Source, fail, require
+from .describe import official
 from .imagecheck import check_images
 
 CLASS_CONCEPT_THRESHOLD = 50.0  # percent of a class's images with the attribute present
@@ -136,4 +137,4 @@ def read(root: Path) -> Parts:
     )
 
 
-FORMAT = DiskFormat("cub200", check, read, title=NAME)
+FORMAT = DiskFormat("cub200", check, read, title=NAME, describe=official(3, 200, 5_994, 5_794))

@@ -16,10 +16,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Dataset, ImageSplit, make_generator
+from .describe import Description, Generated
+from .splits import Dataset, ImageSplit, make_generator
 
 # Fixed constants (pixel/16 over the whole set) so normalisation is data-independent.
 MEAN, STD = 0.3053, 0.3760
+IMAGES = 1_797  #: scikit-learn's digits: the whole set, split here into train and test
+
+
+def split_sizes(spec: Any) -> tuple[int, int]:
+    """(train, test) images: the test split takes at most a fifth of the set, train the rest."""
+    n_test = max(1, min(int(spec.test_size), IMAGES // 5))
+    return max(1, min(int(spec.train_size), IMAGES - n_test)), n_test
+
+
+def describe(spec: Any) -> Description:
+    train, test = split_sizes(spec)
+    return Description(1, int(spec.image_size), 10, train, test)
 
 
 def load(spec: Any) -> Dataset:
@@ -33,10 +46,8 @@ def load(spec: Any) -> Dataset:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     images = (images - MEAN) / STD
 
-    n = len(labels)
-    order = torch.randperm(n, generator=make_generator(int(spec.seed), "digits/split"))
-    n_test = max(1, min(int(spec.test_size), n // 5))
-    n_train = max(1, min(int(spec.train_size), n - n_test))
+    order = torch.randperm(len(labels), generator=make_generator(int(spec.seed), "digits/split"))
+    n_train, n_test = split_sizes(spec)
     test_idx, train_idx = order[:n_test], order[n_test : n_test + n_train]
     return Dataset(
         name="digits",
@@ -49,3 +60,6 @@ def load(spec: Any) -> Dataset:
         mean=(MEAN,),
         std=(STD,),
     )
+
+
+DATASET = Generated(load, describe)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from . import Dataset, LazySplit, Split, make_generator
+from .splits import Dataset, LazySplit, Split, make_generator
 from .decode import Item, float_bytes
+from .describe import Describer, image_folders
 
 MEMORY_BUDGET = 2 << 30  # one float32 copy per worker process; two workers fit in 8 GB
 OOD_LABEL = -1  # an OOD image belongs to no in-distribution class: use its scores, never its accuracy
@@ -132,6 +133,8 @@ class DiskFormat:
     # Raises unless the root holds two classes or more; run for training data only, since an OOD
     # set's labels are never used (a folder of unlabelled images is one class).
     check_classes: Callable[[Path], None] | None = None
+    describe: Describer = image_folders("")  # its facts, for dry runs (`describe.official` for a fixed dataset)
+    validation_apart: ClassVar[bool] = False  # its validation split is held out of train
 
     def validate(self, path: str | Path | None, ood: bool = False) -> Path:
         if path is None:

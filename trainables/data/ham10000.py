@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .disk import DiskFormat, Parts, Source, fail, require
+from .describe import official
 from .imagecheck import check_images
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -68,4 +69,4 @@ def read(root: Path) -> Parts:
     return Parts(source.take(np.flatnonzero(~test)), source.take(np.flatnonzero(test)), list(CLASSES), MEAN, STD)
 
 
-FORMAT = DiskFormat("ham10000", check, read)
+FORMAT = DiskFormat("ham10000", check, read, describe=official(3, 7, 8_012, 2_003, assumed=("split sizes",)))  # 10,015 images split ~80/20 by lesion

@@ -23,6 +23,7 @@ import numpy as np
 
 from .decode import holds_images, image_files
 from .disk import IMAGENET_MEAN, IMAGENET_STD, DiskFormat, Parts, Source, fail, require
+from .describe import image_folders
 from .imagecheck import check_images
 
 CANNOT_CLASSIFY = "fewer than two classes cannot be classified"
@@ -112,5 +113,7 @@ def read_folder(root: Path) -> Parts:
     return Parts(source, None, classes, IMAGENET_MEAN, IMAGENET_STD)
 
 
-IMAGEFOLDER = DiskFormat("imagefolder", check_imagefolder, read_imagefolder, check_classes=two_classes_imagefolder)
-FOLDER = DiskFormat("folder", check_folder, read_folder, check_classes=two_classes_folder)
+IMAGEFOLDER = DiskFormat(
+    "imagefolder", check_imagefolder, read_imagefolder, check_classes=two_classes_imagefolder, describe=image_folders("train")
+)
+FOLDER = DiskFormat("folder", check_folder, read_folder, check_classes=two_classes_folder, describe=image_folders(""))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .disk import DiskFormat, Parts, Source, fail
+from .describe import official
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -118,4 +119,4 @@ def read(root: Path) -> Parts:
     return Parts(_split(root, "train"), _split(root, "test"), [str(d) for d in range(10)], MEAN, STD)
 
 
-FORMAT = DiskFormat("mnist", check, read)
+FORMAT = DiskFormat("mnist", check, read, describe=official(1, 10, 60_000, 10_000))

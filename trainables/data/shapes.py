@@ -27,7 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import Dataset, ImageSplit, make_generator
+from .describe import Generated, generated
+from .splits import Dataset, ImageSplit, make_generator
 
 SHAPES = ["circle", "square", "triangle"]
 COLOURS = ["red", "green", "blue"]
@@ -175,3 +176,7 @@ def generated_dataset(spec: Any, name: str, render, class_names, concept_names, 
         mean=(MEAN,) * 3,
         std=(STD,) * 3,
     )
+
+
+# Its validation split is generated apart from train (same distribution, its own images).
+DATASET = Generated(load, generated(3, len(CLASS_NAMES)), validation_apart=True)

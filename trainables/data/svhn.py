@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .disk import DiskFormat, Parts, Source, fail, require
+from .describe import official
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 MEAN, STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
@@ -76,4 +77,4 @@ def read(root: Path) -> Parts:
     return Parts(_split(root, FILES["train"]), _split(root, FILES["test"]), [str(d) for d in range(10)], MEAN, STD)
 
 
-FORMAT = DiskFormat("svhn", check, read)
+FORMAT = DiskFormat("svhn", check, read, describe=official(3, 10, 73_257, 26_032))
