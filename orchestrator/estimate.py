@@ -29,6 +29,7 @@ from lth_sweep.orchestrator.estimate_fixed import fixed_costs
 from lth_sweep.orchestrator.estimate_twin import TwinEstimate, twin_jobs, twin_line, twin_resources
 from lth_sweep.trainables.data.describe import Description, describe
 from lth_sweep.trainables.specs import LineageSpec, ModelSpec, TrunkSpec
+from lth_sweep.trainables.ticket_sharing import has_control
 
 # Rough sustained training throughput, for the wall-time estimate only.
 CPU_FLOPS_PER_THREAD = 30e9  # measured here (AVX2 core, fp32): Conv-4, VGG-16, ResNet-20 at 16-32 px
@@ -130,6 +131,21 @@ def trunk_cost(spec: TrunkSpec) -> Cost:
     return Cost(spec.train.epochs * per_epoch, images, _flops(forward_macs(spec.model, data), images, data.test))
 
 
+@lru_cache(maxsize=1024)
+def _described(data) -> Description:
+    """`describe`, once per data spec: Tune's queue order asks for every lineage of a sweep."""
+    return describe(data)
+
+
+def retrainings(spec: LineageSpec, trains_ticket: bool = True) -> tuple[int, int]:
+    """(trainings, iterations each) of a lineage: every round retrains from the rewind point to the
+    end of the schedule, twice for a control (`reinit`, `shuffle`) that trains its ticket too.
+    The one cost rule the plan, the estimate and Tune's queue order read."""
+    trunk, pruning = spec.trunk, spec.pruning
+    total = trunk.train.epochs * trunk.train.iterations_per_epoch(_described(trunk.data).train)
+    return pruning.rounds * (2 if has_control(spec) and trains_ticket else 1), max(0, total - pruning.rewind_iteration)
+
+
 def lineage_cost(spec: LineageSpec, validation_every: int = 0, trains_ticket: bool = True) -> Cost:
     """Every round retrains from the rewind point and evaluates the test split, plus a validation
     pass every `validation_every` iterations (the early-stopping measure). A control (`reinit`,
@@ -137,10 +153,8 @@ def lineage_cost(spec: LineageSpec, validation_every: int = 0, trains_ticket: bo
     False: `trainables.ticket_sharing`)."""
     trunk, pruning = spec.trunk, spec.pruning
     data = describe(trunk.data)
-    total = trunk.train.epochs * trunk.train.iterations_per_epoch(data.train)
-    iterations = max(0, total - pruning.rewind_iteration)
+    trainings, iterations = retrainings(spec, trains_ticket)
     images = max(0, trunk.train.epochs * data.train - pruning.rewind_iteration * trunk.train.batch_size)
-    trainings = pruning.rounds * (2 if (pruning.reinit or pruning.shuffle) and trains_ticket else 1)
     validations = iterations // validation_every if validation_every else 0
     evaluated = pruning.rounds * data.test * (1 + validations)
     macs = forward_macs(trunk.model, data)

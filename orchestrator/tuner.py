@@ -17,19 +17,19 @@ from lth_sweep.orchestrator.mlflow_runs import SweepTracker
 from lth_sweep.orchestrator.plan import SweepPlan
 from lth_sweep.orchestrator.progress import Console, RoundPrinter
 from lth_sweep.orchestrator.lineage_searcher import LineageSearcher
+from lth_sweep.orchestrator.estimate import retrainings
 from lth_sweep.orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
 from lth_sweep.trainables.checkpoint_folder import experiment_folder
 from lth_sweep.trainables.specs import LineageSpec
-from lth_sweep.trainables.ticket_sharing import has_control, takes_ticket
+from lth_sweep.trainables.ticket_sharing import takes_ticket
 from lth_sweep.trainables.trial import lineage_trial
 from lth_sweep.trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload
 
 
 def expected_cost(spec: LineageSpec, trains_ticket: bool = True) -> float:
-    """Relative training cost of a lineage: retrained iterations (twice over for a control that
-    trains its ticket too)."""
-    retrained = spec.trunk.total_iterations() - spec.pruning.rewind_iteration
-    return spec.pruning.rounds * retrained * (2 if has_control(spec) and trains_ticket else 1)
+    """Relative training cost of a lineage: its retrained iterations (`estimate.retrainings`)."""
+    trainings, iterations = retrainings(spec, trains_ticket)
+    return trainings * iterations
 
 
 def trial_order(spec: LineageSpec, shared: Collection[str]) -> tuple[bool, float]:
