@@ -245,3 +245,23 @@ def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> 
         token = page.token
         if not token:
             return finished
+
+
+def stored_progress(uri: str, experiment: str, sweep_name: str, sweep_id: str, lineages: int) -> str:
+    """One line for a dry run: whether the store holds this sweep already, and how much of it has
+    finished (read only; a store that cannot be read says so, it is not judged here)."""
+    from lth_sweep.orchestrator.tracking_store import TrackingUnavailable, check_tracking
+
+    file = sqlite_file(uri) if uri.startswith("sqlite:") else None
+    if file is not None and not file.exists():
+        return f"store {uri}: not created yet; running the sweep creates it and starts the sweep"
+    try:
+        check_tracking(uri, reading=True)
+        parent = find_parent(uri, experiment, sweep_name, sweep_id)
+    except (TrackingUnavailable, OSError, MlflowException) as error:
+        return f"store {uri}: not read ({str(error).splitlines()[0][:200]})"
+    if parent is None:
+        return f"store {uri}: this sweep is not in it yet; running it starts it"
+    finished = finished_lineages(uri, experiment, sweep_name, sweep_id)
+    return (f"store {uri}: this sweep is in it (parent run {parent.info.run_id}), {len(finished)}/{lineages} lineages "
+            "finished; running it " + ("summarises it again" if len(finished) >= lineages else "continues it"))

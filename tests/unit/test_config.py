@@ -146,3 +146,18 @@ def test_an_unreachable_ray_address_exits_2_and_writes_nothing(workdir, capsys):
     assert main(["sweep", "--set", "seeds=[0]", "--address", "127.0.0.1:1"]) == 2
     assert "--address 127.0.0.1:1" in capsys.readouterr().err
     assert list(workdir.iterdir()) == []
+
+
+def test_a_dry_run_says_whether_the_store_holds_the_sweep_and_how_far_it_got(workdir, capsys):
+    """Read only: no store is created by asking."""
+    assert main(["sweep", "--set", "seeds=[0]", "--dry-run"]) == 0
+    assert "not created yet; running the sweep creates it" in capsys.readouterr().out
+    assert list(workdir.iterdir()) == []
+    from lth_sweep.orchestrator.mlflow_runs import SweepTracker
+    from lth_sweep.orchestrator.plan import make_plan
+
+    plan = make_plan(load_config(QUICKSTART, ["seeds=[0]"]))
+    SweepTracker(f"sqlite:///{workdir / 'mlflow.db'}", plan.config.tracking.experiment, plan.config.name, plan.sweep_id)
+    assert main(["sweep", "--set", "seeds=[0]", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "this sweep is in it (parent run " in said and "0/6 lineages finished; running it continues it" in said
