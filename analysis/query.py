@@ -13,8 +13,10 @@ metric per 100 runs), otherwise run by run.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,7 +142,7 @@ def metric_histories(client: MlflowClient, run_ids: list[str], keys: set[str]) -
     return out
 
 
-def _experiment_id(client: MlflowClient, experiment: str | None, sweep: str) -> list[str]:
+def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
     if experiment is not None:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -150,18 +152,31 @@ def _experiment_id(client: MlflowClient, experiment: str | None, sweep: str) -> 
 
 
 def sweep_runs(client: MlflowClient, sweep: str, experiment: str | None = None) -> list:
-    ids = _experiment_id(client, experiment, sweep)
-    query = f"tags.`{record.SWEEP}` = '{sweep}'"
+    """The runs tagged with the sweep's name (in `experiment` when given); [] when there are none."""
+    return _search(client, _experiment_ids(client, experiment), f"tags.`{record.SWEEP}` = '{sweep}'")
+
+
+def _search(client: MlflowClient, experiment_ids: list[str], query: str) -> list:
     runs, token = [], None
     while True:
-        page = client.search_runs(ids, query, max_results=5000, page_token=token)
+        page = client.search_runs(experiment_ids, query, max_results=5000, page_token=token)
         runs += list(page)
         token = page.token
         if not token:
-            break
-    if not runs:
-        raise SweepNotFound(f"no sweep named {sweep!r} in {'experiment ' + repr(experiment) if experiment else 'any experiment'}")
-    return runs
+            return runs
+
+
+def _sweep_names(client: MlflowClient, experiment: str | None) -> set[str]:
+    runs = _search(client, _experiment_ids(client, experiment), f"tags.`{record.KIND}` = '{record.SWEEP_KIND}'")
+    return {run.data.tags[record.SWEEP] for run in runs if record.SWEEP in run.data.tags}
+
+
+def _not_found(sweep: str, experiment: str | None, names: set[str]) -> SweepNotFound:
+    """SweepNotFound naming the store's sweeps whose names are close to `sweep` (a typo)."""
+    close = difflib.get_close_matches(sweep, sorted(names), n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    where = f"experiment {experiment!r}" if experiment else "any experiment"
+    return SweepNotFound(f"no sweep named {sweep!r} in {where}{hint}")
 
 
 def _record(run) -> RunRecord:
@@ -173,13 +188,16 @@ def _record(run) -> RunRecord:
 
 def _sweep_records(client: MlflowClient, engine, sweep: str, experiment: str | None) -> list[RunRecord]:
     if engine is None:
-        return [_record(run) for run in sweep_runs(client, sweep, experiment)]
+        records = [_record(run) for run in sweep_runs(client, sweep, experiment)]
+        if not records:
+            raise _not_found(sweep, experiment, _sweep_names(client, experiment))
+        return records
     try:
         records = query_sql.sweep_records(engine, sweep, experiment)
     except LookupError as error:
         raise SweepNotFound(str(error)) from None
     if not records:
-        raise SweepNotFound(f"no sweep named {sweep!r} in {'experiment ' + repr(experiment) if experiment else 'any experiment'}")
+        raise _not_found(sweep, experiment, query_sql.sweep_names(engine, experiment))
     return records
 
 
@@ -223,10 +241,10 @@ class SweepRecord:
         frame = pd.DataFrame(rows)
         if not frame.empty:
             frame = frame.sort_values(["label", "seed", "round"], kind="stable").reset_index(drop=True)
-            for column in frame.columns:
-                if column.startswith(("pruning.", "trunk.")):
-                    frame[column] = _numeric(frame[column])
-            frame = with_configurations(frame)
+            frame = with_configurations(frame)  # named from the params as logged: `model.width=null`, not `=<NA>`
+            params = {key for run in self.lineages for key in run.params if key != record.SPEC}
+            for column in sorted(params & set(frame.columns)):
+                frame[column] = typed(frame[column])
         return frame
 
 
@@ -283,6 +301,41 @@ def _nonfinite(metrics: dict[str, float]) -> dict[str, float]:
     return {f"{NONFINITE_PREFIX}{key}": 1.0 for key, value in metrics.items() if not math.isfinite(value)}
 
 
-def _numeric(column: pd.Series) -> pd.Series:
-    converted = pd.to_numeric(column, errors="coerce")
-    return converted if converted.notna().sum() == column.notna().sum() else column
+_NULL = {"null", "None"}
+_BOOL = {"True": True, "False": False, "true": True, "false": False}
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+def _parsed(text):
+    """A param as logged (a string) as the value it stands for: None, a bool, an int, a float, or
+    itself."""
+    if not isinstance(text, str) or text in _NULL:
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.fullmatch(text):
+        return int(text)
+    return float(text) if _FLOAT.fullmatch(text) else text
+
+
+def typed(column: pd.Series) -> pd.Series:
+    """A param column (MLflow keeps params as strings) as its values' type, so that a query such as
+    "`pruning.reinit` == True" or "`pruning.rewind` == 125" compares like with like: bool, int or
+    float when every value parses so (pandas' nullable dtypes where some are null); a column
+    mixing kinds (`rewind`: "init" or an iteration) parses value by value; strings stay strings."""
+    values = [_parsed(text) for text in column]
+    present = [value for value in values if value is not None]
+    kinds = {bool if isinstance(value, bool) else int if isinstance(value, int) else type(value) for value in present}
+    missing = len(present) < len(values)
+    if not present:
+        return pd.Series([None] * len(values), index=column.index, dtype=object)
+    if kinds == {str}:
+        return column.mask(column.isin(_NULL))
+    if kinds == {bool}:
+        return pd.Series(values, index=column.index, dtype="boolean" if missing else bool)
+    if kinds == {int}:
+        return pd.Series(values, index=column.index, dtype="Int64" if missing else "int64")
+    if kinds <= {int, float}:
+        return pd.Series([math.nan if value is None else float(value) for value in values], index=column.index, dtype=float)
+    return pd.Series(values, index=column.index, dtype=object)

@@ -129,19 +129,39 @@ def _value(value, is_nan) -> float:
     return math.nan if is_nan else float(value)
 
 
+def _in_experiment(connection, experiment: str | None) -> tuple[str, dict]:
+    """The SQL condition (on runs `r`) and its parameters that keep to `experiment`, if given."""
+    if experiment is None:
+        return "", {}
+    found = connection.execute(
+        text("SELECT experiment_id FROM experiments WHERE name = :name AND lifecycle_stage = 'active'"), {"name": experiment},
+    ).fetchone()
+    if found is None:
+        raise LookupError(f"no MLflow experiment named {experiment!r}")
+    return " AND r.experiment_id = :experiment", {"experiment": found[0]}
+
+
+def sweep_names(engine, experiment: str | None) -> set[str]:
+    """The names of the sweeps with active runs (in `experiment` when given)."""
+    with engine.connect() as connection:
+        where, params = _in_experiment(connection, experiment)
+        rows = connection.execute(
+            text(
+                "SELECT DISTINCT t.value FROM tags t JOIN runs r ON t.run_uuid = r.run_uuid "
+                "JOIN experiments e ON e.experiment_id = r.experiment_id "
+                f"WHERE t.key = '{record.SWEEP}' AND r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active'" + where
+            ),
+            params,
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def sweep_records(engine, sweep: str, experiment: str | None) -> list[RunRecord]:
     """Active runs tagged `lth.sweep = sweep` (in `experiment` when given), with tags, params and
     latest metrics. An empty list when there are none; a missing experiment raises LookupError."""
     with engine.connect() as connection:
-        where, params = "", {"sweep": sweep}
-        if experiment is not None:
-            found = connection.execute(
-                text("SELECT experiment_id FROM experiments WHERE name = :name AND lifecycle_stage = 'active'"),
-                {"name": experiment},
-            ).fetchone()
-            if found is None:
-                raise LookupError(f"no MLflow experiment named {experiment!r}")
-            where, params["experiment"] = " AND r.experiment_id = :experiment", found[0]
+        where, params = _in_experiment(connection, experiment)
+        params["sweep"] = sweep
         runs = connection.execute(
             text(
                 "SELECT r.run_uuid, r.status, r.start_time FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "

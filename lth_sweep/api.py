@@ -46,13 +46,20 @@ def read_sweep(sweep: str, tracking_uri: str | None = None, experiment: str | No
 
 
 def judge(sweep, metrics=None, margin: dict[str, float] | float | None = None, relative: bool = False,
-          tolerance: dict[str, float] | float | None = None) -> dict:
+          tolerance: dict[str, float] | float | None = None, *, tracking_uri: str | None = None,
+          experiment: str | None = None, sweep_id: str | None = None) -> dict:
     """Winning tickets, regions and LTH-PASS per trunk configuration and method, as `lth tickets
-    --format json` gives them. `sweep`: a sweep's name (read from the default store) or a
+    --format json` gives them. `sweep`: a sweep's name, read as `load_sweep` reads it (from
+    `tracking_uri`, default $MLFLOW_TRACKING_URI or ./mlflow.db; `experiment`, `sweep_id`), or a
     `load_sweep` frame; `margin` (old name `tolerance`): fixed before the data, default the registry's."""
     from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, judge as judge_frame
 
-    frame = load_sweep(sweep) if isinstance(sweep, str) else sweep
+    if isinstance(sweep, str):
+        frame = load_sweep(sweep, tracking_uri, experiment, sweep_id)
+    elif tracking_uri is not None or experiment is not None or sweep_id is not None:
+        raise TypeError("tracking_uri, experiment and sweep_id say where to read a sweep by its name; `sweep` is a frame")
+    else:
+        frame = sweep
     return judge_frame(frame, metrics or list(DEFAULT_METRICS), margin=margin if margin is not None else tolerance, relative=relative)
 
 
