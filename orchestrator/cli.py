@@ -9,6 +9,7 @@ import fnmatch
 import gc
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from lth_sweep.orchestrator.config_errors import ConfigError
 from lth_sweep.orchestrator.tracking_store import plain_sqlite_uri, resolve_uri
 
 EXIT_BAD_INPUT = 2
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `cat file | head`
 
 
 @contextlib.contextmanager
@@ -70,6 +72,10 @@ def _sweep(args) -> int:
         return EXIT_BAD_INPUT
     if args.dry_run:
         print(plan.describe(machine))
+        from lth_sweep.orchestrator.mlflow_runs import stored_progress
+
+        print(stored_progress(config.tracking.resolved_uri(Path.cwd()), config.tracking.experiment, config.name,
+                              plan.sweep_id, len(plan.lineages)))
         return _power_of_plan(args, len(config.seeds)) if args.like else 0
     from lth_sweep.orchestrator.tracking_store import TrackingUnavailable
     from lth_sweep.orchestrator.preflight import BadStore, check_sweep_stores
@@ -236,12 +242,57 @@ def _frame(args):
             frame = load_sweep(args.sweep, uri, args.experiment, latest=False, sweep_id=args.sweep_id)
     except (SweepAmbiguous, SweepNotFound) as error:
         raise sweep_choice_error(error, uri) from None
-    if args.where:
-        try:
-            frame = frame.query(args.where, engine="python")
-        except Exception as error:  # pandas raises many kinds for a bad expression
-            raise BadInput(f"lth: --where {args.where!r}: {type(error).__name__}: {error}") from None
-    return frame
+    return rows_where(frame, args.where) if args.where else frame
+
+
+def _no_column(name: str, columns, where: bool) -> str:
+    close = difflib.get_close_matches(name, list(columns), n=3)
+    if close:
+        return f"no column {name!r} (did you mean {' or '.join(f'`{c}`' if where else c for c in close)}?)"
+    if where:
+        return f"no column {name!r} (a text value goes in quotes: label == 'imp')"
+    return f"no column {name!r} (`lth query --format csv | head -1` lists them all)"
+
+
+def with_backticks(where: str, columns) -> str:
+    """`where` with every column whose name has a slash or a dot in backticks (pandas reads
+    `test/acc` as test divided by acc, `pruning.rate` as an attribute of `pruning`)."""
+    for column in sorted((c for c in columns if "/" in c or "." in c), key=len, reverse=True):
+        where = re.sub(rf"(?<![\w/.`'\"]){re.escape(column)}(?![\w/.`'\"])", f"`{column}`", where)
+    return where
+
+
+def _shell_quoted(text: str) -> str:
+    """`text` as one shell word in which the backticks stay backticks (within double quotes a
+    shell would run them as a command)."""
+    if "'" not in text:
+        return f"'{text}'"
+    return '"' + re.sub(r'([`"$\\])', r"\\\1", text) + '"'
+
+
+def rows_where(frame, where: str):
+    """The rows of `frame` that the pandas expression `where` keeps; BadInput (one line) naming
+    what is wrong: a column name without its backticks, a column that is not there, bad syntax."""
+    from pandas.errors import UndefinedVariableError
+
+    said = f"lth: --where {where!r}"
+    unknown = [name for name in re.findall(r"`([^`]*)`", where) if name not in frame.columns]
+    if unknown:
+        raise BadInput(f"{said}: {_no_column(unknown[0], frame.columns, where=True)}")
+    try:
+        return frame.query(where, engine="python")
+    except UndefinedVariableError as error:
+        quoted = with_backticks(where, frame.columns)
+        if quoted != where:
+            said += f": column names with a slash or a dot go in backticks: --where {_shell_quoted(quoted)}"
+            raise BadInput(said) from None
+        name = re.search(r"name '(.*)' is not defined", str(error))
+        if name is None:
+            raise BadInput(f"{said}: {error}") from None
+        token = re.search(rf"(?<![\w`]){re.escape(name.group(1))}[\w/.]*", where)  # `tset` of tset/acc: tset/acc
+        raise BadInput(f"{said}: {_no_column(token.group(0) if token else name.group(1), frame.columns, where=True)}") from None
+    except Exception as error:  # pandas raises many kinds for a bad expression
+        raise BadInput(f"{said}: {type(error).__name__}: {' '.join(str(error).split())}") from None
 
 
 def _emit(frame, fmt: str) -> None:
@@ -252,6 +303,7 @@ def _emit(frame, fmt: str) -> None:
     else:
         with pd_options():
             print(frame.to_string(index=False))
+    sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
 
 
 def pd_options():
@@ -260,18 +312,54 @@ def pd_options():
     return pd.option_context("display.max_columns", None, "display.width", 200, "display.max_rows", None)
 
 
+def table_columns(frame) -> list[str]:
+    """The default table's columns: the trunk configuration (where the sweep has several), label,
+    seed, round, sparsity, and the headline metric of each dimension measured (those `lth tickets`
+    judges by default: test/acc first)."""
+    from lth_sweep.analysis.metrics import judged_by_default
+
+    shown = [c for c in ("label", "seed", "round", "sparsity") if c in frame.columns]
+    if "config" in frame.columns and frame["config"].nunique() > 1:
+        shown.insert(0, "config")
+    for pattern in judged_by_default():
+        shown += sorted(c for c in frame.columns if fnmatch.fnmatchcase(c, pattern) and "/class/" not in c and c not in shown)
+    return shown
+
+
 def _query(args) -> int:
     frame = _frame(args)
+    if args.where and frame.empty:
+        print(f"lth: no rows match --where {args.where!r}", file=sys.stderr)
+    hidden = 0
     if args.columns:
         missing = [c for c in args.columns if c not in frame.columns]
         if missing:
-            print(f"lth: --columns: no such column(s) {missing}; have: {', '.join(frame.columns)}", file=sys.stderr)
+            print(f"lth: --columns: {'; '.join(_no_column(c, frame.columns, where=False) for c in missing)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         frame = frame[args.columns]
-    elif args.format == "table":
-        frame = frame[[c for c in frame.columns if not c.startswith(("pruning.", "trunk.", "dense/", "sparsity/layer/", "run_id"))]]
-    _emit(frame, args.format)
+    elif args.format == "table" and len(frame.columns):  # csv and json: every column
+        shown = table_columns(frame)
+        hidden = len(frame.columns) - len(shown)
+        frame = frame[shown]
+    try:
+        _emit(frame, args.format)
+    except BrokenPipeError:  # `lth query | head`: the reader has what it wanted
+        return _stdout_closed()
+    if hidden:
+        print(f"lth: {hidden} more columns (config fields, every metric, dense values): --columns NAME... shows any of them, "
+              "--format csv or json gives them all", file=sys.stderr)
     return 0
+
+
+def _stdout_closed() -> int:
+    """After stdout's reader went away: stdout pointed at devnull, so that Python's own flush at
+    exit finds nowhere to fail (the way Python's documentation of SIGPIPE recommends), and 141,
+    the status of a program that SIGPIPE ended (`cat file | head`), so that `set -o pipefail`
+    treats lth as it treats cat."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED
 
 
 def parse_margins(values: list[str], metrics: list[str]) -> dict[str, float]:
@@ -326,7 +414,8 @@ def _tickets(args) -> int:
         return EXIT_BAD_INPUT
     unknown = [m for m in metrics if m not in frame.columns]
     if args.metric and unknown:
-        print(f"lth: --metric: not measured in this sweep: {unknown}", file=sys.stderr)
+        said = "; ".join(_no_column(m, [c for c in frame.columns if "/" in c], where=False) for m in unknown)
+        print(f"lth: --metric: not measured in this sweep: {said}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from lth_sweep.analysis.metrics import known
 
@@ -339,16 +428,15 @@ def _tickets(args) -> int:
     except PooledLineages as error:
         print(f"lth: sweep {args.sweep!r}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.format == "json":
-        print(strict_json.dumps(result, indent=2))
-    elif args.format == "csv":
-        print(paper_table.csv_text(result), end="")
-    elif args.format == "markdown":
-        print(paper_table.markdown(result))
-    elif args.format == "latex":
-        print(paper_table.latex(result))
-    else:
-        print(render(result))
+    text = {
+        "json": lambda: strict_json.dumps(result, indent=2) + "\n", "csv": lambda: paper_table.csv_text(result),
+        "markdown": lambda: paper_table.markdown(result) + "\n", "latex": lambda: paper_table.latex(result) + "\n",
+    }.get(args.format, lambda: render(result) + "\n")()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `lth tickets | head`
+        return _stdout_closed()
     return 0
 
 
@@ -379,7 +467,7 @@ def _add_sweep_selector(command, formats=("table", "json", "csv")) -> None:
     )
     command.add_argument("--experiment", help="MLflow experiment (default: search all)")
     command.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
-    command.add_argument("--where", help="pandas query over the columns, e.g. \"method == 'imp' and `test/acc` > 0.9\"")
+    command.add_argument("--where", help="pandas query over the columns, e.g. 'method == \"imp\" and `test/acc` > 0.9' (names with / or . in backticks)")
     command.add_argument("--format", choices=list(formats), default="table")
 
 
@@ -445,6 +533,8 @@ def parser() -> argparse.ArgumentParser:
     add_export_parser(commands)
     from lth_sweep.orchestrator.cli_store import add_parser as add_store_parser
     add_store_parser(commands)
+    from lth_sweep.orchestrator.cli_report import add_parser as add_report_parser
+    add_report_parser(commands)
 
     ui = commands.add_parser(
         "ui", help="open the MLflow UI on the sweep's tracking store (an MLflow server: print its URL)"
