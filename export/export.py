@@ -4,6 +4,10 @@ as `lth tickets` judges it), download its weights and masks, rebuild the network
 lineage's spec, optionally cut its dead channels out (`--slim`), and write one format, checked,
 in one rename.
 
+The request, the destination and the round are judged first (request.py, output.py), with nothing
+heavier than pandas loaded: torch, MLflow's client and the formats are imported by the functions
+that use them, torch-pruning only for --slim.
+
 `export_onnx_model` is the same up to the ONNX model in memory, for callers that store it
 elsewhere (an MLflow model registry).
 """
@@ -12,42 +16,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from mlflow.tracking import MlflowClient
-from torch import nn
+from lth_sweep.export.lineage_run import LineageRun
+from lth_sweep.export.output import check_destination, check_folder_name, staged
+from lth_sweep.export.request import ChosenRound, ExportRequest, check_slim, choose_round
 
-from lth_sweep.trainables.data import Dataset
-from lth_sweep.export import formats
-from lth_sweep.export.errors import ExportError
-from lth_sweep.export.lineage_run import LineageRun, checked_round, find_lineage, read_record, winning_round
-from lth_sweep.export.metadata import ticket_metadata
-from lth_sweep.export.network import Architecture, architecture_of, dataset_of, example_images, rebuilt, trunk_spec_of
-from lth_sweep.export.output import check_destination, staged
-from lth_sweep.export.round_tensors import round_tensors
-from lth_sweep.export.slim import SLIM_METHODS, parameter_count, slimmed
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from lth_sweep.export.network import Architecture
+    from lth_sweep.trainables.data import Dataset
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExportRequest:
-    """Which ticket, in which form. `round_index` None: the label's winning round (on `metric` if given)."""
-
-    tracking_uri: str
-    sweep: str
-    label: str
-    seed: int
-    round_index: int | None = None
-    export_format: str = "safetensors"
-    slim: bool = False
-    sweep_id: str | None = None
-    experiment: str | None = None
-    metric: str | None = None  # with round_index None: None is the winning-ticket rule, else this metric's ticket
-
-    def __post_init__(self):
-        if self.export_format not in formats.FORMATS:
-            raise ExportError(f"unknown export format {self.export_format!r}; known: {', '.join(formats.FORMATS)}")
 
 
 @dataclass
@@ -66,11 +48,11 @@ def prepare(
 ) -> PreparedTicket:
     """The round's network rebuilt from the lineage's spec (`dataset`: its data, loaded from the
     spec when not given), slimmed when asked."""
-    if slim and lineage.method not in SLIM_METHODS:
-        raise ExportError(
-            f"--slim cuts whole channels out of the network, which only {' and '.join(SLIM_METHODS)} lineages remove; "
-            f"lineage {lineage.label} prunes with {lineage.method!r}, single weights, so nothing would be cut out"
-        )
+    from lth_sweep.export import formats
+    from lth_sweep.export.metadata import ticket_metadata
+    from lth_sweep.export.network import architecture_of, dataset_of, example_images, parameter_count, rebuilt, trunk_spec_of
+
+    check_slim(lineage, slim)
     spec = trunk_spec_of(lineage.params, lineage.trunk_id)
     dataset = dataset if dataset is not None else dataset_of(spec)
     architecture = architecture_of(spec, dataset)
@@ -78,6 +60,8 @@ def prepare(
     images = example_images(dataset)
     slim_report = None
     if slim:
+        from lth_sweep.export.slim import slimmed
+
         classifier = model.prunable_weights()[-1].removesuffix(".weight")
         model, report = slimmed(model, images, classifier)
         slim_report = report.as_metadata()
@@ -91,19 +75,26 @@ def prepare(
     return PreparedTicket(model, architecture, metadata, images)
 
 
+def prepare_chosen(request: ExportRequest, chosen: ChosenRound) -> PreparedTicket:
+    """The chosen round downloaded and rebuilt."""
+    from mlflow.tracking import MlflowClient
+
+    from lth_sweep.export.round_tensors import round_tensors
+
+    weights, masks = round_tensors(MlflowClient(request.tracking_uri), chosen.lineage, chosen.round_index)
+    return prepare(chosen.lineage, chosen.round_index, chosen.winning, weights, masks,
+                   export_format=request.export_format, slim=request.slim)
+
+
 def prepare_request(request: ExportRequest) -> PreparedTicket:
     """Everything up to writing: the lineage found, its round chosen, downloaded and rebuilt."""
-    sweep_record = read_record(request.tracking_uri, request.sweep, request.sweep_id, request.experiment)
-    lineage = find_lineage(sweep_record, request.sweep, request.label, request.seed)
-    winning = request.round_index is None
-    round_index = winning_round(sweep_record, request.label, request.metric, request.seed) if winning else request.round_index
-    checked_round(lineage, round_index)
-    weights, masks = round_tensors(MlflowClient(request.tracking_uri), lineage, round_index)
-    return prepare(lineage, round_index, winning, weights, masks, export_format=request.export_format, slim=request.slim)
+    return prepare_chosen(request, choose_round(request))
 
 
 def write(ticket: PreparedTicket, out: Path, force: bool) -> Path:
     """Writes `ticket` in its metadata's format at `out` (a folder for safetensors, else a file)."""
+    from lth_sweep.export import formats
+
     export_format = ticket.metadata["export_format"]
     with staged(out, force, directory=export_format == "safetensors") as target:
         if export_format == "safetensors":
@@ -120,6 +111,8 @@ def export_ticket(request: ExportRequest, out: str | Path, force: bool = False) 
     ExportError (and analysis.query's SweepNotFound / SweepAmbiguous) name what is wrong; an
     existing `out` is refused before any work unless `force`."""
     out = Path(out)
+    if request.export_format == "safetensors":
+        check_folder_name(out)
     check_destination(out.absolute(), force)
     ticket = prepare_request(request)
     return write(ticket, out, force), ticket.metadata
@@ -128,6 +121,8 @@ def export_ticket(request: ExportRequest, out: str | Path, force: bool = False) 
 def export_onnx_model(request: ExportRequest):
     """(onnx.ModelProto, metadata) of the ticket `request` names, in memory, checked with
     onnxruntime; the metadata is also in the model's metadata_props (`lth.ticket`, JSON)."""
+    from lth_sweep.export import formats
+
     if request.export_format != "onnx":
         request = ExportRequest(**{**request.__dict__, "export_format": "onnx"})
     ticket = prepare_request(request)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -27,7 +28,6 @@ from lth_sweep.export.errors import ExportError
 from lth_sweep.export.metadata import METADATA_KEY, as_strings
 from lth_sweep.export.standalone import standalone_source
 
-FORMATS = ("safetensors", "torchscript", "onnx")
 WEIGHTS_FILE, SOURCE_FILE, LOADER_FILE = ticket_loader.WEIGHTS_FILE, "model.py", "load_ticket.py"
 SAFETENSORS_ARCHITECTURE = {"source": SOURCE_FILE, "loader": LOADER_FILE}  #: the metadata's "architecture" there
 TORCHSCRIPT_EXTRA = f"{METADATA_KEY}.json"
@@ -73,8 +73,7 @@ def export_onnx_proto(model: nn.Module, metadata: dict, images: torch.Tensor):
     output `logits`) with `metadata` as its metadata_props, checked with onnxruntime."""
     import onnx
 
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter narrates its passes
-        warnings.simplefilter("ignore")
+    with _quiet_exporter():
         program = torch.onnx.export(
             model, (images[:2],), dynamo=True, verbose=False, input_names=["images"], output_names=["logits"],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
@@ -85,10 +84,29 @@ def export_onnx_proto(model: nn.Module, metadata: dict, images: torch.Tensor):
     return proto
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch's ONNX exporter narrates its passes: on stdout, in warnings, and as INFO records of
+    onnxscript and onnx_ir, which show wherever logging is on at INFO (a notebook, as README's)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _check_onnx(proto, model: nn.Module, images: torch.Tensor) -> None:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its warnings about the graph are the exporter's business
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
     if not torch.allclose(got, _outputs(model, images), atol=ONNX_ATOL):
         raise ExportError(

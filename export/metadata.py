@@ -19,6 +19,7 @@ METADATA_KEY = "lth.ticket"  #: the JSON of the whole dict, in every format
 NORMALISATION = (
     "applied by the data pipeline, outside the network: per channel, (pixels in [0, 1] - mean) / std"
 )
+LOADER_PREPROCESS = "load_ticket.preprocess(images, metadata) of a safetensors export does all of it"
 
 
 def lth_sweep_version() -> str:
@@ -43,6 +44,7 @@ def ticket_metadata(
             "shape": [dataset.in_channels, dataset.image_size, dataset.image_size],
             "dtype": "float32",
             "normalisation": {"mean": list(dataset.mean), "std": list(dataset.std), "how": NORMALISATION},
+            "preprocessing": preprocessing(dataset.in_channels, dataset.image_size),
         },
         "classes": {"count": dataset.num_classes, "names": list(dataset.class_names)},
         "sparsity": {
@@ -67,6 +69,24 @@ def ticket_metadata(
             "mlflow_parent_run_id": lineage.parent_run_id,
             "dataset": lineage.params.get("trunk.data.name"),
         },
+    }
+
+
+def preprocessing(channels: int, size: int) -> dict:
+    """Raw pixels to the network's input, step by step, as lth-sweep's data pipeline makes a
+    dataset's images (trainables/data/decode.py, `prepare`; a generated dataset is drawn in [0, 1]
+    at its size, which the same steps give from its uint8 pixels)."""
+    return {
+        "from": f"uint8 pixels in 0..255, (N, H, W, C) or (N, C, H, W), channels {'RGB' if channels == 3 else 'grey'}",
+        "steps": [
+            "channels: grey repeated to RGB, or RGB to grey as ITU-R 601-2 luma rounded to uint8; RGBA: alpha dropped",
+            "scale: pixels / 255 as float32",
+            f"resize: the shorter side to {size} (torch.nn.functional.interpolate, bilinear, align_corners=False, "
+            f"antialias=True), then the centred {size} x {size} window, clamped to [0, 1]; none if already {size} x {size}",
+            "normalise: per channel, (x - normalisation.mean) / normalisation.std",
+        ],
+        "to": f"float32 (N, {channels}, {size}, {size})",
+        "function": LOADER_PREPROCESS,
     }
 
 

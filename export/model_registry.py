@@ -11,6 +11,7 @@ signature, all text.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ def register_ticket(request: ExportRequest, name: str) -> RegisteredTicket:
     model, metadata = export_onnx_model(request)
     ticket = metadata["ticket"]
     shape = metadata["input"]["shape"]
-    with _tracking(request.tracking_uri):
+    with _tracking(request.tracking_uri), _quiet_mlflow():
         info = mlflow.onnx.log_model(
             model, name=ARTIFACT_NAME, run_id=ticket["mlflow_run_id"], registered_model_name=name,
             signature=_signature(shape, metadata["classes"]["count"]), metadata=metadata,
@@ -80,3 +81,20 @@ def _tracking(uri: str):
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow announces each registration on stderr (with print, and through its logger's own
+    handler): passed to logging instead, where lth-sweep's notes go; the caller says what was
+    registered (`lth export` prints one line, the Python API returns it)."""
+    logger = logging.getLogger("mlflow")
+    level, said = logger.level, io.StringIO()
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(said):
+            yield
+    finally:
+        logger.setLevel(level)
+        for line in filter(str.strip, said.getvalue().splitlines()):
+            log.info("mlflow: %s", line)

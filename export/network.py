@@ -104,6 +104,10 @@ def rebuilt(spec: TrunkSpec, dataset: Dataset, weights: dict[str, torch.Tensor],
     return model.eval()
 
 
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def example_images(dataset: Dataset, count: int = EXAMPLE_IMAGES) -> torch.Tensor:
     """The first `count` test images, as the network sees them (normalised)."""
     images, _ = dataset.test.batch(slice(0, min(count, len(dataset.test))))

@@ -7,6 +7,8 @@ still exports, an earlier one is said not to have been kept.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,6 +23,22 @@ from lth_sweep.trainables.ticket_packing import load_ticket
 from lth_sweep.trainables.stored_artifacts import ArtifactUnusable, download_checked, stored_location, was_logged
 
 Tensors = dict[str, torch.Tensor]
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def without_progress_bars():
+    """MLflow draws a progress bar on stderr for each download (read from the environment at each
+    call): off for the call, so that an export prints nothing but what its caller asks."""
+    previous = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = previous
 
 
 def _artifacts(client: MlflowClient, run_id: str, folder: str) -> set[str]:
@@ -34,7 +52,7 @@ def round_tensors(client: MlflowClient, lineage: LineageRun, round_index: int) -
     packed = record.round_ticket(round_index)
     last = lineage.planned_rounds
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with without_progress_bars(), tempfile.TemporaryDirectory() as tmp:
             if packed in _artifacts(client, lineage.run_id, str(Path(packed).parent)):
                 return load_ticket(download_checked(client, run, packed, tmp))
             if was_logged(run, packed) or _keeps_every_round(client, lineage.run_id):

@@ -24,8 +24,8 @@ import torch_pruning as tp
 from torch import nn
 
 from lth_sweep.export.errors import ExportError
+from lth_sweep.export.network import parameter_count
 
-SLIM_METHODS = ("filter", "channel_in")  #: the methods that remove whole channels
 ATOL = 1e-5
 
 
@@ -42,10 +42,6 @@ class SlimReport:
             "channels_removed": self.channels_removed, "max_abs_difference": self.max_abs_difference,
             "check": f"torch.allclose(slim, masked, atol={ATOL}) on the check images",
         }
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _zero(tensor: torch.Tensor | None) -> bool:

@@ -68,11 +68,12 @@ def export_ticket(sweep: str, *, label: str, seed: int, out: str | Path | None =
                   metric: str | None = None, tracking_uri: str | None = None, experiment: str | None = None,
                   sweep_id: str | None = None) -> Path | None:
     """Writes one lineage's ticket as `lth export` does: round `round`, or without it the label's
-    winning ticket on `metric` (as `judge` finds it); `format` safetensors (a folder with a
-    loader that needs only torch), torchscript or onnx; `slim` cuts removed channels out (filter,
-    channel_in). Returns the path written (None with only `register`). `register`: also log it as
-    an ONNX model version of that registered model in MLflow's registry, its lineage's run as
-    source. Raises `export.errors.ExportError` naming what is wrong."""
+    winning ticket on `metric` (as `judge` finds it); `format` safetensors (`out` names a folder:
+    weights, model.py and a loader that needs only torch), torchscript or onnx; `slim` cuts removed
+    channels out (filter, channel_in). Returns the path written (None with only `register`).
+    `register`: also log it as an ONNX model version of that registered model in MLflow's
+    registry, its lineage's run as source. Prints nothing (no MLflow progress bar, no ONNX
+    exporter notes). Raises `export.errors.ExportError` naming what is wrong."""
     from lth_sweep.export.errors import ExportError
     from lth_sweep.export.export import ExportRequest, export_ticket as export
 

@@ -568,4 +568,8 @@ def entry_point() -> None:
 
 
 if __name__ == "__main__":
-    entry_point()
+    # `python -m lth_sweep.orchestrator.cli`: run the module under its own name, whose BadInput is
+    # the one the other commands' modules (cli_export, cli_report) raise; this copy's is another class.
+    from lth_sweep.orchestrator.cli import entry_point as installed_entry_point
+
+    installed_entry_point()

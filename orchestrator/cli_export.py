@@ -10,11 +10,10 @@ input ends with exit 2 and a message naming it. stdout gets one line naming what
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
-#: export.formats.FORMATS, named here so that `lth` starts without importing torch
-FORMATS = ("safetensors", "torchscript", "onnx")
+from lth_sweep.export.request import FORMATS  # a light module: `lth` starts without torch
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,6 +51,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_export(args) -> int:
+    from lth_sweep.orchestrator.cli import EXIT_BAD_INPUT, BadInput
+
+    try:
+        return _export(args)
+    except BadInput as error:
+        # Said here, not left to `main`: run as `python -m lth_sweep.orchestrator.cli`, cli.py is
+        # `__main__`, whose `main` catches its own BadInput class, not the one imported above.
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _export(args) -> int:
+    """Judges everything it can (the request, the store, --out, the sweep, the lineage, the round)
+    before torch loads (export/request.py), so that a bad input is answered in a second or two."""
     from lth_sweep.orchestrator.cli import BadInput, readable_store, stdout_to_stderr, sweep_choice_error
 
     if args.round is not None and args.round < 1:
@@ -61,16 +74,15 @@ def run_export(args) -> int:
     uri = readable_store(args)
     from lth_sweep.analysis.query import SweepAmbiguous, SweepNotFound
     from lth_sweep.export.errors import ExportError
-    from lth_sweep.export.export import ExportRequest, export_ticket
+    from lth_sweep.export.export import export_ticket
+    from lth_sweep.export.request import ExportRequest
 
-    # MLflow's download progress bars would be all the export prints, on stderr, for a file of kilobytes
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    request = ExportRequest(
-        tracking_uri=uri, sweep=args.sweep, label=args.label, seed=args.seed, round_index=args.round,
-        export_format=args.export_format, slim=args.slim, sweep_id=args.sweep_id, experiment=args.experiment,
-        metric=args.metric,
-    )
     try:
+        request = ExportRequest(
+            tracking_uri=uri, sweep=args.sweep, label=args.label, seed=args.seed, round_index=args.round,
+            export_format=args.export_format, slim=args.slim, sweep_id=args.sweep_id, experiment=args.experiment,
+            metric=args.metric,
+        )
         with stdout_to_stderr():  # stdout holds only the lines saying what was written
             if args.out is not None:
                 path, metadata = export_ticket(request, args.out, force=args.force)

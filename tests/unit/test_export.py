@@ -6,13 +6,17 @@ through the sweep's own tracker and the trial's RunLogger."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass, replace as dataclasses_replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -405,9 +409,9 @@ def test_the_cli_writes_one_line_and_maps_bad_input_to_exit_2(store, tmp_path):
 
 def test_the_shipped_loader_reads_the_format_the_exporter_writes():
     assert ticket_loader.METADATA_KEY == METADATA_KEY and FORMAT_VERSION in ticket_loader.FORMAT_VERSIONS
-    from lth_sweep.orchestrator import cli_export
+    from lth_sweep.export.request import FORMATS
 
-    assert formats.FORMATS == cli_export.FORMATS
+    assert all(callable(getattr(formats, f"write_{name}", None)) for name in FORMATS)  # every format the CLI offers is written
 
 
 @pytest.mark.parametrize("name,dim", [("resnet20", 0), ("resnet20", 1), ("vgg16", 0), ("vgg16", 1)])
@@ -504,3 +508,183 @@ def test_an_altered_or_deleted_stored_ticket_is_refused_naming_the_file(own_stor
     with pytest.raises(ExportError, match=r"round 1 of .*: stored file .*tickets/round_01.safetensors is missing \(the round was logged"):
         export_ticket(dataclasses_replace(request, round_index=1), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- issue 31.4: answered fast, files as any other, one name for the folder, silent from Python ------
+HEAVY = {"torch", "torchvision", "timm", "torch_pruning"}
+
+
+def lth_process(args: list[str], cwd: Path) -> tuple[int, str, set[str]]:
+    """`lth` in a process of its own (`python -m`, `-X importtime`): its exit code, its stderr less
+    the import lines, and the top-level packages it imported."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "lth_sweep.orchestrator.cli", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    return done.returncode, "\n".join(line for line in lines if not line.startswith("import time:")), imported
+
+
+def test_export_errors_are_answered_before_torch_loads(store, tmp_path):
+    """Every bad choice is judged from the store's records alone: no torch, torchvision, timm or
+    torch-pruning (5-20 s of imports on a loaded machine before)."""
+    base = ["export", "--sweep", "tiny", "--seed", "0", "--tracking-uri", store.uri, "--out"]
+    (tmp_path / "taken").mkdir()
+    cases = {
+        "taken exists; pass --force": [*base, "taken", "--label", "imp", "--round", "1"],
+        "no lineage labelled 'omp' with seed 0": [*base, "new", "--label", "omp", "--round", "1"],
+        "has no finished round 9; finished rounds: 1, 2, 3": [*base, "new", "--label", "imp", "--round", "9"],
+        "--slim cuts whole channels out": [*base, "new", "--label", "imp", "--round", "1", "--slim"],
+        "r3.safetensors: a safetensors export is a folder": [*base, "r3.safetensors", "--label", "imp", "--round", "3"],
+    }
+    for message, args in cases.items():
+        code, said, imported = lth_process(args, tmp_path)
+        assert code == 2 and message in said and "Traceback" not in said, said[-3000:]
+        assert not imported & HEAVY, f"{message}: imported {sorted(imported & HEAVY)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_exported_file_has_the_permissions_of_a_new_file(store, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        export_ticket(store.request(round_index=1), tmp_path / "folder")
+        export_ticket(store.request(round_index=1, export_format="torchscript"), tmp_path / "file.pt")
+    finally:
+        os.umask(previous)
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    files = ["folder/weights.safetensors", "folder/model.py", "folder/load_ticket.py", "file.pt"]
+    assert modes == {"folder": 0o777 & ~umask, **dict.fromkeys(files, 0o666 & ~umask)}
+
+
+def test_a_safetensors_folder_named_like_a_file_is_refused_naming_the_way_out(store, tmp_path):
+    with pytest.raises(ExportError, match=r"r3\.safetensors: a safetensors export is a folder \(weights\.safetensors, "
+                       r"model\.py, load_ticket\.py\), not one \.safetensors file; name the folder without the suffix \(r3\)$"):
+        export_ticket(store.request(round_index=3), tmp_path / "r3.safetensors")
+    with pytest.raises(ExportError, match=r"r3\.onnx: .*\(r3\), or export with format onnx for one \.onnx file"):
+        export_ticket(store.request(round_index=3), tmp_path / "r3.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def notebook_logging(monkeypatch):
+    """Output as a notebook shows it: logging on at INFO (README's example), lth-sweep's own
+    records aside; MLflow's progress bar at its default."""
+    import logging
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    root, handler = logging.getLogger(), logging.StreamHandler(sys.stderr)
+    handler.addFilter(lambda record: not record.name.startswith("lth_sweep"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_the_python_api_exports_onnx_without_printing(store, tmp_path, capfd, notebook_logging):
+    """Before: MLflow's progress bar, and the ONNX optimiser's passes."""
+    import lth_sweep
+
+    path = lth_sweep.export_ticket("tiny", label="imp", seed=0, round=2, format="onnx", out=tmp_path / "t.onnx",
+                                   tracking_uri=store.uri)
+    assert path == (tmp_path / "t.onnx").absolute() and path.is_file()
+    assert capfd.readouterr() == ("", "")
+
+
+def test_the_python_api_registers_without_printing(own_store, capfd, notebook_logging):
+    """Before: MLflow's progress bar and its announcements of the registered model and version."""
+    import lth_sweep
+
+    uri, run_id = own_store
+    assert lth_sweep.export_ticket("tiny", label="imp", seed=0, round=2, register="tiny-imp", tracking_uri=uri) is None
+    assert capfd.readouterr() == ("", "")
+    version = MlflowClient(uri).get_model_version("tiny-imp", "1")
+    assert version.run_id == run_id and version.tags["lth.round"] == "2"
+
+
+def readme_blocks(section: str) -> list[str]:
+    """The python code blocks of README's section `section`."""
+    from tests.support.sweeps import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    body = re.split(r"\n#{2,3} ", text.split(f"\n### {section}\n", 1)[1], maxsplit=1)[0]
+    return re.findall(r"```python\n(.*?)```", body, flags=re.S)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_the_readmes_snippets_read_the_metadata_and_feed_raw_pixels(store, tmp_path, monkeypatch):
+    """README named the TorchScript extra file `lth.ticket` (it is `lth.ticket.json`): its snippet
+    read nothing. Each step of each snippet runs here on exports named as it names them."""
+    blocks = readme_blocks("Taking a ticket away")
+    metadata_block = next(block for block in blocks if "_extra_files" in block)
+    pixels_block = next(block for block in blocks if "preprocess(" in block)
+    monkeypatch.chdir(tmp_path)
+    for name in re.findall(r'"([\w-]+\.(?:pt|onnx))"', metadata_block):
+        export_ticket(store.request(round_index=3, export_format="torchscript" if name.endswith(".pt") else "onnx"), name)
+    imports, *steps = metadata_block.split("\n\n")
+    namespace: dict = {}
+    exec(imports, namespace)
+    for step in steps:
+        exec(step, namespace)
+        info = namespace.pop("info")
+        assert info["ticket"]["round"] == 3 and info["input"]["preprocessing"]["steps"], step
+    folder = re.search(r'load_ticket\.load\("([\w-]+)"\)', pixels_block).group(1)
+    _, metadata = export_ticket(store.request(round_index=3), folder)
+    data = cached_dataset(tiny_trunk(**TRAIN).data)
+    pixels = (data.to_pixels(some_images(8)) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace = {"pixels": pixels}
+    try:
+        exec(pixels_block, namespace)
+    finally:
+        sys.modules.pop("load_ticket", None)
+    assert namespace["info"] == json.loads(json.dumps(metadata)) and namespace["logits"].shape == (8, 9)
+    assert set(namespace["predicted"]) <= set(data.class_names)
+
+
+def write_noisy_cifar10(root: Path, train: int, test: int, seed: int = 0) -> Path:
+    """CIFAR-10's binary version: 5 training batches of `train` images and a test batch of `test`,
+    random pixels tinted by their label (something to learn, every pixel counting)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    tints = rng.integers(0, 256, (10, 3, 1, 1))
+    for name, count in [*((f"data_batch_{i}.bin", train) for i in range(1, 6)), ("test_batch.bin", test)]:
+        labels = rng.integers(0, 10, count)
+        planes = (rng.integers(0, 256, (count, 3, 32, 32)) + tints[labels]) // 2  # R, G and B planes, as CIFAR stores them
+        (folder / name).write_bytes(np.concatenate([labels[:, None], planes.reshape(count, -1)], 1).astype(np.uint8).tobytes())
+    (folder / "batches.meta.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
+    return root
+
+
+def test_raw_uint8_test_images_through_the_loaders_preprocess_score_the_rounds_accuracy(_empty_mlflow_db, tmp_path):
+    """A ticket of CIFAR-10 at 16 px (the data pipeline resizes the 32 px pixels): the raw uint8 test
+    images, through the shipped loader's `preprocess`, are bit for bit the images lth-sweep evaluated
+    the round on, in either layout, so the ticket scores the accuracy its metadata records."""
+    import importlib.util
+
+    from lth_sweep.trainables.data import load_dataset
+    from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
+
+    shutil.copyfile(_empty_mlflow_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = DataSpec(name="cifar10", path=str(write_noisy_cifar10(tmp_path / "cifar", 60, 120)), image_size=16,
+                    train_size=300, test_size=120, ood_size=0)
+    trunk = TrunkSpec(data=data, model=ModelSpec(name="conv2", width=4), train=TrainSpec(epochs=2, batch_size=32, lr=0.01), seed=0)
+    log_sweep(uri, "cifar", train_trunk(trunk), [LineageSpec(trunk=trunk, pruning={"method": "imp", "rate": 0.5, "rounds": 1})])
+    folder, metadata = export_ticket(ExportRequest(tracking_uri=uri, sweep="cifar", label="imp", seed=0, round_index=1), tmp_path / "t")
+    spec = importlib.util.spec_from_file_location("shipped_load_ticket", folder / "load_ticket.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    model, info = loader.load(folder), loader.read_metadata(folder)
+    raw = load_dataset(data.model_copy(update={"in_memory": False})).test  # the test split's own uint8 pixels
+    assert isinstance(raw.items, np.ndarray) and raw.items.dtype == np.uint8 and raw.items.shape == (120, 32, 32, 3)
+    evaluated = cached_dataset(data).test.images
+    assert torch.equal(loader.preprocess(raw.items, info), evaluated)
+    assert torch.equal(loader.preprocess(torch.from_numpy(raw.items).permute(0, 3, 1, 2), info), evaluated)
+    with torch.no_grad():
+        predicted = model(loader.preprocess(raw.items, info)).argmax(1)
+    accuracy = (predicted == raw.labels).float().mean().item()
+    assert accuracy == pytest.approx(metadata["metrics"]["test/acc"], abs=1e-6) and 0 < accuracy < 1
+    assert info["input"]["preprocessing"]["to"] == "float32 (N, 3, 16, 16)"
