@@ -15,15 +15,7 @@ import numpy as np  # noqa: E402
 
 from lth_sweep.analysis import metrics as registry  # noqa: E402
 from lth_sweep.analysis import noise_floor  # noqa: E402
-
-
-def method_colors(labels) -> dict[str, str]:
-    """One colour per method label, the same in every figure and in MLflow's UI (the driver sets
-    each lineage run's `mlflow.runColor` from it): matplotlib's tab10 (tab20 past ten labels) in
-    sorted-label order."""
-    labels = sorted(set(labels))
-    palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    return {label: matplotlib.colors.to_hex(palette(i % palette.N)) for i, label in enumerate(labels)}
+from lth_sweep.analysis.colors import method_colors  # noqa: E402
 
 
 def spread_ticks(remaining, count: int, digits: int = 3) -> list[float]:

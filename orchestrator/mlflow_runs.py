@@ -183,9 +183,10 @@ class SweepTracker:
         # lands in the GenAI view, whatever the experiment's tags say.
         return f"{self.ui_server()}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
-    def comparison_url(self) -> str:
-        """Publishes the view comparing this sweep's methods and returns its URL."""
-        mlflow_view.publish_comparison_view(self.client, self.experiment_id, self.parent_id)
+    def comparison_url(self, group_key: str = record.LABEL) -> str:
+        """Publishes the view comparing this sweep's methods, grouped by the tag `group_key`, and
+        returns its URL."""
+        mlflow_view.publish_comparison_view(self.client, self.experiment_id, self.parent_id, group_key)
         return mlflow_view.comparison_url(self.ui_server(), self.experiment_id, self.parent_id)
 
 

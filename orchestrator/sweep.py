@@ -20,7 +20,8 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from lth_sweep.analysis.actors import AnalysisPool
-from lth_sweep.analysis.plots import accuracy_vs_sparsity, dimension_figures, method_colors
+from lth_sweep.analysis.colors import method_colors, series_key
+from lth_sweep.analysis.plots import accuracy_vs_sparsity, dimension_figures
 from lth_sweep.analysis.query import read_sweep
 from lth_sweep.orchestrator.analysis_handoff import hand_off
 from lth_sweep.orchestrator.interrupt import Interruption, SweepInterrupted
@@ -184,11 +185,13 @@ def open_runs(plan: SweepPlan, uri: str, console: Console, wait: bool = False) -
     console.say(f"MLflow: {uri}, experiment {config.tracking.experiment!r}, parent run {tracker.parent_id}")
     runs = SweepRuns(tracker, lease)
     judge_stale(plan, runs, console)
-    colors = method_colors(spec.pruning.label for spec in plan.lineages)
+    labels = [spec.pruning.label for spec in plan.lineages]
+    colors, group_key = method_colors(labels), series_key(labels)
     for slot, spec in enumerate(plan.lineages):
         tags = {
             record.METHOD: spec.pruning.method, record.LABEL: spec.pruning.label, record.TRUNK: spec.trunk.id,
             record.SEED: str(spec.trunk.seed), record.RUN_COLOR: colors[spec.pruning.label],
+            group_key: spec.pruning.label,  # what MLflow's view groups by: its colours tell the labels apart
         }
         if config.analysis.enabled:
             tags[record.ANALYSIS] = config.analysis.id
@@ -404,7 +407,8 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     status = "FAILED" if failed or record.ERROR in tracker.client.get_run(tracker.parent_id).data.tags else "FINISHED"
     tracker.client.set_terminated(tracker.parent_id, status)
     return SweepOutcome(
-        rows, indistinct, status, plots, tracker.uri, tracker.run_url(tracker.parent_id), tracker.comparison_url(),
+        rows, indistinct, status, plots, tracker.uri, tracker.run_url(tracker.parent_id),
+        tracker.comparison_url(series_key(spec.pruning.label for spec in plan.lineages)),
         tuple(runs.stale),
     )
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lth_sweep.orchestrator.mlflow_view import comparison_url
+from lth_sweep.analysis.colors import series_key
+from lth_sweep.orchestrator.mlflow_view import CHART_METRICS, X_AXIS_METRIC, comparison_url
 from tests.support.browser import (
     assert_nontrivial_png,
     by_css,
@@ -253,21 +254,35 @@ def test_lineage_artifacts_show_the_gradcam_grid_and_the_concepts_table(browser,
 
 def test_the_comparison_view_groups_the_lineages_by_method(browser, ui, sweep):
     """The URL the sweep prints at its end opens the chart view on this sweep's lineages only,
-    grouped by `lth.label` (one line per method: the mean over its seeds with their min-max band),
-    with test/acc found: nothing to click first."""
+    grouped by the sweep's series tag (its value the label; `analysis.colors.series_key`: one line
+    per method, the mean over its seeds with their min-max band, in colours that tell the labels
+    apart), test/acc and the Grad-CAM consistency against sparsity: nothing to click first."""
     _, runs = sweep
     parent = runs["parent"].info.run_id
+    labels = {runs[name].data.tags[record.LABEL] for name in LINEAGES}
+    key = series_key(labels)
+    assert all(runs[name].data.tags[key] == runs[name].data.tags[record.LABEL] for name in LINEAGES)
     browser.get(comparison_url(ui.url, runs["experiment_id"], parent))
     close_assistant(browser)
-    wait_for(browser, by_xpath(f'//*[contains(normalize-space(), {xpath_literal(f"Group by: {record.LABEL}")})]'),
-             f"the runs grouped by {record.LABEL}", ARTIFACTS)
+    wait_for(browser, by_xpath(f'//*[contains(normalize-space(), {xpath_literal(f"Group by: {key}")})]'),
+             f"the runs grouped by {key}", ARTIFACTS)
     for name in LINEAGES:
         label = runs[name].data.tags[record.LABEL]
         wait_for(browser, by_xpath(f'//*[normalize-space()={xpath_literal(f"Group: {label}")}]'), f"the group {label}", ARTIFACTS)
         wait_for(browser, by_xpath(link_to_run(runs[name].info.run_id, name)), f"lineage {name!r} in its group", ARTIFACTS)
     assert not by_xpath(link_to_run(runs[TRUNK].info.run_id, TRUNK))(browser), "the view shows the trunk too"
-    card = chart_card(browser, "test/acc", "the grouped test/acc chart")
-    for name in LINEAGES:
-        legend = f"{runs[name].data.tags[record.LABEL]} (test/acc)"
-        wait_for(browser, lambda d: legend in card.text, f"the line {legend!r}", ARTIFACTS)
+    # Exactly the lineages: not the parent run too (MLflow fetches it when ordering by start time),
+    # so no group "Unassigned".
+    wait_for(browser, by_xpath(f'//*[normalize-space()="{len(LINEAGES)} matching runs"]'), f"'{len(LINEAGES)} matching runs'", ARTIFACTS)
+    assert not by_xpath('//*[normalize-space()="Group: Unassigned"]')(browser), "a group of runs without lth.label"
+    for metric in CHART_METRICS:
+        card = chart_card(browser, metric, f"the grouped {metric} chart")
+        for name in LINEAGES:
+            legend = f"{runs[name].data.tags[record.LABEL]} ({metric})"
+            wait_for(browser, lambda d: legend in card.get_attribute("textContent"), f"the line {legend!r}", ARTIFACTS)
+        xtitle = card.find_elements("css selector", ".g-xtitle")
+        assert xtitle and xtitle[0].get_attribute("textContent").strip() == X_AXIS_METRIC, f"x axis of {metric}: {[t.get_attribute('textContent') for t in xtitle]}"
+        assert card.size["width"] >= 560, f"the {metric} card is {card.size['width']} px wide"
+    lines = {path.value_of_css_property("stroke") for path in browser.find_elements("css selector", ".js-line")}
+    assert len(lines) >= len(labels), f"{len(labels)} methods drawn in {lines}: one colour each"
     screenshot(browser, "comparison_view")
