@@ -260,6 +260,15 @@ def summary_frame(rows: list[dict]):
     return frame.astype({"seed": "Int64", "winning_round": "Int64"})
 
 
+#: MLflow's run description styles table cells without padding ("imp@125 s04/4" ran into the next
+#: cell): a no-break space each side keeps the columns apart in any Markdown renderer.
+CELL_PAD = "\u00a0"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(f"{CELL_PAD}{cell}{CELL_PAD}" for cell in cells) + " |"
+
+
 def render_markdown(rows: list[dict], indistinct: dict[str, str] | None = None) -> str:
     """The summary as a Markdown table that wraps in MLflow's run description (the fixed-width
     table is ~150 characters wide and widens the page), with its legend and noise floor as text."""
@@ -268,7 +277,7 @@ def render_markdown(rows: list[dict], indistinct: dict[str, str] | None = None) 
     header = ["lineage", "rounds", "sparsity", "dense acc", "last acc", "vs dense", "winning ticket"]
     if drift:
         header += [DRIFT_LABELS[column] for column, _, _ in DRIFT_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [_row(header), "|" + "---|" * len(header)]
     for row in plain:
         best = row.get("winning", "-")
         status = "" if row["status"] == "FINISHED" else " (stopped early)" if row["stopped"] else f" ({row['status']})"
@@ -281,7 +290,7 @@ def render_markdown(rows: list[dict], indistinct: dict[str, str] | None = None) 
                 _number(row.get("gradcam_rho"), 3), _dense_to_last(row, "on_object"), _number(row.get("concepts_j"), 2),
                 _dense_to_last(row, "true_concepts"),
             ]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append(_row(cells))
     # the printed table's notes, as paragraphs: its legend is one, wrapped at 100 characters; one line each for the rest
     notes = "\n".join(render(rows, "table", indistinct).splitlines()[2 + len(plain):]).strip().split("\n\n")
     first = notes[0].splitlines() if drift else []

@@ -220,6 +220,11 @@ def test_parent_run_shows_the_summary_and_the_accuracy_plot(browser, ui, sweep):
     close_assistant(browser)
     text = browser.execute_script("return document.body.textContent")
     assert "lth-sweep ui" in text and "imp@3 s0" in text, "the summary table is not the parent run's description"
+    cells = [cell.get_attribute("textContent") for cell in browser.find_elements("css selector", "td")]
+    name_cells = [cell for cell in cells if "imp@3 s0" in cell]
+    assert name_cells and all(cell.strip("\u00a0 ") == "imp@3 s0" and cell != cell.strip("\u00a0 ") for cell in name_cells), (
+        f"a lineage's cell runs into the next one: {name_cells}"  # padded apart: MLflow styles the cells without padding
+    )
     for name in (TRUNK, *LINEAGES):  # "Child runs" in "About this run"
         wait_for(browser, by_xpath(link_to_run(runs[name].info.run_id, name)), f"child run link {name!r}", ARTIFACTS)
     screenshot(browser, "parent_overview")
