@@ -14,8 +14,8 @@ def run_sweep(config: SweepConfig | dict | str | Path | None = None, overrides: 
     quickstart; `overrides`: `--set` assignments ("train.epochs=2"). `address`: a Ray cluster to
     join (default: the Ray this process has initialised, else a local one). `progress=True`
     prints the round-by-round lines to stderr as the CLI does; by default they go to logging.
-    Raises `orchestrator.lease.SweepBusy` while another driver runs the sweep on the same store
-    (`wait=True` waits for it to end), `orchestrator.interrupt.SweepInterrupted` on Ctrl-C, SIGTERM
+    Raises `lth_sweep.SweepBusy` while another driver runs the sweep on the same store
+    (`wait=True` waits for it to end), `lth_sweep.SweepInterrupted` on Ctrl-C, SIGTERM
     or SIGHUP (run it again to continue)."""
     from lth_sweep.orchestrator.plan import make_plan
     from lth_sweep.orchestrator.preflight import check_sweep_stores
