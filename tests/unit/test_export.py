@@ -688,3 +688,89 @@ def test_raw_uint8_test_images_through_the_loaders_preprocess_score_the_rounds_a
     accuracy = (predicted == raw.labels).float().mean().item()
     assert accuracy == pytest.approx(metadata["metrics"]["test/acc"], abs=1e-6) and 0 < accuracy < 1
     assert info["input"]["preprocessing"]["to"] == "float32 (N, 3, 16, 16)"
+
+
+# --- issue 31.3: a registered ticket lives in its sweep's experiment, under its lineage's run --------
+def test_a_registered_ticket_is_logged_in_the_sweeps_experiment_under_its_lineage(own_store, capfd):
+    """Before: the logged model went to the Default experiment (id 0), named `ticket`, the lineage
+    run listed no logged model, and the version had no description."""
+    from lth_sweep.export.model_registry import register_ticket
+
+    uri, run_id = own_store
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    history = {key: len(client.get_metric_history(run_id, key)) for key in run.data.metrics}
+    request = ExportRequest(tracking_uri=uri, sweep="tiny", label="imp", seed=0, round_index=2)
+    registered = register_ticket(request, "tiny-imp")
+    assert capfd.readouterr() == ("", "")
+    assert (registered.name, registered.version, registered.model_uri, registered.run_id) == ("tiny-imp", "1", "models:/tiny-imp/1", run_id)
+
+    model = client.get_logged_model(registered.model_id)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert model.experiment_id == run.info.experiment_id == experiment.experiment_id != "0"
+    assert model.source_run_id == run_id and model.name == "imp-s0-r2" and str(model.status) == "READY"
+    listed = client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    assert [m.model_id for m in listed] == [registered.model_id]
+    assert registered.model_id in [output.model_id for output in client.get_run(run_id).outputs.model_outputs]
+    assert client.search_logged_models(["0"]) == []  # nothing in Default
+
+    metrics = {metric.key: metric.value for metric in model.metrics}  # the round's metrics (step 2)
+    acc = [m.value for m in client.get_metric_history(run_id, "test/acc") if m.step == 2]
+    assert metrics["test/acc"] == acc[-1] and "sparsity" in metrics
+    assert {m.step for m in model.metrics} == {2} and all(m.run_id == run_id for m in model.metrics)
+    assert {key: len(client.get_metric_history(run_id, key)) for key in run.data.metrics} == history  # not doubled
+
+    version = client.get_model_version("tiny-imp", "1")
+    assert version.run_id == run_id and version.source == f"models:/{registered.model_id}"  # SQLite keeps no model_id
+    linked = json.loads(model.tags["mlflow.modelVersions"])  # what the UI links the logged model to
+    assert [(link["name"], str(link["version"])) for link in linked] == [("tiny-imp", "1")]
+    tags = version.tags
+    lineage_id = run.data.tags["lth.id"]
+    assert {k: tags[k] for k in ("lth.sweep", "lth.id", "lth.label", "lth.seed", "lth.round", "lth.method")} == {
+        "lth.sweep": "tiny", "lth.id": lineage_id, "lth.label": "imp", "lth.seed": "0", "lth.round": "2", "lth.method": "imp"}
+    assert tags["lth.test/acc"] == f"{acc[-1]:.4f}" and float(tags["lth.sparsity"]) > 0 and tags["lth.sweep_id"] == "tiny-id"
+    assert model.tags["lth.id"] == lineage_id and model.tags["lth.round"] == "2"
+    text = version.description
+    for said in ("lineage imp (method imp)", "seed 0", "round 2", "Sparsity:", f"Test accuracy: {acc[-1]:.4f}",
+                 "Sweep: tiny (id tiny-id", f"Lineage run: {run_id}", lineage_id):
+        assert said in text, said
+    se = [m.value for m in client.get_metric_history(run_id, "se/test/acc") if m.step == 2]
+    if se:
+        assert tags["lth.se/test/acc"] == f"{se[-1]:.4f}" and f"± {se[-1]:.4f}" in text
+
+    assert client.get_run(run_id).info.status == run.info.status and client.get_run(run_id).info.end_time == run.info.end_time
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pyfunc.load_model("models:/tiny-imp/1")  # the version's files: the logged model's
+    finally:
+        mlflow.set_tracking_uri(None)
+    shape = loaded.metadata.metadata["input"]["shape"]
+    assert loaded.predict(np.zeros((2, *shape), np.float32))["logits"].shape == (2, 9)
+
+    again = register_ticket(dataclasses_replace(request, round_index=1), "tiny-imp")  # a second version, same model
+    assert again.version == "2" and client.get_logged_model(again.model_id).name == "imp-s0-r1"
+    assert len(client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'")) == 2
+
+
+def test_a_logged_model_name_keeps_to_what_mlflow_accepts():
+    from lth_sweep.export.model_registry import logged_model_name
+
+    assert logged_model_name({"label": "imp@12.5/x", "seed": 3, "round": 4}) == "imp@12_5_x-s3-r4"
+
+
+def test_a_registered_versions_description_gives_the_sampling_error_when_logged():
+    from lth_sweep.export.model_registry import description, ticket_tags
+
+    metadata = {
+        "ticket": {"label": "imp@0.2", "method": "imp", "seed": 1, "round": 5, "winning": True, "sweep": "s", "sweep_id": "sid",
+                   "lineage_id": "lid", "mlflow_run_id": "rid", "mlflow_parent_run_id": "pid"},
+        "sparsity": {"effective": 0.6723}, "metrics": {"test/acc": 0.91234}, "input": {"shape": [3, 32, 32]},
+    }
+    text = description(metadata, 0.0031, "7")
+    assert "winning ticket, round 5" in text and "67.23%" in text and "0.9123 ± 0.0031 (se/test/acc" in text
+    assert "Sweep: s (id sid, parent run pid, experiment 7)" in text and "Lineage run: rid (lth.id lid)" in text
+    tags = ticket_tags(metadata, 0.0031)
+    assert tags["lth.se/test/acc"] == "0.0031" and tags["lth.test/acc"] == "0.9123" and tags["lth.winning"] == "true"
+    assert "lth.se/test/acc" not in ticket_tags(metadata) and "Test accuracy: not logged" in description({**metadata, "metrics": {}}, None, "7")
