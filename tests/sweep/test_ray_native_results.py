@@ -38,6 +38,8 @@ def test_every_round_of_every_lineage_reads_with_ray_s_own_tools(ray_session, tm
     analysis = ExperimentAnalysis(path)
     frames = {TrialConfig.of(trial.config).lineage_id: analysis.trial_dataframes[trial.trial_id] for trial in analysis.trials}
     assert set(frames) == set(rounds)
+    labels = {spec.id: spec.pruning.label for spec in plan.lineages}
+    assert {trial.config["trial"]["lineage_id"]: trial.config["trial"]["label"] for trial in analysis.trials} == labels  # README's snippet
     for lineage_id, frame in frames.items():
         assert frame["round"].tolist() == rounds[lineage_id], lineage_id  # each round once, the killed one too
         logged = mlflow.loc[lineage_id]["test/acc"]
