@@ -104,7 +104,7 @@ def test_sweep_lands_in_mlflow_as_parent_trunks_and_lineages(sweep):
         )
     }
     description = parent.data.tags["mlflow.note.content"]  # the summary, as a Markdown table that wraps
-    assert "| imp@3 s1 | 3/3 |" in description and "|---|" in description and "```" not in description
+    assert "| \u00a0imp@3 s1\u00a0 | \u00a03/3\u00a0 |" in description and "|---|" in description and "```" not in description
     assert not [key for key in parent.data.metrics if key.startswith("methods/")]  # runs grouped by label show these
     assert client.get_experiment_by_name("e2e").tags["mlflow.experimentKind"] == "custom_model_development"
 
