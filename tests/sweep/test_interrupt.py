@@ -29,10 +29,10 @@ LONG_ROUNDS = {"slow": True, "train": {"epochs": 12}}
 def test_ctrl_c_stops_cleanly_and_the_same_command_continues(tmp_path, ray_tmp):
     """Three lineages at once: the short one finishes, then Ctrl-C. One long lineage continues from
     its checkpoint; the other's checkpoints are deleted, so it restarts from round 1 and says so."""
-    pruning = [
+    pruning = [  # the long ones run five times the short one's rounds: still midway when it finishes, however fast the machine
         {"rate": 0.5, "rounds": 2, "rewind": "init"},
-        {"rate": 0.3, "rounds": 6, "rewind": 5},
-        {"rate": 0.4, "rounds": 6, "rewind": 4},  # "imp@4": display names tell them apart
+        {"rate": 0.2, "rounds": 10, "rewind": 5},
+        {"rate": 0.25, "rounds": 10, "rewind": 4},  # "imp@4": display names tell them apart
     ]
     config = yaml.safe_load(sweep_yaml("ctrl-c", pruning, **LONG_ROUNDS))
     config["resources"]["cpus_per_trial"] = 0.5  # all three run at once on 2 CPUs
@@ -125,7 +125,7 @@ def test_sigterm_and_sighup_stop_as_ctrl_c_does(tmp_path, ray_tmp, signum, whole
     too): exit 128 + the signal, the finished lineage FINISHED, the other KILLED with a note, no Ray
     process left behind, and the same command continues it as if nothing had happened."""
     name = signal.Signals(signum).name
-    pruning = [{"rate": 0.5, "rounds": 1, "rewind": "init"}, {"rate": 0.3, "rounds": 6, "rewind": 5}]
+    pruning = [{"rate": 0.5, "rounds": 1, "rewind": "init"}, {"rate": 0.2, "rounds": 10, "rewind": 5}]
     config = yaml.safe_load(sweep_yaml("signals", pruning, **LONG_ROUNDS))
     config["resources"]["cpus_per_trial"] = 1
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
