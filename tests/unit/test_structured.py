@@ -327,3 +327,13 @@ def test_a_filter_lineage_reports_effective_sparsity_and_an_unstructured_one_its
     assert structured.metrics["sparsity"] == dead / CONV2_WEIGHTS  # 73.7%, not 48.5%
     (unstructured,) = run_lineage(tiny_lineage(method="imp", rate=0.5, rounds=1), trained_trunk)
     assert unstructured.metrics["sparsity"] == unstructured.metrics["sparsity/masked"]
+
+
+def test_slim_cuts_exactly_the_methods_that_remove_whole_channels():
+    """`lth export --slim`'s method list is kept apart from the registry (the export's errors are
+    answered before torch, which the registry imports); this holds the two equal."""
+    from lth_sweep.export.request import SLIM_METHODS
+    from lth_sweep.trainables.pruning import PRUNING_METHODS
+    from lth_sweep.trainables.pruning.structured import StructuredSpec
+
+    assert set(SLIM_METHODS) == {name for name, module in PRUNING_METHODS.items() if issubclass(module.Spec, StructuredSpec)}
