@@ -181,3 +181,10 @@ def dimension_figures(frame, folder: Path, title: str) -> list[Path]:
             if path is not None:
                 paths.append(path)
     return paths
+
+
+def sweep_figures(rows: list[dict], frame, folder: Path, sweep: str) -> list[Path]:
+    """The figures of a sweep (the accuracy curve of its summary rows, then one figure per
+    dimension), written into `folder`: what the sweep logs and `lth report` shows."""
+    accuracy = accuracy_vs_sparsity(rows, folder / "accuracy_vs_sparsity.png", title=f"{sweep}: test accuracy vs sparsity")
+    return [accuracy, *dimension_figures(frame, folder, sweep)]

@@ -153,21 +153,11 @@ def _experiment_ids(client: MlflowClient, experiment: str | None) -> list[str]:
 
 def sweep_runs(client: MlflowClient, sweep: str, experiment: str | None = None) -> list:
     """The runs tagged with the sweep's name (in `experiment` when given); [] when there are none."""
-    return _search(client, _experiment_ids(client, experiment), f"tags.`{record.SWEEP}` = '{sweep}'")
-
-
-def _search(client: MlflowClient, experiment_ids: list[str], query: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, query, max_results=5000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+    return record.search_all(client, _experiment_ids(client, experiment), f"tags.`{record.SWEEP}` = '{sweep}'", page=5000)
 
 
 def _sweep_names(client: MlflowClient, experiment: str | None) -> set[str]:
-    runs = _search(client, _experiment_ids(client, experiment), f"tags.`{record.KIND}` = '{record.SWEEP_KIND}'")
+    runs = record.search_all(client, _experiment_ids(client, experiment), f"tags.`{record.KIND}` = '{record.SWEEP_KIND}'")
     return {run.data.tags[record.SWEEP] for run in runs if record.SWEEP in run.data.tags}
 
 

@@ -237,3 +237,9 @@ def _methods_test(metric: str, methods: list[str], walks: dict, margin: float) -
         "p_value": _finite(test.p_value), "sigma": _finite(test.sigma), "detectable": _finite(test.detectable),
         "seeds_for_margin": needed, "why_not": detail or None,
     }
+
+
+def judge_defaults(frame) -> dict | None:
+    """The verdicts on the registry's default metrics, as a finished sweep logs them and `lth report`
+    shows them; None before any round finished."""
+    return None if frame.empty else judge(frame, list(DEFAULT_METRICS))

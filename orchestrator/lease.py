@@ -165,14 +165,7 @@ class Lease:
 
     def take(self, wait: bool, say: Callable[[str], None]) -> None:
         """Takes the lease, or raises SweepBusy; with `wait`, polls until the holder ends."""
-        told = False
-        while (holder := self.try_take()) is not None:
-            if not wait:
-                raise SweepBusy(busy_message(self.sweep, holder, time.time()))
-            if not told:
-                say(f"waiting for {holder.describe(time.time())}, which runs sweep {self.sweep} on this store")
-                told = True
-            time.sleep(min(WAIT_POLL_S, heartbeat_s()))
+        _until_free(self.try_take, self.sweep, wait, say)
         self._beating = threading.Thread(target=self._beat, name="lth-lease-heartbeat", daemon=True)
         self._beating.start()
 
@@ -206,12 +199,19 @@ class Lease:
 def wait_while_held(find_parent: Callable[[], object | None], sweep: str, wait: bool, say: Callable[[str], None]) -> None:
     """Before Ray starts, reading only: raises SweepBusy at once while another live driver holds
     the sweep's lease, or with `wait` returns once it ended (`Lease.take` then settles a race)."""
-    told = False
-    while True:
+    def live_holder() -> Holder | None:
         parent = find_parent()
         holder = holder_of(parent.data.params, parent.data.tags) if parent is not None else None
-        if holder is None or not holder.alive(time.time()):
-            return
+        return holder if holder is not None and holder.alive(time.time()) else None
+
+    _until_free(live_holder, sweep, wait, say)
+
+
+def _until_free(holder_now: Callable[[], Holder | None], sweep: str, wait: bool, say: Callable[[str], None]) -> None:
+    """Polls `holder_now` (a live holder, or None once the lease is free or taken) until None:
+    without `wait` the first holder raises SweepBusy; with it, the wait is said once."""
+    told = False
+    while (holder := holder_now()) is not None:
         if not wait:
             raise SweepBusy(busy_message(sweep, holder, time.time()))
         if not told:

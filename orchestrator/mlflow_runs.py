@@ -70,20 +70,14 @@ class SweepTracker:
         return oldest
 
     def _find_parent(self, sweep_id: str):
-        parents = self.client.search_runs([self.experiment_id], _parent_query(self.sweep_name, sweep_id), max_results=100)
-        return min(parents, key=_creation_order) if parents else None
+        return oldest_parent(self.client, self.experiment_id, self.sweep_name, sweep_id)
 
     def _children(self) -> dict[tuple[str, str], object]:
         """(kind, lth id) -> run for every child of the parent: one paged search, not one per child
         (with 1,000 lineages on a server, that saves minutes before the first trial starts)."""
         if self._known is None:
             query = f"tags.`{record.PARENT}` = '{self.parent_id}' and tags.`{record.SWEEP}` = '{self.sweep_name}'"
-            runs, token = [], None
-            while True:
-                page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
-                runs, token = runs + list(page), page.token
-                if not token:
-                    break
+            runs = record.search_all(self.client, [self.experiment_id], query)
             self._known = {}
             for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):  # the oldest wins, as for the parent
                 self._known[(run.data.tags.get(record.KIND), run.data.tags.get(record.ID))] = run
@@ -123,6 +117,11 @@ class SweepTracker:
         run = self._get_or_create(kind, spec.id, run_name, self.parent_id, tags=tags, params=params)
         log_dataset_inputs(self.client, run, spec)  # also for a found run: one logged before this existed has none
         return run
+
+    def still_running(self) -> list:
+        """The sweep's child runs whose status is still RUNNING (after an interruption or a crash)."""
+        query = f"tags.`{record.PARENT}` = '{self.parent_id}' and attributes.status = 'RUNNING'"
+        return record.search_all(self.client, [self.experiment_id], query)
 
     def fail(self, run_id: str, error: str) -> None:
         """Ends a run FAILED with the reason in its error tag (what the summary shows)."""
@@ -217,17 +216,15 @@ def find_parent(uri: str, experiment: str, sweep_name: str, sweep_id: str):
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":
         return None
-    parents = client.search_runs([found.experiment_id], _parent_query(sweep_name, sweep_id), max_results=100)
-    return min(parents, key=_creation_order) if parents else None
+    return oldest_parent(client, found.experiment_id, sweep_name, sweep_id)
 
 
-def _parent_query(sweep_name: str, sweep_id: str) -> str:
-    return f"tags.`{record.SWEEP}` = '{sweep_name}' and tags.`{record.KIND}` = '{record.SWEEP_KIND}' and tags.`{record.ID}` = '{sweep_id}'"
-
-
-def _creation_order(run) -> tuple[int, str]:
-    """The oldest parent is the sweep's; the run id breaks a tie within a millisecond."""
-    return run.info.start_time or 0, run.info.run_id
+def oldest_parent(client, experiment_id: str, sweep_name: str, sweep_id: str):
+    """The sweep's parent run: the oldest of those tagged with its name and id (two drivers that
+    started it at once may each have made one), the run id breaking a tie within a millisecond."""
+    query = f"tags.`{record.SWEEP}` = '{sweep_name}' and tags.`{record.KIND}` = '{record.SWEEP_KIND}' and tags.`{record.ID}` = '{sweep_id}'"
+    parents = client.search_runs([experiment_id], query, max_results=100)
+    return min(parents, key=lambda run: (run.info.start_time or 0, run.info.run_id)) if parents else None
 
 
 def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -239,13 +236,8 @@ def finished_runs(uri: str, experiment: str, sweep_name: str, sweep_id: str) -> 
         return {}
     client = MlflowClient(uri)
     query = f"tags.`{record.SWEEP}` = '{sweep_name}' and tags.`{record.PARENT}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
-    finished, token = {}, None
-    while True:
-        page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
-        finished |= {(run.data.tags[record.KIND], run.data.tags[record.ID]): run.data.tags for run in page}
-        token = page.token
-        if not token:
-            return finished
+    runs = record.search_all(client, [parent.info.experiment_id], query)
+    return {(run.data.tags[record.KIND], run.data.tags[record.ID]): run.data.tags for run in runs}
 
 
 def stored_progress(uri: str, experiment: str, sweep_name: str, sweep_id: str, lineages: int) -> str:

@@ -38,10 +38,9 @@ def download_plots(facts: SweepFacts, folder: Path) -> list[Path]:
 
 
 def draw_plots(facts: SweepFacts, folder: Path) -> list[Path]:
-    from lth_sweep.analysis.plots import accuracy_vs_sparsity, dimension_figures
+    from lth_sweep.analysis.plots import sweep_figures
 
-    accuracy = accuracy_vs_sparsity(facts.rows, folder / "accuracy_vs_sparsity.png", title=f"{facts.name}: test accuracy vs sparsity")
-    return [accuracy, *dimension_figures(facts.frame, folder, facts.name)]
+    return sweep_figures(facts.rows, facts.frame, folder, facts.name)
 
 
 def _accuracy_first(path: Path) -> tuple[bool, str]:

@@ -67,12 +67,12 @@ def read_facts(sweep: SweepRecord, uri: str) -> SweepFacts:
 
 def _verdicts(frame) -> tuple[dict | None, str]:
     """`lth tickets`' verdicts on the registry's default metrics, as the sweep's end logs them."""
-    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, PooledLineages, judge
+    from lth_sweep.analysis.sweep_verdicts import PooledLineages, judge_defaults
 
     if frame.empty:
         return None, "no round of the sweep has finished yet"
     try:
-        return judge(frame, list(DEFAULT_METRICS)), ""
+        return judge_defaults(frame), ""
     except PooledLineages as error:
         return None, str(error)
 

@@ -25,8 +25,8 @@ from urllib.parse import unquote, urlparse
 
 from lth_sweep.orchestrator.lease import holder_of
 
-#: the tables that hold artifact folders, and their key and location columns
-ARTIFACT_ROWS = (("runs", "run_uuid", "artifact_uri"), ("logged_models", "model_id", "artifact_location"))
+#: the tables that hold artifact folders, and their location column
+ARTIFACT_ROWS = (("runs", "artifact_uri"), ("logged_models", "artifact_location"))
 
 
 class StoreCopyError(RuntimeError):
@@ -38,13 +38,13 @@ class StoreCopy:
     source: Path
     destination: Path
     runs: int = 0
-    folders: int = 0  # artifact folders copied
     bytes: int = 0
     shared: list[str] = field(default_factory=list)  # artifact locations that are not local files
+    copied: list[Path] = field(default_factory=list)  # the source's run and model folders copied
 
     def describe(self, moved: bool = False) -> str:
         what = "moved" if moved else "copied"
-        said = (f"{what} {self.source} to {self.destination}: {self.runs} runs, {self.folders} artifact folders "
+        said = (f"{what} {self.source} to {self.destination}: {self.runs} runs, {len(self.copied)} artifact folders "
                 f"({self.bytes / 1e6:.1f} MB) now in {self.destination.parent / 'mlruns'}")
         if self.shared:
             said += f"; {len(self.shared)} artifact locations are not local files and stay shared: {', '.join(self.shared[:3])}"
@@ -79,7 +79,7 @@ def copy_store(source: Path, destination: Path) -> StoreCopy:
                 staged = staging / "mlruns" / new.relative_to(destination.parent / "mlruns")
                 if old.is_dir():
                     shutil.copytree(old, staged, symlinks=True)
-                    report.folders += 1
+                    report.copied.append(old)
                     report.bytes += sum(f.stat().st_size for f in staged.rglob("*") if f.is_file())
         _put_in_place(staging, destination)
         return report
@@ -89,15 +89,11 @@ def copy_store(source: Path, destination: Path) -> StoreCopy:
 
 def move_store(source: Path, destination: Path) -> StoreCopy:
     """Copies, then deletes the source database and the run and model folders it copied."""
-    source = source.resolve()
-    _check(source, destination.absolute())
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as connection:
-        folders = [folder for _, folder in _artifact_rows(connection)]
     report = copy_store(source, destination)
-    for folder in folders:
+    for folder in report.copied:
         owner = folder.parent if folder.name == "artifacts" else folder  # <run id>/artifacts: the run's folder
         shutil.rmtree(owner, ignore_errors=True)
-    source.unlink()
+    report.source.unlink()
     return report
 
 
@@ -140,7 +136,7 @@ def _artifact_rows(connection) -> list[tuple[str, Path]]:
     """(location as stored, local folder) of every run and logged model with local artifacts."""
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     found = []
-    for table, _, column in ARTIFACT_ROWS:
+    for table, column in ARTIFACT_ROWS:
         if table in tables:
             for (location,) in connection.execute(f"SELECT {column} FROM {table}"):
                 folder = local_path(location)

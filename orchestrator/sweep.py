@@ -21,7 +21,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from lth_sweep.analysis.actors import AnalysisPool
 from lth_sweep.analysis.colors import method_colors, series_key
-from lth_sweep.analysis.plots import accuracy_vs_sparsity, dimension_figures
+from lth_sweep.analysis.plots import sweep_figures
+from lth_sweep.analysis.sweep_verdicts import judge_defaults
 from lth_sweep.analysis.query import read_sweep
 from lth_sweep.orchestrator.analysis_handoff import hand_off
 from lth_sweep.orchestrator.interrupt import Interruption, SweepInterrupted
@@ -339,24 +340,13 @@ def close_interrupted(plan: SweepPlan, runs: SweepRuns | None, cause: str = "Ctr
     finished lineages stay FINISHED. Returns what to tell the user."""
     if runs is not None:
         tracker = runs.tracker
-        still_running = tracker.client.search_runs(
-            [tracker.experiment_id], f"tags.`{record.PARENT}` = '{tracker.parent_id}' and attributes.status = 'RUNNING'",
-            max_results=10000,
-        )
-        for run in still_running:
+        for run in tracker.still_running():
             RunLogger(tracker.uri, run.info.run_id).note(None, [f"interrupted ({cause}); the next run of the sweep continues it"])
             tracker.client.set_terminated(run.info.run_id, "KILLED")
         tracker.client.set_terminated(tracker.parent_id, "KILLED")
         done = sum(1 for run_id in runs.lineage_runs.values() if tracker.client.get_run(run_id).info.status == "FINISHED")
         return f"sweep {plan.config.name} interrupted by {cause} ({done}/{len(plan.lineages)} lineages finished); run the same command to continue"
     return f"sweep {plan.config.name} interrupted by {cause} before it started; run the same command to start it"
-
-
-def judge_sweep(frame) -> dict | None:
-    """`lth tickets`' verdicts on the registry's default metrics (None before any round finished)."""
-    from lth_sweep.analysis.sweep_verdicts import DEFAULT_METRICS, judge
-
-    return None if frame.empty else judge(frame, list(DEFAULT_METRICS))
 
 
 def log_verdicts(client, parent_id: str, verdicts: dict | None) -> str:
@@ -387,7 +377,7 @@ def finish(plan: SweepPlan, runs: SweepRuns, console: Console) -> SweepOutcome:
     config, tracker = plan.config, runs.tracker
     sweep = read_sweep(config.name, tracker.uri, config.tracking.experiment, parent_id=tracker.parent_id)
     frame = sweep.frame()
-    verdicts = judge_sweep(frame)
+    verdicts = judge_defaults(frame)
     rows = collect_rows(plan, sweep, frame, verdicts)
     plots = draw_plots(plan, rows, frame, console)
     for plot in plots:
@@ -418,14 +408,15 @@ def draw_plots(plan: SweepPlan, rows: list[dict], frame, console: Console) -> li
     remote storage, a full disk), in a temporary folder."""
     config = plan.config
     storage = config.storage_path(Path.cwd())
-    folder = Path(tempfile.mkdtemp()) if "://" in storage else Path(storage) / experiment_name(plan)
+
+    def draw(folder: Path) -> list[Path]:
+        return sweep_figures(rows, frame, folder, config.name)
+
+    if "://" in storage:
+        return draw(Path(tempfile.mkdtemp()))
+    folder = Path(storage) / experiment_name(plan)
     try:
-        plots = [accuracy_vs_sparsity(rows, folder / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
-        return plots + dimension_figures(frame, folder, config.name)
+        return draw(folder)
     except OSError as error:
-        if "://" in storage:
-            raise
         console.say(f"plots not written to {folder} ({error.strerror or error}); written to a temporary folder")
-        folder = Path(tempfile.mkdtemp())
-        plots = [accuracy_vs_sparsity(rows, folder / "accuracy_vs_sparsity.png", title=f"{config.name}: test accuracy vs sparsity")]
-        return plots + dimension_figures(frame, folder, config.name)
+        return draw(Path(tempfile.mkdtemp()))

@@ -40,10 +40,6 @@ def _no_space(storage: str) -> bool:
 def fail_unfinished(tracker, cause: str) -> None:
     """Every child run of the sweep still RUNNING ends FAILED, its error the cause; the parent gets
     the cause too (`finish` ends it FAILED)."""
-    still_running = tracker.client.search_runs(
-        [tracker.experiment_id], f"tags.`{record.PARENT}` = '{tracker.parent_id}' and attributes.status = 'RUNNING'",
-        max_results=10000,
-    )
-    for run in still_running:
+    for run in tracker.still_running():
         tracker.fail(run.info.run_id, cause)
     tracker.set_tags(tracker.parent_id, {record.ERROR: cause})

@@ -136,6 +136,17 @@ def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
+def search_all(client: MlflowClient, experiment_ids: list[str], query: str, page: int = 1000) -> list:
+    """Every run `query` finds, page after page (MLflow returns at most `page` a request)."""
+    runs, token = [], None
+    while True:
+        found = client.search_runs(experiment_ids, query, max_results=page, page_token=token)
+        runs += list(found)
+        token = found.token
+        if not token:
+            return runs
+
+
 def steps_with(client: MlflowClient, run_id: str, marker: str) -> set[int]:
     """The steps at which `marker` was logged: the complete ones."""
     return {metric.step for metric in client.get_metric_history(run_id, marker)}
