@@ -33,7 +33,7 @@ from lth_sweep.orchestrator.plan import SweepPlan, display_name
 from lth_sweep.orchestrator.progress import Console, LogConsole
 from lth_sweep.orchestrator.ray_session import ClusterTooSmall, check_fits, connect
 from lth_sweep.orchestrator.scheduler import STOPPED_TAG
-from lth_sweep.orchestrator.sweep_failure import cause_of, fail_unfinished
+from lth_sweep.orchestrator.sweep_failure import cause_of, fail_unfinished, full_disk_cause
 from lth_sweep.orchestrator.summary import collect_rows, indistinct_columns, render, render_markdown, succeeded, summary_frame
 from lth_sweep.orchestrator.tracking_store import check_tracking, create_store
 from lth_sweep.orchestrator.trunk_sharing import provide_trunks, trunk_name, trunk_tags
@@ -329,6 +329,7 @@ def run_trials(
         interruption.tune_running = False
     if interruption.happened:
         return
+    runs.failure = full_disk_cause(plan.config.storage_path(Path.cwd()))  # trials that could not checkpoint failed
     if pool is not None:
         pool.drain()  # a stopped lineage's last analysis may still be running
     if plan.config.scheduler.enabled:
