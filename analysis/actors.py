@@ -212,9 +212,10 @@ class AnalysisActor:
         self, *, lineage: dict, reference: Reference, round_index: int, weights: dict[str, np.ndarray],
         masks: dict[str, np.ndarray], run_id: str,
     ) -> dict[str, float]:
-        """`trainables.round_analysis.RoundAnalyst`: one round measured and logged, once."""
+        """`trainables.round_analysis.RoundAnalyst`: one round measured and logged, once; a replay
+        answers with what was logged."""
         if round_index in analysed_steps(self.client, run_id):
-            return {}
+            return record.batch_at(self.client, run_id, round_index, DONE_MARKER)
         metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage, context=PATHS_CHECKED), reference, round_index, weights, masks)
         self._tag(run_id)
         log_measurements(self.client, run_id, round_index, metrics, folder, dense_grid=reference.grid)

@@ -46,9 +46,12 @@ def make_stopper(spec: Scheduler):
     return far_below_its_trunk
 
 
-def why_stopped(spec: Scheduler, round_index: int, value: float) -> str:
+def why_stopped(spec: Scheduler, judged: int, value: float, last: int) -> str:
+    """`judged`: the round whose Tune row stopped the lineage; `last`: its last round in MLflow,
+    one later when the row waited for its analysis while that round trained (`trainables.trial.TuneRows`)."""
     by = "max_drop" if spec.max_drop is not None and value < -spec.max_drop else "ASHA"
     return (
-        f"stopped by {by} after round {round_index}: {spec.metric} {value:+.4f} against its trunk"
+        f"stopped by {by} after round {max(judged, last)}: {spec.metric} {value:+.4f} against its trunk"
+        + (f" at round {judged}" if last > judged else "")
         + (f" (max_drop {spec.max_drop})" if by == "max_drop" else f" (below the top 1/{spec.reduction_factor:g} at its rung)")
     )

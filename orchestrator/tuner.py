@@ -19,6 +19,7 @@ from lth_sweep.orchestrator.progress import Console, RoundPrinter
 from lth_sweep.orchestrator.lineage_searcher import LineageSearcher
 from lth_sweep.orchestrator.estimate import retrainings
 from lth_sweep.orchestrator.scheduler import STOPPED_TAG, make_scheduler, make_stopper, scheduler_key, why_stopped
+from lth_sweep.trainables import record
 from lth_sweep.trainables.checkpoint_folder import experiment_folder
 from lth_sweep.trainables.specs import LineageSpec
 from lth_sweep.trainables.ticket_sharing import takes_ticket
@@ -143,7 +144,8 @@ def mark_stopped(plan: SweepPlan, results, tracker: SweepTracker, console: Conso
         if result.error is not None or tracker.client.get_run(payload.run_id).info.status != "RUNNING":
             continue  # failed, or finished all its rounds
         metrics = result.metrics or {}
-        reason = why_stopped(spec, int(metrics.get("round", 0)), float(metrics.get(scheduler_key(spec), float("nan"))))
+        last = max(record.steps_with(tracker.client, payload.run_id, record.ROUND_DONE), default=0)
+        reason = why_stopped(spec, int(metrics.get("round", 0)), float(metrics.get(scheduler_key(spec), float("nan"))), last)
         tracker.client.set_tag(payload.run_id, STOPPED_TAG, reason)
         tracker.client.set_terminated(payload.run_id, "KILLED")
         console.say(f"{payload.name}: {reason}")

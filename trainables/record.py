@@ -150,3 +150,20 @@ def search_all(client: MlflowClient, experiment_ids: list[str], query: str, page
 def steps_with(client: MlflowClient, run_id: str, marker: str) -> set[int]:
     """The steps at which `marker` was logged: the complete ones."""
     return {metric.step for metric in client.get_metric_history(run_id, marker)}
+
+
+def batch_at(client: MlflowClient, run_id: str, step: int, marker: str) -> dict[str, float]:
+    """The metrics of the batch that `marker` closed at `step` (`log_metrics` gives one batch one
+    timestamp), as they were logged; {} when `marker` is not at `step`. One history read per key
+    of the run: for replays, not for every round. (Two batches logged in the same millisecond
+    would read as one: a round's analysis is logged long after the round's training.)"""
+    stamps = {metric.timestamp for metric in client.get_metric_history(run_id, marker) if metric.step == step}
+    if not stamps:
+        return {}
+    stamp = max(stamps)
+    found = {}
+    for key in client.get_run(run_id).data.metrics:
+        for metric in client.get_metric_history(run_id, key):
+            if metric.step == step and metric.timestamp == stamp:
+                found[key] = metric.value
+    return found

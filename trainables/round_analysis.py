@@ -19,7 +19,7 @@ class RoundAnalyst(Protocol):
     """What a trial asks of an analysis actor, by keyword (`analysis/actors.py`'s AnalysisActor
     implements it; tests/unit/test_layers.py holds the two signatures equal): measure round
     `round_index` of `lineage` (its spec, as JSON) against its trunk's `reference`, log the metrics
-    to the lineage's run `run_id`, return them ({} when the run holds them already)."""
+    to the lineage's run `run_id`, return them (those the run holds when it was measured already)."""
 
     def analyze(
         self, *, lineage: dict, reference: object, round_index: int, weights: dict[str, np.ndarray],
@@ -36,8 +36,12 @@ class RoundAnalysis:
         self.actors, self.reference, self.lineage, self.run_id, self.slot = actors, reference, lineage, run_id, slot
         self.pending: tuple[int, ray.ObjectRef] | None = None
 
-    def submit(self, round_index: int, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
-        self.wait()
+    def submit(
+        self, round_index: int, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]
+    ) -> tuple[int, dict[str, float]] | None:
+        """Hands round `round_index` to an actor once the round before it is analysed; returns
+        that one's (round, metrics), None when none was in flight."""
+        landed = self.wait()
         actor = self.actors[(self.slot + round_index) % len(self.actors)]
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in weights.items()}
         mask_arrays = {name: mask.cpu().numpy() for name, mask in masks.items()}
@@ -46,14 +50,16 @@ class RoundAnalysis:
             run_id=self.run_id,
         )
         self.pending = (round_index, ref)
+        return landed
 
-    def wait(self) -> None:
+    def wait(self) -> tuple[int, dict[str, float]] | None:
+        """The round in flight's (round, metrics) once analysed; None when none is in flight."""
         if self.pending is None:
-            return
+            return None
         round_index, ref = self.pending
         self.pending = None
         try:
-            ray.get(ref)
+            return round_index, ray.get(ref)
         except ray.exceptions.RayTaskError as error:
             cause = error.cause if getattr(error, "cause", None) is not None else error
             raise AnalysisFailed(f"analysis of round {round_index} failed: {type(cause).__name__}: {cause}") from None

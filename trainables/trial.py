@@ -2,7 +2,8 @@
 
 Each round is logged to MLflow, checkpointed (weights, masks, RNG state) in the lineage's folder
 of the storage path (`trainables.checkpoint_folder`), then reported to Tune, so that a restarted
-trial continues after its last finished round instead of starting over.
+trial continues after its last finished round instead of starting over. On an analysed lineage a
+round's Tune row waits for its analysis (`TuneRows`).
 """
 from __future__ import annotations
 
@@ -25,13 +26,12 @@ from lth_sweep.trainables.run_logger import RunLogger
 from lth_sweep.trainables.ticket_sharing import TicketExchange, ticket_id
 from lth_sweep.trainables.trial_payload import SharedObjects, TrialConfig, TrialPayload, payload_of
 from lth_sweep.trainables.training import DivergedError
-from lth_sweep.trainables.trunk import TrunkResult
 
 DETERMINISTIC_FAILURES = (DivergedError, LayerCollapseError, AnalysisFailed)
-#: What each round tells Tune besides `round` and `vs_trunk/...`: the headline metrics, not all of
-#: them. Tune keeps running statistics of every metric of every trial in the driver's memory and in
-#: each snapshot of its experiment state (~2 KB per metric and trial): with every per-layer sparsity
-#: a 5,000-lineage sweep's driver passed 2.5 GB. MLflow holds every metric.
+#: What each round's training tells Tune besides `round` and `vs_trunk/...`: the headline metrics,
+#: not every per-layer sparsity. Tune keeps running statistics of every metric of every trial in the
+#: driver's memory and in each snapshot of its experiment state (~2.4 KB per metric and trial): with
+#: every per-layer sparsity a 5,000-lineage sweep's driver passed 2.5 GB. MLflow holds every metric.
 TUNE_METRICS = (
     "sparsity", "weights/remaining", "test/acc", "test/loss", "train/early_stop_iteration", "train/early_stop_acc",
     "time/round_seconds",
@@ -47,6 +47,33 @@ def trunk_distances(metrics: dict[str, float], trunk_metrics: dict[str, float]) 
     if "test/loss" in metrics and "test/loss" in trunk_metrics:
         out["vs_trunk/test/loss"] = trunk_metrics["test/loss"] - metrics["test/loss"]
     return out
+
+
+class TuneRows:
+    """What Tune hears of each round: `round`, the headline metrics, the distances to the trunk and,
+    on an analysed lineage, every metric its analysis measured. An analysed round's row waits for
+    its analysis, which runs while the next round trains: Tune (its results, `progress.csv`, the
+    console's round lines and the optional scheduler) sees such a round one round after MLflow."""
+
+    def __init__(self, trunk_metrics: dict[str, float], analysed: bool):
+        self.trunk_metrics, self.analysed = trunk_metrics, analysed
+        self.waiting: dict[int, dict[str, float]] = {}
+
+    def trained(self, round_index: int, metrics: dict[str, float]) -> None:
+        headline = {key: metrics[key] for key in TUNE_METRICS if key in metrics}
+        row = {"round": round_index, **headline, **trunk_distances(metrics, self.trunk_metrics)}
+        if self.analysed:
+            self.waiting[round_index] = row
+        else:
+            tune.report(row)
+
+    def measured(self, landed: tuple[int, dict[str, float]] | None) -> None:
+        """Reports the row of the round whose analysis `landed` (`RoundAnalysis.submit`/`wait`)."""
+        if landed is None or landed[0] not in self.waiting:
+            return
+        round_index, analysis = landed
+        row = self.waiting.pop(round_index)
+        tune.report({**analysis, **row})
 
 
 def lineage_trial(config: dict, shared: SharedObjects) -> None:
@@ -65,15 +92,16 @@ def lineage_trial(config: dict, shared: SharedObjects) -> None:
             list(shared.analysis.actors), shared.analysis.references[spec.trunk.id], spec.model_dump(mode="json"),
             payload.run_id, slot=payload.slot,
         )
+    rows = TuneRows(trunk.metrics, analysed=analyst is not None)
     try:
         run_lineage(
-            spec, trunk, resume_from=resume_state(payload, shared.checkpoints, logger, analyst),
-            on_round=lambda result: report_round(payload, shared.checkpoints, result, trunk, logger, analyst),
+            spec, trunk, resume_from=resume_state(payload, shared.checkpoints, logger, analyst, rows),
+            on_round=lambda result: report_round(payload, shared.checkpoints, result, logger, analyst, rows),
             validation_every=payload.validation_every, validation_images=payload.validation_images,
             tickets=ticket_exchange(shared, spec),
         )
         if analyst:
-            analyst.wait()  # the run is complete only once its analyses are
+            rows.measured(analyst.wait())  # the run is complete only once its analyses are
     except DETERMINISTIC_FAILURES as error:
         # Retrying would fail the same way: record it, tell Tune, and end the trial without retries.
         message = f"{type(error).__name__}: {error}"
@@ -103,12 +131,12 @@ def attempt_tags(payload: TrialPayload) -> dict[str, str]:
 
 
 def resume_state(
-    payload: TrialPayload, experiment: str, logger: RunLogger, analyst: RoundAnalysis | None
+    payload: TrialPayload, experiment: str, logger: RunLogger, analyst: RoundAnalysis | None, rows: TuneRows
 ) -> LineageState | None:
     """The state after the lineage's last checkpointed round (this trial's before Tune restarted
     it, or one an earlier driver left), or None to start at round 1. The checkpointed round's
     analysis is submitted again: it may not have finished before the restart (the actor answers
-    from MLflow if it had)."""
+    from MLflow if it had), and its Tune row, which waited for it, is reported when it lands."""
     found = latest_checkpoints(experiment, [payload.lineage_id]).get(payload.lineage_id)
     if found is None:
         return None
@@ -124,17 +152,19 @@ def resume_state(
             logger.note(None, [f"{error}: not loaded, lineage restarted from round 1"])
             return None
         if analyst:
+            rows.trained(state.round, record.batch_at(logger.client, payload.run_id, state.round, record.ROUND_DONE))
             analyst.submit(state.round, *load_evaluated(directory, state))
     return state
 
 
 def report_round(
-    payload: TrialPayload, experiment: str, result: RoundResult, trunk: TrunkResult, logger: RunLogger,
-    analyst: RoundAnalysis | None,
+    payload: TrialPayload, experiment: str, result: RoundResult, logger: RunLogger, analyst: RoundAnalysis | None,
+    rows: TuneRows,
 ) -> None:
     """MLflow first (masks, the round's ticket, metrics, notes, and the last round's ticket once
-    more where runs made before every round's was kept had it), then the analysis, then the
-    checkpoint, then Tune: a checkpointed round is always in MLflow."""
+    more where runs made before every round's was kept had it), then the analysis (once the round
+    before it is analysed), then the checkpoint, then Tune (the round before's row, now that its
+    analysis landed, or this one's when none runs): a checkpointed round is always in MLflow."""
     round_index = result.state.round
     logger.log_round(
         round_index, result.metrics, result.state.masks, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks
@@ -144,10 +174,9 @@ def report_round(
     if round_index == payload.rounds:  # before the checkpoint that marks the lineage done
         logger.log_tensors(record.TICKET_WEIGHTS, result.evaluated)
         logger.log_tensors(record.TICKET_MASKS, result.evaluated_masks)
-    if analyst:
-        analyst.submit(round_index, result.evaluated, result.evaluated_masks)
+    landed = analyst.submit(round_index, result.evaluated, result.evaluated_masks) if analyst else None
     with tempfile.TemporaryDirectory() as directory:
         save_state(directory, result.state, evaluated=result.evaluated, evaluated_masks=result.evaluated_masks)
         save_checkpoint(experiment, payload.lineage_id, round_index, Path(directory))
-    headline = {key: result.metrics[key] for key in TUNE_METRICS if key in result.metrics}
-    tune.report({"round": round_index, **headline, **trunk_distances(result.metrics, trunk.metrics)})
+    rows.measured(landed)
+    rows.trained(round_index, result.metrics)

@@ -123,11 +123,12 @@ def assert_equals_uninterrupted(client: MlflowClient, run, spec, folder: Path, v
 class Killer(tune.Callback):
     """A Tune callback in the driver: when a lineage reports round r of its plan (or a later one, after
     a restart replayed past r), SIGKILLs the worker process that reported it. A trial checkpoints a
-    round (`trainables.checkpoint_folder`) before it reports it, and the worker goes on into round
-    r + 1 without waiting for the driver; r is never the lineage's last round, so every kill lands
-    mid-round in a lineage with work left, however fast rounds are. `killed` holds (lineage id,
-    round reported, "host:pid"), the form of the runs' `lth.worker` tags. `before_kill` gets the
-    lineage id and its checkpoint folder of round r."""
+    round (`trainables.checkpoint_folder`) before it reports it (an analysed one: reports it after
+    checkpointing round r + 1, once its analysis landed), and the worker goes on without waiting for
+    the driver; r is never the lineage's last round, so every kill lands mid-round in a lineage with
+    work left, however fast rounds are. `killed` holds (lineage id, round reported, "host:pid"), the
+    form of the runs' `lth.worker` tags. `before_kill` gets the lineage id and its latest checkpoint
+    folder (of round r, or r + 1 on an analysed lineage)."""
 
     def __init__(self, plan_ids: list[str], kills: dict[int, list[int]], before_kill=None, experiment: str = ""):
         self.before_kill = before_kill  # (lineage id, the round's checkpoint folder) -> None
@@ -145,7 +146,7 @@ class Killer(tune.Callback):
         round_index, pid, host = int(result["round"]), result["pid"], result["hostname"]
         if self.before_kill:
             folder, checkpointed = latest_checkpoints(self.experiment, [lineage_id])[lineage_id]
-            assert checkpointed == round_index, (lineage_id, checkpointed, round_index)
+            assert checkpointed in (round_index, round_index + 1), (lineage_id, checkpointed, round_index)
             self.before_kill(lineage_id, Path(folder))
         os.kill(pid, signal.SIGKILL)
         self.killed.append((lineage_id, round_index, f"{host}:{pid}"))
