@@ -118,12 +118,17 @@ def export_ticket(request: ExportRequest, out: str | Path, force: bool = False) 
     return write(ticket, out, force), ticket.metadata
 
 
-def export_onnx_model(request: ExportRequest):
+def export_onnx_model(request: ExportRequest, pixels: bool = False):
     """(onnx.ModelProto, metadata) of the ticket `request` names, in memory, checked with
-    onnxruntime; the metadata is also in the model's metadata_props (`lth.ticket`, JSON)."""
+    onnxruntime; the metadata is also in the model's metadata_props (`lth.ticket`, JSON).
+    `pixels`: the model takes pixels in [0, 1] and normalises them itself (`pixel_input.py`)."""
     from lth_sweep.export import formats
+    from lth_sweep.export.pixel_input import taking_pixels
 
     if request.export_format != "onnx":
         request = ExportRequest(**{**request.__dict__, "export_format": "onnx"})
     ticket = prepare_request(request)
-    return formats.export_onnx_proto(ticket.model, ticket.metadata, ticket.images), ticket.metadata
+    if not pixels:
+        return formats.export_onnx_proto(ticket.model, ticket.metadata, ticket.images), ticket.metadata
+    model, metadata = taking_pixels(ticket.model, ticket.metadata)
+    return formats.export_onnx_proto(model, metadata, model.pixels_of(ticket.images)), metadata

@@ -2,7 +2,8 @@
 as an MLflow model (MLflow 3's LoggedModel, `onnx` flavor) in its sweep's experiment, its lineage's
 run as source, named after the ticket (`<label>-s<seed>-r<round>`) and holding the round's
 metrics; then registered as a new version of NAME, tagged and described (label, method, seed,
-round, sparsity, test accuracy and its sampling error, sweep, lineage run).
+round, sparsity, test accuracy and its sampling error, sweep, lineage run). The model takes pixels
+in [0, 1] and normalises them itself (`pixel_input.py`): `pyfunc` users need no preprocessing code.
 
 Why ONNX: MLflow loads it (`mlflow.onnx.load_model`, or `mlflow.pyfunc.load_model` with
 onnxruntime) without unpickling anything from storage. MLflow's `pytorch` flavor would pickle the
@@ -45,7 +46,7 @@ def register_ticket(request: ExportRequest, name: str) -> RegisteredTicket:
     import mlflow.onnx
     from mlflow.tracking import MlflowClient
 
-    model, metadata = export_onnx_model(request)
+    model, metadata = export_onnx_model(request, pixels=True)
     ticket = metadata["ticket"]
     run_id = ticket["mlflow_run_id"]
     shape = metadata["input"]["shape"]
@@ -116,7 +117,8 @@ def description(metadata: dict, se: float | None, experiment_id: str) -> str:
         f"Sweep: {ticket['sweep']} (id {ticket['sweep_id']}, parent run {ticket['mlflow_parent_run_id']}, experiment {experiment_id}).",
         f"Lineage run: {ticket['mlflow_run_id']} (lth.id {ticket['lineage_id']}).",
         "ONNX (mlflow.onnx / mlflow.pyfunc with onnxruntime; nothing unpickled). Input: float32 images "
-        f"{tuple(metadata['input']['shape'])}, normalised as the model's metadata (`lth.ticket`) says; output: logits.",
+        f"(N, {', '.join(map(str, metadata['input']['shape']))}), pixels in [0, 1] (the model normalises them; resize and "
+        "convert channels as the model's metadata, `lth.ticket`, says); output: logits.",
     ]
     return "\n".join(lines)
 
@@ -128,7 +130,7 @@ def _round_metric(client, run_id: str, key: str, round_index: int) -> float | No
 
 
 def _signature(shape: list[int], classes: int):
-    """Images in (batch, channels, height, width), normalised as the metadata says; logits out."""
+    """Images in (batch, channels, height, width), pixels in [0, 1]; logits out."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec

@@ -748,6 +748,9 @@ def test_a_registered_ticket_is_logged_in_the_sweeps_experiment_under_its_lineag
         mlflow.set_tracking_uri(None)
     shape = loaded.metadata.metadata["input"]["shape"]
     assert loaded.predict(np.zeros((2, *shape), np.float32))["logits"].shape == (2, 9)
+    described = loaded.metadata.metadata["input"]  # pixels in, as the description says (the numbers: tests/sweep/test_export_sweep.py)
+    assert described["range"] == [0.0, 1.0] and described["normalisation"]["how"].startswith("inside the model")
+    assert "pixels in [0, 1] (the model normalises them" in text
 
     again = register_ticket(dataclasses_replace(request, round_index=1), "tiny-imp")  # a second version, same model
     assert again.version == "2" and client.get_logged_model(again.model_id).name == "imp-s0-r1"
