@@ -25,7 +25,8 @@ from mlflow.tracking import MlflowClient
 
 from lth_sweep.analysis import metrics as registry
 from lth_sweep.analysis.device import DEVICE_TAG, actor_device, describe, use_full_precision
-from lth_sweep.analysis.measure import Network, Reference, measure
+from lth_sweep.analysis.dimension import Network, Reference
+from lth_sweep.analysis.measure import measure
 from lth_sweep.analysis.noise_floor import FLOOR_PREFIX
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
 from lth_sweep.trainables import record
@@ -222,10 +223,6 @@ class AnalysisActor:
         return metrics
 
 
-class PoolTooLarge(RuntimeError):
-    """One analysis actor asks for more than the whole Ray cluster has: it would never start."""
-
-
 def pool_shortfall(spec: AnalysisSpec, cluster: dict[str, float]) -> str | None:
     """What no node set of `cluster` (`ray.cluster_resources()`) could give one actor, in the
     config's terms; None when an actor fits. (An autoscaling cluster must start with one node of
@@ -240,15 +237,14 @@ def pool_shortfall(spec: AnalysisSpec, cluster: dict[str, float]) -> str | None:
 
 
 class AnalysisPool:
-    """The actors of one sweep, started by the driver and handed to every trial."""
+    """The actors of one sweep, started by the driver and handed to every trial. The driver has
+    checked that one fits the cluster (`pool_shortfall`, through `orchestrator.ray_session.check_fits`,
+    before any run was opened): an actor larger than the cluster would never start."""
 
     def __init__(self, spec: AnalysisSpec, tracking_uri: str):
         self.spec = spec
         self.tracking_uri = tracking_uri
         self.feeders: list[threading.Thread] = []  # driver threads still submitting work (`feed`)
-        problem = pool_shortfall(spec, ray.cluster_resources())
-        if problem:
-            raise PoolTooLarge(problem)
         options = {"num_cpus": spec.cpus_per_actor, "num_gpus": spec.gpus_per_actor}
         threads = max(1, int(spec.cpus_per_actor))
         self.actors = [

@@ -9,7 +9,8 @@ Trains the config's seed-0 trunk, measures its dense reference, then a round (th
 with half of each layer's weights masked at random; on one thread, as an actor with
 cpus_per_actor <= 1) and prints per dimension: the seconds measured, the forward-pass equivalents
 and sampled images the model counts, and the seconds the model predicts from them
-(`ANALYSIS_CPU`: a rate, seconds per image, fixed seconds; three such runs solve for them).
+(each dimension's `cost`, `analysis/dimensions/<name>.py`: a rate, seconds per image, fixed seconds;
+three such runs solve for them).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lth_sweep.analysis.actors import AnalysisPool, PoolTooLarge
+from lth_sweep.analysis.actors import AnalysisPool
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
 from lth_sweep.analysis.device import DEVICE_TAG
 from lth_sweep.orchestrator.ray_session import ClusterTooSmall, check_fits
@@ -60,12 +60,10 @@ def test_an_actor_given_a_logical_gpu_measures_on_the_cpu_says_so_and_agrees(ray
 
 
 @pytest.mark.slow
-def test_an_actor_larger_than_the_cluster_stops_before_anything_runs(ray_session, mlflow_store):
+def test_an_actor_larger_than_the_cluster_stops_before_anything_runs(ray_session):
     cpus = ray_session.cluster_resources()["CPU"]
     too_large = AnalysisSpec(cpus_per_actor=cpus + 1)
     with pytest.raises(ClusterTooSmall, match=rf"^analysis\.cpus_per_actor: {cpus + 1:g} CPUs per analysis actor, but the Ray cluster has {cpus:g};"):
         check_fits(1, 0, too_large)
-    with pytest.raises(PoolTooLarge, match=r"^analysis\.cpus_per_actor: "):
-        AnalysisPool(too_large, mlflow_store)
     check_fits(1, 0, AnalysisSpec(gpus_per_actor=1))  # the session's one (logical) GPU holds it
     check_fits(1, 0, AnalysisSpec(cpus_per_actor=cpus + 1, enabled=False))  # no analysis, no actors

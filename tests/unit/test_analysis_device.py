@@ -16,7 +16,9 @@ from lth_sweep.analysis import flatness, gradcam, robustness
 from lth_sweep.analysis.actors import Analyzer, pool_shortfall
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
 from lth_sweep.analysis.device import analysis_device, model_device
-from lth_sweep.analysis.measure import DIMENSIONS, measure, sample
+from lth_sweep.analysis.dimensions import DIMENSIONS
+from lth_sweep.analysis.measure import measure
+from lth_sweep.analysis.measure_tools import sample
 from lth_sweep.orchestrator.config import load_config
 from lth_sweep.orchestrator.config_errors import ConfigError
 from lth_sweep.trainables.trunk import cached_dataset

@@ -23,3 +23,19 @@ def test_stray_modules_of_the_same_names_in_the_working_folder_change_nothing(tm
     planned = subprocess.run([sys.executable, "-m", "lth_sweep.orchestrator.cli", "sweep", "--dry-run"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert planned.returncode == 0 and "sweep quickstart" in planned.stdout, planned.stderr[-3000:]
+
+
+def test_every_package_folder_is_installed():
+    """A subpackage missing from pyproject's `packages` works in an editable install and is left
+    out of a wheel: every folder with an `__init__.py` under a mapped folder is listed."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(root / folder).parts
+            found.add(".".join((package, *relative)))
+    assert found == set(setuptools["packages"])

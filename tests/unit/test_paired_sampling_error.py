@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from lth_sweep.analysis import calibration, concepts, sampling_error
 from lth_sweep.analysis.actors import Analyzer
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
-from lth_sweep.analysis.measure import probabilities, sample
+from lth_sweep.analysis.measure_tools import probabilities, sample
 from lth_sweep.trainables.specs import DataSpec, LineageSpec, ModelSpec, TrainSpec, TrunkSpec
 from lth_sweep.trainables.trunk import build_for, cached_dataset, train_trunk
 

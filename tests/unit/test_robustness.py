@@ -17,7 +17,9 @@ from lth_sweep.analysis.corruptions import (
     mce,
     mistakes,
 )
-from lth_sweep.analysis.measure import Network, Reference, _robustness, sample
+from lth_sweep.analysis.dimension import Network, Reference
+from lth_sweep.analysis.dimensions.robustness import measure as measure_robustness
+from lth_sweep.analysis.measure_tools import sample
 from lth_sweep.analysis.analysis_spec import AnalysisSpec
 from lth_sweep.analysis.robustness import (
     fgsm_accuracy,
@@ -221,7 +223,7 @@ def _network(model, split, seed, robustness, tmp_path) -> Network:
 
 def _measure_robustness(net: Network, reference: Reference | None) -> tuple[dict, Reference]:
     metrics = {}
-    return metrics, Reference(**_robustness(net, reference, metrics))
+    return metrics, Reference(**measure_robustness(net, reference, metrics))
 
 
 @pytest.fixture(scope="module")
