@@ -478,6 +478,9 @@ def node_loss(workdir: Path) -> dict:
         def provide_then_lose_the_node_holding_it(*args, **kwargs):
             provided, failed = provide(*args, **kwargs)
             ((ref, _),) = provided.values()
+            # Where it lives is known once the task loading it has stored it (asked earlier, the
+            # answer can be empty and the node would not be removed): wait without fetching it here.
+            ray.wait([ref], fetch_local=False)
             holders = ray.experimental.get_object_locations([ref])[ref]["node_ids"]
             names = {cluster.head_node.node_id: "head", **{w.node_id: "worker" for w in workers}}
             report["stored"] = {"trunk_on": [names.get(n, n) for n in holders]}
