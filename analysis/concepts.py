@@ -78,8 +78,9 @@ class ConceptBank:
 
     `mean`/`scale` are None for banks already living in a normalised joint space (CLIP text
     embeddings); `project` then uses cosine similarity. Accuracies are on the held-out embeddings
-    (NaN where that split had no positives or no negatives); `skipped` lists the concepts that had
-    no positives or no negatives in the training sample and so have no CAV.
+    (NaN where that split had no positives or no negatives); `skipped` lists the concepts that have
+    no CAV: no positives or no negatives in the training sample, or embeddings along which nothing
+    separates them (every unit constant: a network pruned dead).
     """
 
     names: list[str]
@@ -122,6 +123,9 @@ def learn_bank(
             warnings.simplefilter("ignore", ConvergenceWarning)
             svm.fit(x, y)
         normal = svm.coef_[0]
+        if not np.linalg.norm(normal) > 0:  # every unit constant over the sample (a network pruned dead): no direction
+            skipped.append(name)
+            continue
         names.append(name)
         vectors.append(normal / np.linalg.norm(normal))
         truth, predicted = eval_concepts[:, k], svm.predict(x_eval)

@@ -53,6 +53,8 @@ def measure(net: Network, dense: Reference | None, metrics: dict) -> dict:
             train_emb, train.concepts.numpy(), data.concept_names, eval_emb, held_out.concepts.numpy(),
             C=spec.svm_c, seed=net.spec.seed,
         )
+        if not bank.names:  # the embedding separates no concept: there is no bottleneck to fit
+            return collapsed(net, dense, metrics)
         metrics["xai/concept_cav_acc"] = float(bank.balanced_accuracies.mean())
     eval_proj = concepts.project(eval_emb, bank)
     pcbm = concepts.fit_pcbm(
@@ -89,6 +91,20 @@ def measure(net: Network, dense: Reference | None, metrics: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return {"pcbm": pcbm, "per_unit": units}
+
+
+def collapsed(net: Network, dense: Reference | None, metrics: dict) -> dict:
+    """A network whose embedding varies along no concept (every unit constant on the sample: pruned
+    dead) has no concept vectors and no bottleneck: its concept metrics are logged as NaN, which
+    the verdicts read as a collapse (analysis/round_evidence.py), rather than left out or made up."""
+    nan = float("nan")
+    keys = ["xai/concept_cav_acc", "xai/concept_pcbm_acc"]
+    if any(net.dataset.class_concepts):
+        keys += ["xai/concept_recovery", "xai/concept_recovery_margin"]
+    if dense is not None and dense.pcbm is not None:
+        keys += [f"xai/concept_jaccard_top{net.spec.concepts.top_k}", "xai/concept_kendall_tau"]
+    metrics |= {key: nan for key in keys}
+    return {}
 
 
 def cav_units(bank, vocabulary: list[str], concepts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

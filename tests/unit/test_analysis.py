@@ -94,3 +94,20 @@ def test_analysis_is_deterministic(trained):
     measured = {k: v for k, v in first.items() if not k.startswith("analysis/seconds")}
     assert measured == {k: v for k, v in again.items() if not k.startswith("analysis/seconds")}
     assert all(np.isfinite(v) for v in measured.values())
+
+
+def test_a_network_pruned_dead_is_measured_and_its_concepts_logged_as_collapsed(trained):
+    """Before: a network whose last conv layer was pruned away (all-methods.yaml's channel_in at
+    99% sparsity) failed its lineage: every embedding unit constant, each concept vector 0/0 = NaN,
+    and scikit-learn refused the NaN projections. Its concept metrics are now NaN, which the
+    verdicts read as a collapse, and every other dimension is measured."""
+    trunk, result, analyzer, _, reference, _ = trained
+    last_conv = [name for name, array in result.final.items() if name.startswith("features") and np.ndim(array) == 4][-1]
+    dead = {name: (np.zeros_like(array) if name.startswith(last_conv.rsplit(".", 1)[0]) else array) for name, array in result.final.items()}
+    lineage = LineageSpec(trunk=trunk, pruning={"method": "imp"})
+    metrics, _ = analyzer.analyze(lineage, reference, 1, dead, {})
+    concepts = {key: value for key, value in metrics.items() if key.startswith("xai/concept_")}
+    assert set(concepts) == {"xai/concept_cav_acc", "xai/concept_pcbm_acc", "xai/concept_recovery", "xai/concept_recovery_margin",
+                             "xai/concept_jaccard_top3", "xai/concept_kendall_tau"}
+    assert all(np.isnan(value) for value in concepts.values())
+    assert np.isfinite(metrics["calib/ece"]) and np.isfinite(metrics["corrupt/acc"])
