@@ -7,6 +7,7 @@ from pydantic import Field
 
 from lth_sweep.analysis.dimension import Cost, Dimension, Network, Reference
 from lth_sweep.analysis.metric import UNIT, Metric
+from lth_sweep.trainables import record
 from lth_sweep.trainables.canonical import Spec
 
 
@@ -20,7 +21,6 @@ class GradcamSpec(Spec):
 def measure(net: Network, dense: Reference | None, metrics: dict) -> dict:
     from lth_sweep.analysis import gradcam
     from lth_sweep.analysis.measure_tools import metrics_sparsity, paired_se, probabilities, sample, write_csv
-    from lth_sweep.trainables import record
 
     if net.model.gradcam_layer is None:
         return {}
