@@ -215,8 +215,9 @@ class AnalysisActor:
     ) -> dict[str, float]:
         """`trainables.round_analysis.RoundAnalyst`: one round measured and logged, once; a replay
         answers with what was logged."""
-        if round_index in analysed_steps(self.client, run_id):
-            return record.batch_at(self.client, run_id, round_index, DONE_MARKER)
+        logged = record.batch_at(self.client, run_id, round_index, DONE_MARKER)  # {} unless measured already
+        if logged:
+            return logged
         metrics, folder = self.analyzer.analyze(LineageSpec.model_validate(lineage, context=PATHS_CHECKED), reference, round_index, weights, masks)
         self._tag(run_id)
         log_measurements(self.client, run_id, round_index, metrics, folder, dense_grid=reference.grid)

@@ -64,7 +64,7 @@ class AnalysisSettings(Spec):
         return gpus
 
 
-def _field(name: str, dimension: Dimension) -> tuple:
+def dimension_field(name: str, dimension: Dimension) -> tuple:
     """`analysis.<name>`: the dimension's options, on by their own default."""
     if not dimension.omitted_while_off:
         return dimension.options, dimension.options()
@@ -75,5 +75,5 @@ def _field(name: str, dimension: Dimension) -> tuple:
 #: The `analysis` section: its own fields and one per dimension (`analysis.<name>`, its options).
 AnalysisSpec = create_model(
     "AnalysisSpec", __base__=AnalysisSettings, __module__=__name__,
-    **{name: _field(name, dimension) for name, dimension in DIMENSIONS.items()},
+    **{name: dimension_field(name, dimension) for name, dimension in DIMENSIONS.items()},
 )

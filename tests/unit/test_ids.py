@@ -106,3 +106,28 @@ def test_a_spec_rebuilt_from_its_canonical_string_has_its_id():
         assert rebuilt.id == spec.id and rebuilt.canonical() == spec.canonical()
     analysis = AnalysisSpec(actors=4, gpus_per_actor=0.5, twin=False, flatness={"bootstrap_draws": 20})
     assert AnalysisSpec.model_validate_json(analysis.canonical()).id == analysis.id
+
+
+def test_a_dimension_added_off_by_default_keeps_every_analysis_id():
+    """ARCHITECTURE.md's recipe: a new dimension declared `omitted_while_off` leaves the analysis
+    id (and so every analysed sweep's id) as it was while it is off, and changes it once on."""
+    from pydantic import create_model
+
+    from lth_sweep.analysis.analysis_spec import AnalysisSettings, dimension_field
+    from lth_sweep.analysis.dimension import Cost, Dimension
+    from lth_sweep.analysis.dimensions import DIMENSIONS
+    from lth_sweep.trainables.canonical import Spec
+
+    class ToySpec(Spec):
+        enabled: bool = False
+        images: int = 64
+
+    toy = Dimension("toy", ToySpec, lambda net, dense, metrics: {}, (), (), Cost(1e9, 0.0, 0.0, lambda *_: (0.0, 0)),
+                    omitted_while_off=True)
+    fields = {name: dimension_field(name, dimension) for name, dimension in {**DIMENSIONS, "toy": toy}.items()}
+    WithToy = create_model("WithToy", __base__=AnalysisSettings, **fields)
+    assert WithToy().id == AnalysisSpec().id == PINNED["analysis"]
+    assert WithToy(flatness={"bootstrap_draws": 20}).id == PINNED["analysis.flatness.bootstrap_draws=20"]
+    assert WithToy(toy={"enabled": True}).id != PINNED["analysis"]
+    same_without = {k: v for k, v in fields.items() if k != "toy"} | {"toy": (ToySpec, ToySpec())}  # the rule's work
+    assert create_model("Plain", __base__=AnalysisSettings, **same_without)().id != PINNED["analysis"]
